@@ -1,0 +1,1 @@
+//! Reading labeled text files, label maps and splits.
