@@ -1,1 +1,97 @@
-//! Reading labeled text files, label maps and splits.
+//! Reading labeled text files, label maps and splits: the plain-Rust records every later layer starts from.
+//!
+//! [`read_dataset`] turns a CSV, TSV or JSON-lines file into a [`Dataset`] of [`Example`]s that remember
+//! the line they came from, so that every later error (an unknown label, a text too long) can point at it.
+//! [`LabelMap`] fixes the label ↔ id mapping, and [`stratified_split`] / [`stratified_kfold`] partition
+//! examples reproducibly from a seed.
+
+mod jsonl;
+mod labels;
+mod reader;
+mod split;
+
+use std::path::PathBuf;
+
+pub use labels::LabelMap;
+pub use reader::{read_dataset, Format};
+pub use split::{stratified_kfold, stratified_split};
+
+/// Which columns (CSV/TSV header names) or keys (JSON lines) hold each part of an example.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    /// The text to classify. Default `"text"`.
+    pub text: String,
+    /// The second segment of a sentence-pair task, if any. Default `None`.
+    pub text_pair: Option<String>,
+    /// The gold label. Default `Some("label")`; `None` reads no labels at all.
+    pub label: Option<String>,
+    /// An identifier carried through to predictions. `None` (the default) uses a column named `"id"`
+    /// when the file has one.
+    pub id: Option<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns { text: "text".into(), text_pair: None, label: Some("label".into()), id: None }
+    }
+}
+
+/// One record of a data file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Example {
+    /// The record's identifier, when the file has an id column and the cell is not empty.
+    pub id: Option<String>,
+    /// The text to classify (never empty).
+    pub text: String,
+    /// The second segment, for sentence-pair tasks.
+    pub text_pair: Option<String>,
+    /// The gold label in its string form (integers as `"3"`, booleans as `"true"`), with surrounding
+    /// whitespace removed; `None` when the file has no labels.
+    pub label: Option<String>,
+    /// The 1-based line where the record starts.
+    pub line: u64,
+}
+
+/// The examples of one file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dataset {
+    /// The file they were read from (used in error messages).
+    pub path: PathBuf,
+    /// The examples, in file order.
+    pub examples: Vec<Example>,
+    /// The id column actually used, if any.
+    pub id_column: Option<String>,
+}
+
+impl Dataset {
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.examples.len()
+    }
+
+    /// True when there are no examples.
+    pub fn is_empty(&self) -> bool {
+        self.examples.is_empty()
+    }
+
+    /// True when every example has a label.
+    pub fn has_labels(&self) -> bool {
+        self.examples.iter().all(|e| e.label.is_some())
+    }
+
+    /// The labels present, in file order (examples without one are skipped); feed to
+    /// [`LabelMap::from_labels`].
+    pub fn labels(&self) -> impl Iterator<Item = &str> + '_ {
+        self.examples.iter().filter_map(|e| e.label.as_deref())
+    }
+
+    /// A dataset holding copies of the examples at `indices` (in that order), e.g. one part of a split.
+    /// Indices out of range are skipped.
+    pub fn subset(&self, indices: &[usize]) -> Dataset {
+        Dataset {
+            path: self.path.clone(),
+            examples: indices.iter().filter_map(|&i| self.examples.get(i).cloned()).collect(),
+            id_column: self.id_column.clone(),
+        }
+    }
+}

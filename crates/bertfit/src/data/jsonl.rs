@@ -1,0 +1,185 @@
+//! Reading JSON-lines data files: one JSON object per line, keys named by [`Columns`].
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use super::reader::{check_text, label_value, list_names};
+use super::{Columns, Dataset, Example};
+use crate::error::{Error, Location, Result};
+
+/// Reads the records of a JSON-lines file (BOM already removed). Blank lines are skipped.
+pub(super) fn read(path: &Path, bytes: &[u8], cols: &Columns, require_label: bool) -> Result<Dataset> {
+    let mut examples = Vec::new();
+    let mut saw_id = false;
+    let id_key = cols.id.as_deref().unwrap_or("id");
+    for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
+        let line = i as u64 + 1;
+        let at = || Location::file(path).line(line);
+        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        let text = std::str::from_utf8(raw).map_err(|e| Error::parse(at(), "not valid UTF-8", e))?;
+        if text.trim().is_empty() {
+            continue;
+        }
+        let value: Value = serde_json::from_str(text).map_err(|e| Error::parse(at(), "invalid JSON", e))?;
+        let Value::Object(object) = value else {
+            return Err(Error::input(at(), format!("expected a JSON object, found {}", kind(&value))));
+        };
+
+        let text = string_field(path, line, &object, &cols.text)?;
+        check_text(path, line, &cols.text, &text)?;
+        let text_pair = match cols.text_pair.as_deref() {
+            Some(key) => {
+                let pair = string_field(path, line, &object, key)?;
+                check_text(path, line, key, &pair)?;
+                Some(pair)
+            }
+            None => None,
+        };
+        let label = match cols.label.as_deref() {
+            Some(key) => {
+                let raw = scalar(path, line, key, object.get(key), true)?;
+                label_value(path, line, key, raw.as_deref(), require_label)?
+            }
+            None => None,
+        };
+        let id = match object.get(id_key) {
+            Some(v) => {
+                saw_id = true;
+                scalar(path, line, id_key, Some(v), false)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+            }
+            None if cols.id.is_some() => {
+                return Err(missing_key(path, line, &object, id_key));
+            }
+            None => None,
+        };
+        examples.push(Example { id, text, text_pair, label, line });
+    }
+    let id_column = (saw_id || cols.id.is_some()).then(|| id_key.to_string());
+    Ok(Dataset { path: path.to_path_buf(), examples, id_column })
+}
+
+/// A required string-valued key.
+fn string_field(path: &Path, line: u64, object: &Map<String, Value>, key: &str) -> Result<String> {
+    match object.get(key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(other) => Err(Error::input(
+            Location::file(path).line(line).field(key),
+            format!("expected a string, found {}", kind(other)),
+        )),
+        None => Err(missing_key(path, line, object, key)),
+    }
+}
+
+fn missing_key(path: &Path, line: u64, object: &Map<String, Value>, key: &str) -> Error {
+    Error::input(
+        Location::file(path).line(line).field(key),
+        format!("missing key `{key}`; this object has keys: {}", list_names(object.keys().map(String::as_str))),
+    )
+}
+
+/// A label or id: a string, an integer, or (for labels) a boolean, in its string form; `null` or an absent
+/// key is `None`. Floats are rejected: `1.0` as a class label is almost always a mistake.
+fn scalar(path: &Path, line: u64, key: &str, value: Option<&Value>, allow_bool: bool) -> Result<Option<String>> {
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(Value::Bool(b)) if allow_bool => Ok(Some(b.to_string())),
+        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(other) => {
+            let expected = if allow_bool { "a string, integer or boolean" } else { "a string or integer" };
+            Err(Error::input(
+                Location::file(path).line(line).field(key),
+                format!("expected {expected}, found {} `{other}`", kind(other)),
+            ))
+        }
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a float",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::read_dataset;
+    use super::*;
+
+    fn read_with(content: &str, cols: &Columns, require_label: bool) -> Result<Dataset> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("data.jsonl");
+        std::fs::write(&path, content).expect("write test file");
+        read_dataset(&path, cols, require_label)
+    }
+
+    fn read(content: &str) -> Result<Dataset> {
+        read_with(content, &Columns::default(), true)
+    }
+
+    fn err(content: &str) -> String {
+        match read(content) {
+            Ok(d) => panic!("expected an error, read {:?}", d.examples),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn labels_may_be_strings_integers_or_booleans() {
+        let d = read(
+            "{\"text\": \"a\", \"label\": \"pos\"}\n\n{\"text\": \"b\", \"label\": 3}\r\n{\"text\": \"c\", \"label\": true}\n",
+        )
+        .expect("read");
+        let labels: Vec<&str> = d.labels().collect();
+        assert_eq!(labels, ["pos", "3", "true"]);
+        let lines: Vec<u64> = d.examples.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [1, 3, 4]);
+    }
+
+    #[test]
+    fn float_labels_are_rejected() {
+        let e = err("{\"text\": \"a\", \"label\": 1.0}\n");
+        assert!(e.contains("line 1") && e.contains("`label`") && e.contains("a float"), "{e}");
+    }
+
+    #[test]
+    fn invalid_json_reports_its_line() {
+        let e = read("{\"text\": \"a\", \"label\": 1}\n\n{\"text\": \"b\", label: 2}\n").expect_err("bad json");
+        assert!(matches!(e, Error::Parse { .. }));
+        assert!(e.to_string().contains("data.jsonl, line 3"), "{e}");
+    }
+
+    #[test]
+    fn non_objects_and_wrong_types_are_errors() {
+        assert!(err("[1, 2]\n").contains("expected a JSON object, found an array"));
+        let e = err("{\"text\": 5, \"label\": 1}\n");
+        assert!(e.contains("`text`") && e.contains("expected a string"), "{e}");
+        let e = err("{\"sentence\": \"x\", \"label\": 1}\n");
+        assert!(e.contains("missing key `text`") && e.contains("`sentence`"), "{e}");
+    }
+
+    #[test]
+    fn empty_text_and_missing_label() {
+        assert!(err("{\"text\": \"  \", \"label\": 1}\n").contains("empty text"));
+        let e = err("{\"text\": \"a\", \"label\": 1}\n{\"text\": \"b\"}\n");
+        assert!(e.contains("line 2") && e.contains("missing label"), "{e}");
+        let d = read_with("{\"text\": \"b\"}\n", &Columns::default(), false).expect("unlabeled");
+        assert_eq!(d.examples[0].label, None);
+    }
+
+    #[test]
+    fn ids_and_blank_files() {
+        let d = read("{\"id\": 17, \"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": 1}\n").expect("read");
+        assert_eq!(d.examples[0].id.as_deref(), Some("17"));
+        assert_eq!(d.examples[1].id, None);
+        assert_eq!(d.id_column.as_deref(), Some("id"));
+        assert!(err("\n  \n").contains("no examples"));
+    }
+}

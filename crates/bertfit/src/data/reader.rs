@@ -1,0 +1,394 @@
+//! Reading a data file into a [`Dataset`]: format detection, CSV/TSV parsing and the per-record checks
+//! shared with the JSON-lines reader.
+
+use std::path::Path;
+
+use super::{jsonl, Columns, Dataset, Example};
+use crate::error::{Error, Location, Result};
+
+/// A data file format, chosen by file extension.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Comma-separated values with a header row (`.csv`); RFC 4180 quoting, so fields may hold commas,
+    /// doubled quotes and newlines.
+    Csv,
+    /// Tab-separated values with a header row (`.tsv`, `.tab`). Quotes have no special meaning (as in
+    /// the IANA TSV format and the GLUE files), so fields cannot hold tabs or newlines.
+    Tsv,
+    /// One JSON object per line (`.jsonl`, `.ndjson`); blank lines are skipped.
+    JsonLines,
+}
+
+impl Format {
+    /// The format named by `path`'s extension (case-insensitive).
+    pub fn from_path(path: &Path) -> Result<Format> {
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        match ext.as_deref() {
+            Some("csv") => Ok(Format::Csv),
+            Some("tsv") | Some("tab") => Ok(Format::Tsv),
+            Some("jsonl") | Some("ndjson") => Ok(Format::JsonLines),
+            other => {
+                let found = match other {
+                    Some(e) => format!("extension `.{e}`"),
+                    None => "no extension".to_string(),
+                };
+                Err(Error::input(
+                    Location::file(path),
+                    format!("unsupported data file ({found}): expected .csv, .tsv, .tab, .jsonl or .ndjson"),
+                ))
+            }
+        }
+    }
+}
+
+/// Reads the examples of a `.csv`, `.tsv`/`.tab` or `.jsonl`/`.ndjson` file (see [`Format`]).
+///
+/// A UTF-8 byte-order mark is ignored and lines may end in LF or CRLF. Every record must have a
+/// non-blank text (and text pair, when [`Columns::text_pair`] is set). With `require_label`, the label
+/// column must exist and every record must have a label; without it, a missing label column (or an
+/// empty cell) gives `None` labels, as for prediction. Labels and ids are stored trimmed.
+///
+/// Errors name the file, the 1-based line where the offending record starts and the column at fault.
+pub fn read_dataset(path: &Path, cols: &Columns, require_label: bool) -> Result<Dataset> {
+    if require_label && cols.label.is_none() {
+        return Err(Error::config("label_column", "labels are required but no label column is set"));
+    }
+    let format = Format::from_path(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
+    let dataset = match format {
+        Format::Csv => read_delimited(path, bytes, b',', true, cols, require_label)?,
+        Format::Tsv => read_delimited(path, bytes, b'\t', false, cols, require_label)?,
+        Format::JsonLines => jsonl::read(path, bytes, cols, require_label)?,
+    };
+    if dataset.examples.is_empty() {
+        return Err(Error::input(Location::file(path), "no examples: the file has no records"));
+    }
+    Ok(dataset)
+}
+
+/// Checks that a text cell is not blank.
+pub(super) fn check_text(path: &Path, line: u64, field: &str, text: &str) -> Result<()> {
+    if text.trim().is_empty() {
+        return Err(Error::input(Location::file(path).line(line).field(field), "empty text"));
+    }
+    Ok(())
+}
+
+/// Turns a raw label cell into the stored label: trimmed, and `None` when blank. A missing label is an
+/// error when labels are required.
+pub(super) fn label_value(
+    path: &Path,
+    line: u64,
+    field: &str,
+    raw: Option<&str>,
+    require_label: bool,
+) -> Result<Option<String>> {
+    let label = raw.map(str::trim).filter(|s| !s.is_empty());
+    match label {
+        Some(l) => Ok(Some(l.to_string())),
+        None if require_label => Err(Error::input(Location::file(path).line(line).field(field), "missing label")),
+        None => Ok(None),
+    }
+}
+
+/// Formats names as "`a`, `b`, `c`", for listing what is available.
+pub(super) fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    let names: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Column positions resolved against a header row.
+struct Layout {
+    text: usize,
+    text_pair: Option<usize>,
+    label: Option<usize>,
+    id: Option<(usize, String)>,
+}
+
+fn read_delimited(
+    path: &Path,
+    bytes: &[u8],
+    delimiter: u8,
+    quoting: bool,
+    cols: &Columns,
+    require_label: bool,
+) -> Result<Dataset> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .quoting(quoting)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut lines = LineCounter::new(bytes);
+    let mut record = csv::ByteRecord::new();
+
+    let csv_error = |e: csv::Error| {
+        let mut at = Location::file(path);
+        if let Some(pos) = e.position() {
+            at = at.line(pos.line());
+        }
+        Error::parse(at, "malformed record", e)
+    };
+
+    if !reader.read_byte_record(&mut record).map_err(csv_error)? {
+        return Err(Error::input(Location::file(path), "no examples: the file is empty"));
+    }
+    let header_line = lines.record_start(&record);
+    let mut headers = Vec::with_capacity(record.len());
+    for cell in record.iter() {
+        let name = std::str::from_utf8(cell)
+            .map_err(|e| Error::parse(Location::file(path).line(header_line), "the header is not valid UTF-8", e))?;
+        headers.push(name.trim().to_string());
+    }
+    let layout = resolve_columns(path, header_line, &headers, delimiter, cols, require_label)?;
+
+    let mut examples = Vec::new();
+    while reader.read_byte_record(&mut record).map_err(csv_error)? {
+        let line = lines.record_start(&record);
+        if record.len() != headers.len() {
+            let hint = if quoting && record.len() < headers.len() { " (is a quote left open?)" } else { "" };
+            return Err(Error::input(
+                Location::file(path).line(line),
+                format!("expected {} fields as in the header, found {}{hint}", headers.len(), record.len()),
+            ));
+        }
+        let cell = |i: usize| -> Result<&str> {
+            std::str::from_utf8(record.get(i).unwrap_or_default())
+                .map_err(|e| Error::parse(Location::file(path).line(line).field(&headers[i]), "not valid UTF-8", e))
+        };
+        let text = cell(layout.text)?;
+        check_text(path, line, &headers[layout.text], text)?;
+        let text_pair = match layout.text_pair {
+            Some(i) => {
+                let pair = cell(i)?;
+                check_text(path, line, &headers[i], pair)?;
+                Some(pair.to_string())
+            }
+            None => None,
+        };
+        let label = match layout.label {
+            Some(i) => label_value(path, line, &headers[i], Some(cell(i)?), require_label)?,
+            None => None,
+        };
+        let id = match &layout.id {
+            Some((i, _)) => Some(cell(*i)?.trim()).filter(|s| !s.is_empty()).map(str::to_string),
+            None => None,
+        };
+        examples.push(Example { id, text: text.to_string(), text_pair, label, line });
+    }
+    Ok(Dataset { path: path.to_path_buf(), examples, id_column: layout.id.map(|(_, name)| name) })
+}
+
+fn resolve_columns(
+    path: &Path,
+    header_line: u64,
+    headers: &[String],
+    delimiter: u8,
+    cols: &Columns,
+    require_label: bool,
+) -> Result<Layout> {
+    let find = |name: &str| -> Result<Option<usize>> {
+        let mut hits = headers.iter().enumerate().filter(|(_, h)| h.as_str() == name).map(|(i, _)| i);
+        let first = hits.next();
+        if first.is_some() && hits.next().is_some() {
+            return Err(Error::input(
+                Location::file(path).line(header_line).field(name),
+                "the column appears more than once in the header",
+            ));
+        }
+        Ok(first)
+    };
+    let missing = |role: &str, name: &str| {
+        let other = if delimiter == b',' { '\t' } else { ',' };
+        let hint = if headers.len() == 1 && headers[0].contains(other) {
+            if delimiter == b',' {
+                " (the header has tabs: is this a .tsv file?)"
+            } else {
+                " (the header has commas: is this a .csv file?)"
+            }
+        } else {
+            ""
+        };
+        Error::input(
+            Location::file(path).line(header_line).field(name),
+            format!(
+                "no {role} column `{name}`; available columns: {}{hint}",
+                list_names(headers.iter().map(String::as_str))
+            ),
+        )
+    };
+    let require = |role: &str, name: &str| find(name)?.ok_or_else(|| missing(role, name));
+
+    let text = require("text", &cols.text)?;
+    let text_pair = cols.text_pair.as_deref().map(|name| require("text pair", name)).transpose()?;
+    let label = match cols.label.as_deref() {
+        Some(name) if require_label => Some(require("label", name)?),
+        Some(name) => find(name)?,
+        None => None,
+    };
+    let id = match cols.id.as_deref() {
+        Some(name) => Some((require("id", name)?, name.to_string())),
+        None => find("id")?.map(|i| (i, "id".to_string())),
+    };
+    Ok(Layout { text, text_pair, label, id })
+}
+
+/// Maps the byte offset where the csv reader began a record to the 1-based line of the record's first
+/// byte. The reader resumes right after the previous record's terminator, possibly before a `\n` of a
+/// CRLF or blank lines, so those are skipped here. Offsets only grow, so counting is incremental.
+struct LineCounter<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(bytes: &'a [u8]) -> Self {
+        LineCounter { bytes, offset: 0, line: 1 }
+    }
+
+    fn record_start(&mut self, record: &csv::ByteRecord) -> u64 {
+        let from = record.position().map_or(self.offset, |p| p.byte() as usize).clamp(self.offset, self.bytes.len());
+        let rest = &self.bytes[from..];
+        let skip = rest.iter().position(|&b| b != b'\n' && b != b'\r').unwrap_or(rest.len());
+        let start = from + skip;
+        self.line += self.bytes[self.offset..start].iter().filter(|&&b| b == b'\n').count() as u64;
+        self.offset = start;
+        self.line
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn write(dir: &tempfile::TempDir, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.path().join(name);
+        std::fs::write(&path, content).expect("write test file");
+        path
+    }
+
+    fn read(name: &str, content: &str) -> Result<Dataset> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        read_dataset(&write(&dir, name, content.as_bytes()), &Columns::default(), true)
+    }
+
+    fn err(name: &str, content: &str) -> String {
+        match read(name, content) {
+            Ok(d) => panic!("expected an error, read {:?}", d.examples),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn reads_quoted_fields_and_reports_record_start_lines() {
+        let d =
+            read("train.csv", "text,label\n\"Hello, world\",pos\n\"She said \"\"hi\"\"\nand left\",neg\nplain,pos\n")
+                .expect("read");
+        let texts: Vec<&str> = d.examples.iter().map(|e| e.text.as_str()).collect();
+        assert_eq!(texts, ["Hello, world", "She said \"hi\"\nand left", "plain"]);
+        let lines: Vec<u64> = d.examples.iter().map(|e| e.line).collect();
+        assert_eq!(lines, [2, 3, 5]);
+        assert_eq!(d.examples[1].label.as_deref(), Some("neg"));
+        assert_eq!(d.id_column, None);
+    }
+
+    #[test]
+    fn bom_crlf_and_blank_lines() {
+        let d = read("t.csv", "\u{feff}text,label\r\na,1\r\n\r\nb,2\r\n").expect("read");
+        assert_eq!(d.examples.len(), 2);
+        assert_eq!(d.examples[0].text, "a");
+        assert_eq!((d.examples[0].line, d.examples[1].line), (2, 4));
+        assert_eq!(d.examples[1].label.as_deref(), Some("2"));
+        let e = err("t.csv", "\u{feff}text,label\r\na,1\r\n\r\n,2\r\n");
+        assert!(e.contains("line 4") && e.contains("`text`") && e.contains("empty text"), "{e}");
+    }
+
+    #[test]
+    fn tsv_keeps_quotes_literal() {
+        let d = read("t.tsv", "id\tlabel\ttext\n7\tpos\t\"quoted\" start, comma\n").expect("read");
+        assert_eq!(d.examples[0].text, "\"quoted\" start, comma");
+        assert_eq!(d.examples[0].id.as_deref(), Some("7"));
+        assert_eq!(d.id_column.as_deref(), Some("id"));
+    }
+
+    #[test]
+    fn missing_column_lists_available_columns() {
+        let e = err("t.csv", "sentence,label\nhi,1\n");
+        assert!(e.contains("t.csv") && e.contains("`text`") && e.contains("`sentence`, `label`"), "{e}");
+        let e = err("t.csv", "text\tlabel\nhi\t1\n");
+        assert!(e.contains(".tsv file?"), "{e}");
+        let e = err("t.csv", "text,text,label\nhi,hi,1\n");
+        assert!(e.contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn wrong_field_count_names_the_line() {
+        let e = err("t.csv", "text,label\na,1\nb,2,3\n");
+        assert!(e.contains("t.csv, line 3") && e.contains("expected 2 fields"), "{e}");
+    }
+
+    #[test]
+    fn empty_file_and_header_only_have_no_examples() {
+        assert!(err("t.csv", "").contains("no examples"));
+        assert!(err("t.csv", "\u{feff}").contains("no examples"));
+        assert!(err("t.csv", "text,label\n").contains("no examples"));
+    }
+
+    #[test]
+    fn missing_labels_are_errors_only_when_required() {
+        let e = err("t.csv", "text,label\na,1\nb,\n");
+        assert!(e.contains("line 3") && e.contains("`label`") && e.contains("missing label"), "{e}");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "p.csv", b"text\nhello\n");
+        let d = read_dataset(&path, &Columns::default(), false).expect("read");
+        assert_eq!(d.examples[0].label, None);
+        assert!(read_dataset(&path, &Columns::default(), true).is_err());
+        let no_label = Columns { label: None, ..Columns::default() };
+        assert!(matches!(read_dataset(&path, &no_label, true), Err(Error::Config { .. })));
+    }
+
+    #[test]
+    fn custom_columns_and_pairs() {
+        let cols = Columns {
+            text: "premise".into(),
+            text_pair: Some("hypothesis".into()),
+            label: Some("gold".into()),
+            id: Some("uid".into()),
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "nli.csv", b"uid,premise,hypothesis,gold\nx1,A man.,A person., entailment \n");
+        let d = read_dataset(&path, &cols, true).expect("read");
+        let e = &d.examples[0];
+        assert_eq!((e.text.as_str(), e.text_pair.as_deref()), ("A man.", Some("A person.")));
+        assert_eq!((e.id.as_deref(), e.label.as_deref()), (Some("x1"), Some("entailment")));
+        assert_eq!(d.id_column.as_deref(), Some("uid"));
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "t.csv", b"text,label\nok,1\ncaf\xe9,1\n");
+        let e = read_dataset(&path, &Columns::default(), true).expect_err("latin-1");
+        assert!(e.to_string().contains("line 3") && e.to_string().contains("UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn unknown_extension_names_the_file() {
+        let e = err("data.parquet", "x");
+        assert!(e.contains("data.parquet") && e.contains("`.parquet`"), "{e}");
+        assert_eq!(Format::from_path(Path::new("a/B.TSV")).expect("tsv"), Format::Tsv);
+    }
+
+    #[test]
+    fn unreadable_file_is_an_io_error() {
+        let e = read_dataset(Path::new("/nonexistent/x.csv"), &Columns::default(), true).expect_err("missing");
+        assert!(matches!(e, Error::Io { .. }));
+    }
+}
