@@ -1,1 +1,184 @@
-//! (in progress)
+//! Tokenization with the Hugging Face `tokenizers` crate: WordPiece (or whatever `tokenizer.json`
+//! describes), truncation to `max_len`, no padding (batches pad dynamically).
+
+use std::path::{Path, PathBuf};
+
+use tokenizers::models::wordpiece::WordPiece;
+use tokenizers::normalizers::bert::BertNormalizer;
+use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+use tokenizers::processors::bert::BertProcessing;
+use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+
+use crate::error::{Error, Result};
+
+/// One tokenized example: plain ids, ready for batching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    /// Token ids including special tokens.
+    pub ids: Vec<u32>,
+    /// Segment ids (0 for the first text, 1 for the pair).
+    pub type_ids: Vec<u32>,
+    /// Whether truncation cut tokens off.
+    pub truncated: bool,
+}
+
+/// A tokenizer configured for classification input.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    source: PathBuf,
+    max_len: usize,
+}
+
+fn tok_err(path: &Path, msg: &str) -> impl FnOnce(Box<dyn std::error::Error + Send + Sync>) -> Error {
+    let path = path.to_path_buf();
+    let msg = msg.to_string();
+    move |source| Error::Tokenizer { path, msg, source }
+}
+
+impl TextTokenizer {
+    /// Loads a `tokenizer.json`, clearing any baked-in padding and setting truncation to `max_len`.
+    pub fn from_tokenizer_json(path: &Path, max_len: usize) -> Result<Self> {
+        let inner = Tokenizer::from_file(path).map_err(tok_err(path, "cannot load tokenizer.json"))?;
+        Self::configure(inner, path, max_len)
+    }
+
+    /// Builds a BERT WordPiece tokenizer from a `vocab.txt`.
+    pub fn from_vocab(path: &Path, lowercase: bool, max_len: usize) -> Result<Self> {
+        let path_str = path.to_str().ok_or_else(|| Error::config("model", format!("{} is not a UTF-8 path", path.display())))?;
+        let wordpiece = WordPiece::from_file(path_str)
+            .unk_token("[UNK]".into())
+            .build()
+            .map_err(tok_err(path, "cannot read vocab.txt"))?;
+        let mut inner = Tokenizer::new(wordpiece);
+        let id = |t: &str| {
+            inner.token_to_id(t).ok_or_else(|| {
+                Error::Tokenizer {
+                    path: path.to_path_buf(),
+                    msg: format!("vocab.txt has no {t} token"),
+                    source: "missing special token".into(),
+                }
+            })
+        };
+        let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
+        inner
+            .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .with_pre_tokenizer(Some(BertPreTokenizer))
+            .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        Self::configure(inner, path, max_len)
+    }
+
+    fn configure(mut inner: Tokenizer, path: &Path, max_len: usize) -> Result<Self> {
+        if max_len < 4 {
+            return Err(Error::config("max-len", format!("{max_len} is too short (at least 4)")));
+        }
+        inner.with_padding(None);
+        inner
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                strategy: TruncationStrategy::LongestFirst,
+                ..Default::default()
+            }))
+            .map_err(tok_err(path, "cannot set truncation"))?;
+        Ok(TextTokenizer { inner, source: path.to_path_buf(), max_len })
+    }
+
+    /// The truncation length.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// The id of `token`, if the vocabulary has it.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Tokenizes texts (and optional second segments) in parallel.
+    pub fn encode_all(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
+        let inputs: Vec<EncodeInput<'_>> = texts
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => EncodeInput::from((*a, *b)),
+                None => EncodeInput::from(*a),
+            })
+            .collect();
+        let encodings = self.inner.encode_batch(inputs, true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| Encoded {
+                ids: e.get_ids().to_vec(),
+                type_ids: e.get_type_ids().to_vec(),
+                truncated: !e.get_overflowing().is_empty(),
+            })
+            .collect())
+    }
+
+    /// Writes `tokenizer.json` (without padding; with this tokenizer's truncation).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let json = self.inner.to_string(true).map_err(tok_err(path, "cannot serialise tokenizer"))?;
+        std::fs::write(path, json).map_err(|e| Error::io("cannot write", path, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab(dir: &Path) -> PathBuf {
+        let words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "##s", ",", "."];
+        let p = dir.join("vocab.txt");
+        std::fs::write(&p, words.join("\n")).expect("write vocab");
+        p
+    }
+
+    #[test]
+    fn vocab_tokenizer_adds_specials_lowercases_and_truncates() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tok = TextTokenizer::from_vocab(&vocab(dir.path()), true, 6).expect("tokenizer");
+        let enc = tok.encode_all(&[("The cats sat", None), ("the cat sat on the mat .", None)]).expect("encode");
+        assert_eq!(enc[0].ids, vec![2, 5, 6, 10, 7, 3]);
+        assert!(!enc[0].truncated);
+        assert_eq!(enc[1].ids.len(), 6);
+        assert!(enc[1].truncated);
+        assert_eq!(*enc[1].ids.last().expect("sep"), 3);
+    }
+
+    #[test]
+    fn pairs_get_segment_ids_and_round_trip_through_json() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tok = TextTokenizer::from_vocab(&vocab(dir.path()), true, 32).expect("tokenizer");
+        let enc = tok.encode_all(&[("the cat", Some("sat on the mat"))]).expect("encode");
+        assert_eq!(enc[0].type_ids, vec![0, 0, 0, 0, 1, 1, 1, 1, 1]);
+        let json = dir.path().join("tokenizer.json");
+        tok.save(&json).expect("save");
+        let again = TextTokenizer::from_tokenizer_json(&json, 32).expect("load");
+        assert_eq!(again.encode_all(&[("the cat", Some("sat on the mat"))]).expect("encode"), enc);
+    }
+
+    #[test]
+    fn baked_in_padding_is_cleared() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tok = TextTokenizer::from_vocab(&vocab(dir.path()), true, 32).expect("tokenizer");
+        let mut inner = tok.inner.clone();
+        inner.with_padding(Some(tokenizers::PaddingParams {
+            strategy: tokenizers::PaddingStrategy::Fixed(16),
+            ..Default::default()
+        }));
+        let path = dir.path().join("padded.json");
+        inner.save(&path, false).expect("save");
+        let loaded = TextTokenizer::from_tokenizer_json(&path, 8).expect("load");
+        let enc = loaded.encode_all(&[("the cat", None)]).expect("encode");
+        assert_eq!(enc[0].ids, vec![2, 5, 6, 3]);
+    }
+
+    #[test]
+    fn missing_file_is_a_tokenizer_error_naming_the_path() {
+        let err = TextTokenizer::from_tokenizer_json(Path::new("/nonexistent/tokenizer.json"), 8).expect_err("missing");
+        assert!(err.to_string().contains("/nonexistent/tokenizer.json"));
+    }
+}

@@ -1,1 +1,16 @@
-//! Training.
+//! Training: configuration, the loop, AdamW, schedules, early stopping, checkpoints and progress events.
+
+pub mod checkpoint;
+pub mod config;
+pub mod early_stopping;
+pub mod events;
+pub mod job;
+pub mod loss;
+pub mod optimizer;
+pub mod schedule;
+pub mod trainer;
+
+pub use config::{ClassWeights, DataConfig, RunConfig, TrainConfig};
+pub use events::{EvalRecord, Event, Observer, Silent};
+pub use job::{run, RunOptions, RunSummary};
+pub use trainer::{evaluate, Split, Trainer};

@@ -1,0 +1,257 @@
+//! Raw command-line flags (clap derive). Train options double as the keys of a `--config` TOML file.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+/// Fine-tune, evaluate and serve BERT-family text classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "bertfit", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Fine-tune a pretrained encoder on labeled text.
+    Train(Box<TrainArgs>),
+    /// Score a fine-tuned model on a labeled file.
+    Eval(EvalArgs),
+    /// Predict labels and probabilities for a file or texts.
+    Predict(PredictArgs),
+}
+
+/// Column mapping shared by every command.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnArgs {
+    /// Column (CSV/TSV header or JSONL key) holding the text [default: text].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_column: Option<String>,
+    /// Column holding the second text of sentence-pair tasks.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text_pair_column: Option<String>,
+    /// Column holding the label [default: label].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// Column holding an example id, copied to predictions [default: id, when present].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_column: Option<String>,
+}
+
+/// `bertfit train`. Every option can also be set in the `--config` TOML file (same names, with
+/// underscores); flags override the file.
+#[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainArgs {
+    /// TOML file with any of these options (flags override it).
+    #[arg(long)]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Training data: .csv, .tsv or .jsonl.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train: Option<PathBuf>,
+    /// Validation data [default: a stratified split of --train].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid: Option<PathBuf>,
+    /// Test data, scored with the best model at the end.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test: Option<PathBuf>,
+    /// Pretrained model: a Hugging Face model folder or a hub id (org/name[@revision]).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Run directory (best/, last/, metrics.jsonl, run_config.json, summary.json).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub columns: ColumnArgs,
+    /// Share of --train held out for validation when --valid is absent [default: 0.1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_fraction: Option<f64>,
+    /// Share of --train held out for testing when --test is absent [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// Training epochs [default: 3].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub epochs: Option<usize>,
+    /// Examples per batch [default: 32].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// Examples per evaluation batch [default: 64].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_batch_size: Option<usize>,
+    /// Peak learning rate [default: 5e-5].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    /// Truncation length in tokens [default: 128].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_len: Option<usize>,
+    /// Seed for splits, data order, dropout and new weights [default: 42].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Share of steps spent on linear warmup [default: 0.1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warmup_ratio: Option<f64>,
+    /// AdamW decoupled weight decay (not on biases/LayerNorm) [default: 0.01].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    /// Batches per optimizer step [default: 1].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grad_accum: Option<usize>,
+    /// Clip gradients to this global L2 norm, 0 disables [default: 1.0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_grad_norm: Option<f64>,
+    /// Learning-rate schedule after warmup: linear, cosine, constant, plateau [default: linear].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
+    /// Metric for early stopping and best model: loss, accuracy, f1_macro, f1_weighted, mcc, … [default: f1_macro].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping_metric: Option<String>,
+    /// Stop after this many evaluations without improvement [default: never].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub patience: Option<usize>,
+    /// Smallest improvement that counts [default: 0].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_delta: Option<f64>,
+    /// Loss weights: `balanced`, `none`, or LABEL=W,LABEL=W [default: none].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<String>,
+    /// Also evaluate every N optimizer steps.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub eval_every_steps: Option<usize>,
+    /// Stop after N optimizer steps (overrides --epochs).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_steps: Option<usize>,
+    /// Hidden layer sizes of the head, e.g. 256,32 [default: none, one linear layer].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_hidden: Option<String>,
+    /// Dropout in the head [default: the model's hidden dropout].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_dropout: Option<f64>,
+    /// Activation between head layers: gelu, relu, tanh [default: gelu].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub head_activation: Option<String>,
+    /// Sentence vector: cls (pooler) or mean [default: cls].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pooling: Option<String>,
+    /// Freeze the whole encoder (train only the head).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_encoder: Option<bool>,
+    /// Freeze embeddings and the first N encoder layers.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freeze_layers: Option<usize>,
+    /// Batch similar lengths together (still shuffled) [default: true].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group_by_length: Option<bool>,
+    /// Compute threads [default: all cores].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub threads: Option<usize>,
+    /// Replace an existing run in --output.
+    #[arg(long)]
+    #[serde(skip)]
+    pub overwrite: bool,
+    /// No progress bars; errors and the final summary only.
+    #[arg(long, short)]
+    #[serde(skip)]
+    pub quiet: bool,
+}
+
+/// `bertfit eval`.
+#[derive(Debug, Args)]
+pub struct EvalArgs {
+    /// Fine-tuned model folder (e.g. RUN_DIR/best).
+    #[arg(long)]
+    pub model: String,
+    /// Labeled data: .csv, .tsv or .jsonl.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Truncation length [default: the length the model was trained with].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Compute threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `bertfit predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Fine-tuned model folder (e.g. RUN_DIR/best).
+    #[arg(long)]
+    pub model: String,
+    /// Input data: .csv, .tsv or .jsonl (labels, if present, are ignored).
+    #[arg(long, required_unless_present = "text")]
+    pub data: Option<PathBuf>,
+    /// A text to classify (repeatable); results go to standard output.
+    #[arg(long, conflicts_with = "data")]
+    pub text: Vec<String>,
+    /// Output CSV [default: standard output].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub columns: ColumnArgs,
+    /// Truncation length [default: the length the model was trained with].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Examples per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Compute threads [default: all cores].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// No progress bars.
+    #[arg(long, short)]
+    pub quiet: bool,
+}

@@ -1,0 +1,137 @@
+//! The subcommands: train, eval, predict.
+
+use std::io::Write;
+
+use anyhow::Result;
+use bertfit::data;
+use bertfit::metrics::{classification_report, confusion_table};
+use bertfit::predict::{write_predictions, Predictor};
+use bertfit::train::{self, RunOptions};
+
+use crate::args::{Cli, Command, EvalArgs, PredictArgs, TrainArgs};
+use crate::progress::Progress;
+use crate::settings;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Train(a) => train(&a),
+        Command::Eval(a) => eval(&a),
+        Command::Predict(a) => predict(&a),
+    }
+}
+
+fn set_threads(threads: Option<usize>) {
+    if let Some(n) = threads.filter(|&n| n > 0) {
+        // Read by candle's CPU kernels and by rayon when their pools start; nothing has started yet.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+    }
+}
+
+fn train(flags: &TrainArgs) -> Result<()> {
+    let merged = settings::merge(flags)?;
+    set_threads(merged.threads);
+    let cfg = settings::resolve(&merged)?;
+    let mut progress = Progress::new(flags.quiet);
+    let summary = train::run(&cfg, RunOptions { overwrite: flags.overwrite, cancel: None }, &mut progress)?;
+    let out = cfg.output.display();
+    eprintln!(
+        "done: {} epoch(s), {} steps in {:.0}s ({:.0} tokens/s); {}",
+        summary.epochs, summary.steps, summary.train_seconds, summary.train_tokens_per_s, summary.stop_reason
+    );
+    if let Some(best) = &summary.best {
+        eprintln!("best model ({} {:.4} at epoch {:.2}) saved to {out}/best", cfg.train.early_stopping_metric, cfg.train.early_stopping_metric.value(&best.scores, best.loss), best.epoch);
+    }
+    let final_scores = summary.test.as_ref().or(summary.best.as_ref());
+    if let Some(rec) = final_scores {
+        eprintln!("\n{} set, best model:\n{}\n{}", rec.split, classification_report(&rec.scores), confusion_table(&rec.scores));
+    }
+    Ok(())
+}
+
+fn eval(a: &EvalArgs) -> Result<()> {
+    set_threads(a.threads);
+    let predictor = Predictor::load(&a.model, a.max_len)?;
+    let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
+    let bar = (!a.quiet).then(|| indicatif::ProgressBar::new(0));
+    let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    let s = &evaluation.scores;
+    let mut stdout = std::io::stdout().lock();
+    if a.json {
+        let per_class: serde_json::Map<String, serde_json::Value> = s
+            .per_class
+            .iter()
+            .map(|c| {
+                (c.label.clone(), serde_json::json!({"precision": c.precision, "recall": c.recall, "f1": c.f1, "support": c.support}))
+            })
+            .collect();
+        let obj = serde_json::json!({
+            "examples": data.len(),
+            "loss": evaluation.loss,
+            "accuracy": s.accuracy,
+            "f1_macro": s.f1_macro,
+            "precision_macro": s.precision_macro,
+            "recall_macro": s.recall_macro,
+            "f1_weighted": s.f1_weighted,
+            "precision_weighted": s.precision_weighted,
+            "recall_weighted": s.recall_weighted,
+            "mcc": s.mcc,
+            "confusion_matrix": s.confusion,
+            "labels": s.labels,
+            "per_class": per_class,
+        });
+        writeln!(stdout, "{obj}")?;
+    } else {
+        writeln!(stdout, "{} examples, loss {:.4}\n", data.len(), evaluation.loss)?;
+        writeln!(stdout, "{}", classification_report(s))?;
+        writeln!(stdout, "{}", confusion_table(s))?;
+    }
+    Ok(())
+}
+
+fn predict(a: &PredictArgs) -> Result<()> {
+    set_threads(a.threads);
+    let predictor = Predictor::load(&a.model, a.max_len)?;
+    let labels = predictor.labels().to_vec();
+    if !a.text.is_empty() {
+        let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();
+        let probs = predictor.predict_texts(&texts, a.batch_size)?;
+        let mut stdout = std::io::stdout().lock();
+        for (t, p) in a.text.iter().zip(&probs) {
+            let best = bertfit::train::trainer::argmax(p);
+            let detail: Vec<String> = labels.iter().zip(p).map(|(l, x)| format!("{l}={x:.4}")).collect();
+            writeln!(stdout, "{}\t{}\t{}", labels[best], detail.join(" "), t)?;
+        }
+        return Ok(());
+    }
+    let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
+    let data = data::read_dataset(path, &settings::columns(&a.columns, false), false)?;
+    let bar = (!a.quiet).then(|| indicatif::ProgressBar::new(0));
+    let probs = predictor.predict_dataset(&data, a.batch_size, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total as u64);
+            b.set_position(done as u64);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    match &a.output {
+        Some(out) => {
+            write_predictions(out, &data, &labels, &probs)?;
+            if !a.quiet {
+                eprintln!("wrote {} predictions to {}", data.len(), out.display());
+            }
+        }
+        None => write_predictions(std::path::Path::new("/dev/stdout"), &data, &labels, &probs)?,
+    }
+    Ok(())
+}

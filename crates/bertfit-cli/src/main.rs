@@ -1,0 +1,30 @@
+//! The `bertfit` binary: parses flags, runs a command, prints errors with their causes and maps them to
+//! exit codes (0 success, 2 bad usage or input, 1 other failure, 130 interrupted).
+
+mod args;
+mod commands;
+mod progress;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn exit_code(err: &anyhow::Error) -> u8 {
+    match err.downcast_ref::<bertfit::Error>() {
+        Some(bertfit::Error::Interrupted) => 130,
+        Some(e) if e.is_user_error() => 2,
+        _ => 1,
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = args::Cli::parse();
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(exit_code(&err))
+        }
+    }
+}

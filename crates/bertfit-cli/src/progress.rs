@@ -1,0 +1,121 @@
+//! Renders training events: progress bars with rate and ETA, one summary line per epoch, notes and
+//! warnings on standard error.
+
+use std::time::Duration;
+
+use bertfit::train::{EvalRecord, Event, Observer};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Progress display for the terminal.
+pub struct Progress {
+    quiet: bool,
+    bar: Option<ProgressBar>,
+    eval_bar: Option<ProgressBar>,
+    epochs: usize,
+    loss_ema: Option<f64>,
+}
+
+fn style(template: &str) -> ProgressStyle {
+    ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ")
+}
+
+impl Progress {
+    /// A display; `quiet` hides bars and notes (warnings and epoch lines still print).
+    pub fn new(quiet: bool) -> Self {
+        Progress { quiet, bar: None, eval_bar: None, epochs: 0, loss_ema: None }
+    }
+
+    fn bar(&self, len: usize, template: &str) -> Option<ProgressBar> {
+        if self.quiet {
+            return None;
+        }
+        let pb = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr_with_hz(4));
+        pb.set_style(style(template));
+        pb.enable_steady_tick(Duration::from_millis(500));
+        Some(pb)
+    }
+
+    fn println(&self, line: String) {
+        match &self.bar {
+            Some(b) => b.println(line),
+            None => eprintln!("{line}"),
+        }
+    }
+}
+
+fn short(r: &EvalRecord) -> String {
+    format!("loss {:.4} acc {:.4} f1 {:.4} mcc {:.4}", r.loss, r.accuracy, r.f1_macro, r.mcc)
+}
+
+impl Observer for Progress {
+    fn on_event(&mut self, event: &Event<'_>) {
+        match event {
+            Event::Info(msg) if !self.quiet => self.println(msg.clone()),
+            Event::Info(_) => {}
+            Event::Warning(msg) => self.println(format!("warning: {msg}")),
+            Event::Start { epochs, total_steps, batches_per_epoch, trainable_params } => {
+                self.epochs = *epochs;
+                if !self.quiet {
+                    self.println(format!(
+                        "training: {epochs} epoch(s), {batches_per_epoch} batches per epoch, {total_steps} optimizer steps, {:.1} M trainable parameters",
+                        *trainable_params as f64 / 1e6
+                    ));
+                }
+            }
+            Event::EpochStart { epoch, batches, done } => {
+                let template = format!(
+                    "epoch {}/{} [{{bar:30}}] {{pos}}/{{len}} {{per_sec}} eta {{eta}} {{msg}}",
+                    epoch + 1,
+                    self.epochs
+                );
+                self.bar = self.bar(*batches, &template);
+                if let Some(b) = &self.bar {
+                    b.set_position(*done as u64);
+                }
+                self.loss_ema = None;
+            }
+            Event::Batch { done, loss, lr, .. } => {
+                let ema = match self.loss_ema {
+                    Some(e) => 0.9 * e + 0.1 * loss,
+                    None => *loss,
+                };
+                self.loss_ema = Some(ema);
+                if let Some(b) = &self.bar {
+                    b.set_position(*done as u64);
+                    b.set_message(format!("loss {ema:.4} lr {lr:.2e}"));
+                }
+            }
+            Event::EvalStart { split, batches } => {
+                self.eval_bar = self.bar(*batches, &format!("  eval {split} [{{bar:30}}] {{pos}}/{{len}} eta {{eta}}"));
+            }
+            Event::EvalBatch { done, .. } => {
+                if let Some(b) = &self.eval_bar {
+                    b.set_position(*done as u64);
+                }
+            }
+            Event::Evaluated(rec) => {
+                if let Some(b) = self.eval_bar.take() {
+                    b.finish_and_clear();
+                }
+                if rec.split == "test" {
+                    self.println(format!("test (best model): {}", short(rec)));
+                } else if rec.split == "valid" && rec.epoch.fract() != 0.0 {
+                    self.println(format!("  step {} valid: {}", rec.step, short(rec)));
+                }
+            }
+            Event::EpochEnd { epoch, train, valid, improved, seconds } => {
+                if let Some(b) = self.bar.take() {
+                    b.finish_and_clear();
+                }
+                let v = valid.map(|v| format!(" | valid {}", short(v))).unwrap_or_default();
+                let mark = if *improved { " *best" } else { "" };
+                eprintln!("epoch {}/{} {:.0}s | train {}{v}{mark}", epoch + 1, self.epochs, seconds, short(train));
+            }
+            Event::Saved { what, path } if !self.quiet && *what == "best" => {
+                self.println(format!("  saved best model to {}", path.display()))
+            }
+            Event::Saved { .. } => {}
+            Event::Stopped(reason) => self.println(format!("stopped: {reason}")),
+        }
+    }
+}

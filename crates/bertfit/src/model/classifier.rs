@@ -1,0 +1,189 @@
+//! A BERT-family sequence classifier: encoder + head, loaded from and saved to Hugging Face model folders.
+
+use std::path::Path;
+
+use candle_core::{Device, Tensor, Var};
+use serde::{Deserialize, Serialize};
+
+use super::bert::{Builder, Encoder, Freeze, Inputs};
+use super::config::{BertConfig, HeadConfig};
+use super::folder::ModelFolder;
+use super::head::{self, Head};
+use super::ops::Mode;
+use super::params::{LoadReport, ParamStore};
+use crate::error::{Error, Location, Result};
+
+/// bertfit's own settings, stored under the `bertfit` key of a saved `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SavedMeta {
+    /// The classification head.
+    pub head: HeadConfig,
+    /// Maximum sequence length used in training.
+    pub max_len: usize,
+}
+
+/// How to set up a classifier.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Class names to train for. `None`: use the checkpoint's own `id2label` and classifier (eval/predict).
+    pub labels: Option<Vec<String>>,
+    /// Head layout; `None`: the checkpoint's saved head, else the Hugging Face layout.
+    pub head: Option<HeadConfig>,
+    /// Frozen weights.
+    pub freeze: Freeze,
+    /// Seed for freshly initialised weights.
+    pub seed: u64,
+    /// Where tensors live.
+    pub device: Device,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { labels: None, head: None, freeze: Freeze::default(), seed: 0, device: Device::Cpu }
+    }
+}
+
+/// Encoder + head.
+#[derive(Debug)]
+pub struct Classifier {
+    /// Encoder architecture (with `id2label` filled in).
+    pub config: BertConfig,
+    /// Head layout.
+    pub head_config: HeadConfig,
+    /// Class names by id.
+    pub labels: Vec<String>,
+    /// Saved bertfit settings of the checkpoint, if it was made by bertfit.
+    pub saved_meta: Option<SavedMeta>,
+    /// What loading found missing / unexpected.
+    pub load_report: LoadReport,
+    /// Whether the classifier layer was freshly initialised.
+    pub head_initialised: bool,
+    freeze: Freeze,
+    encoder: Encoder,
+    head: Head,
+    store: ParamStore,
+}
+
+fn labels_from_config(cfg: &BertConfig) -> Option<Vec<String>> {
+    let map = cfg.id2label.as_ref()?;
+    let mut v = vec![String::new(); map.len()];
+    for (k, name) in map {
+        let i: usize = k.parse().ok()?;
+        *v.get_mut(i)? = name.clone();
+    }
+    Some(v)
+}
+
+impl Classifier {
+    /// Loads a model folder. With `opts.labels`, the head is kept only when the checkpoint was trained on
+    /// exactly those labels with the same head, and freshly initialised otherwise.
+    pub fn load(folder: &ModelFolder, opts: LoadOptions) -> Result<Self> {
+        let mut config = BertConfig::from_file(&folder.config)?;
+        let saved_meta: Option<SavedMeta> = match config.extra.get("bertfit") {
+            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
+                Error::parse(Location::file(&folder.config).field("bertfit"), "unreadable bertfit settings", e)
+            })?),
+            None => None,
+        };
+        let ckpt_labels = labels_from_config(&config);
+        let head_config = opts.head.clone().or_else(|| saved_meta.as_ref().map(|m| m.head.clone())).unwrap_or_default();
+        head_config.validate()?;
+        let mut store = ParamStore::from_safetensors(&folder.weights, opts.device.clone(), opts.seed)?;
+        let head_names = head::layer_names(&head_config);
+        let head_present = head_names.iter().all(|n| store.contains(&format!("{n}.weight")));
+        let saved_head = saved_meta.as_ref().map(|m| m.head.clone()).unwrap_or_default();
+        let (labels, fresh_head) = match opts.labels {
+            Some(labels) => {
+                let same = ckpt_labels.as_deref() == Some(labels.as_slice()) && head_present && saved_head == head_config;
+                (labels, !same)
+            }
+            None => {
+                let labels = ckpt_labels.filter(|l| !l.is_empty() && l.iter().all(|s| !s.is_empty())).ok_or_else(|| {
+                    Error::input(
+                        Location::file(&folder.config).field("id2label"),
+                        "not a fine-tuned classifier: config.json has no usable id2label",
+                    )
+                })?;
+                if !head_present {
+                    return Err(Error::input(
+                        Location::file(&folder.weights),
+                        format!("not a fine-tuned classifier: no `{}.weight` tensor", head_names[0]),
+                    ));
+                }
+                (labels, false)
+            }
+        };
+        if labels.len() < 2 {
+            return Err(Error::config("labels", format!("a classifier needs at least 2 classes, found {}", labels.len())));
+        }
+        let default_dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range };
+        let encoder = Encoder::build(&config, &mut builder, head_config.pooling == super::config::Pooling::Cls)?;
+        let head = Head::build(&head_config, config.hidden_size, labels.len(), default_dropout, &mut builder, fresh_head)?;
+        let mut load_report = store.report();
+        if fresh_head {
+            load_report.missing.retain(|n| !n.starts_with("classifier."));
+        }
+        store.drop_unused();
+        config.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        Ok(Classifier {
+            config,
+            head_config,
+            labels,
+            saved_meta,
+            load_report,
+            head_initialised: fresh_head,
+            freeze: opts.freeze,
+            encoder,
+            head,
+            store,
+        })
+    }
+
+    /// Logits, (batch, num_labels).
+    pub fn forward(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
+        let hidden = self.encoder.forward(inputs, mode)?;
+        let pooled = if self.head.uses_pooler() { self.encoder.pool(&hidden)? } else { None };
+        self.head.forward(pooled, &hidden, &inputs.mask, mode)
+    }
+
+    /// The trainable weights, by canonical name.
+    pub fn trainable(&self) -> Vec<(String, Var)> {
+        self.store.vars().iter().filter(|(n, _)| self.freeze.trainable(n)).map(|(n, v)| (n.clone(), v.clone())).collect()
+    }
+
+    /// Every weight.
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Device {
+        self.store.device()
+    }
+
+    /// Writes `config.json` (with `id2label`, `label2id`, the classifier architecture and bertfit's settings)
+    /// and `model.safetensors` (encoder under `bert.`, head under `classifier.`) into `dir`.
+    pub fn save(&self, dir: &Path, max_len: usize) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create model folder", dir, e))?;
+        let mut cfg = self.config.clone();
+        let label2id: serde_json::Map<String, serde_json::Value> =
+            self.labels.iter().enumerate().map(|(i, l)| (l.clone(), serde_json::Value::from(i))).collect();
+        cfg.extra.insert("label2id".into(), serde_json::Value::Object(label2id));
+        cfg.extra.insert("architectures".into(), serde_json::json!([cfg.classifier_architecture()]));
+        cfg.extra.insert("problem_type".into(), "single_label_classification".into());
+        let meta = SavedMeta { head: self.head_config.clone(), max_len };
+        cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::config("head", e.to_string()))?);
+        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::config("config", e.to_string()))?;
+        let path = dir.join("config.json");
+        std::fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))?;
+        let prefix = cfg.encoder_prefix();
+        self.store.save(&dir.join("model.safetensors"), |name| {
+            if name.starts_with("classifier.") {
+                name.to_string()
+            } else {
+                format!("{prefix}.{name}")
+            }
+        })
+    }
+}

@@ -1,0 +1,253 @@
+//! Model configuration: the Hugging Face `config.json` of a BERT-family encoder, plus bertfit's head settings.
+//!
+//! Plain serde data, separate from the model. Unknown keys of `config.json` are kept (`extra`) and written
+//! back, so a saved model stays loadable by Hugging Face tools.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Location, Result};
+
+/// Hidden activation function of the feed-forward block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// Exact GELU (erf), what Hugging Face calls `gelu`.
+    #[serde(rename = "gelu", alias = "gelu_erf")]
+    GeluErf,
+    /// Tanh approximation of GELU (`gelu_new`, `gelu_pytorch_tanh`).
+    #[serde(rename = "gelu_new", alias = "gelu_tanh", alias = "gelu_pytorch_tanh", alias = "gelu_fast")]
+    GeluTanh,
+    /// ReLU.
+    Relu,
+    /// Tanh.
+    Tanh,
+}
+
+impl Activation {
+    /// Parses a flag value (`gelu`, `relu`, `tanh`, `gelu_tanh`).
+    pub fn parse(option: &str, s: &str) -> Result<Self> {
+        match s {
+            "gelu" | "gelu_erf" => Ok(Activation::GeluErf),
+            "gelu_new" | "gelu_tanh" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            "relu" => Ok(Activation::Relu),
+            "tanh" => Ok(Activation::Tanh),
+            _ => Err(Error::config(option, format!("unknown activation `{s}` (expected gelu, gelu_tanh, relu or tanh)"))),
+        }
+    }
+}
+
+/// The encoder's architecture, read from a Hugging Face `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    /// `bert`, `roberta`, `xlm-roberta`, … (BERT-layout encoders).
+    #[serde(default = "default_model_type")]
+    pub model_type: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Hidden size.
+    pub hidden_size: usize,
+    /// Number of transformer layers.
+    pub num_hidden_layers: usize,
+    /// Number of attention heads.
+    pub num_attention_heads: usize,
+    /// Feed-forward inner size.
+    pub intermediate_size: usize,
+    /// Feed-forward activation.
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    /// Dropout after embeddings, attention output and feed-forward output.
+    #[serde(default = "default_dropout")]
+    pub hidden_dropout_prob: f64,
+    /// Dropout on attention probabilities.
+    #[serde(default = "default_dropout")]
+    pub attention_probs_dropout_prob: f64,
+    /// Dropout before the classifier; `None` falls back to `hidden_dropout_prob` (as transformers does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub classifier_dropout: Option<f64>,
+    /// Number of position embeddings.
+    pub max_position_embeddings: usize,
+    /// Number of token-type (segment) embeddings.
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    /// LayerNorm epsilon.
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    /// Padding token id.
+    #[serde(default)]
+    pub pad_token_id: u32,
+    /// Std-dev of the normal initialiser for new weights.
+    #[serde(default = "default_init")]
+    pub initializer_range: f64,
+    /// Class names by id (`"0": "negative"`), present in fine-tuned checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id2label: Option<BTreeMap<String, String>>,
+    /// Every other key, kept verbatim.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+fn default_model_type() -> String {
+    "bert".into()
+}
+fn default_act() -> Activation {
+    Activation::GeluErf
+}
+fn default_dropout() -> f64 {
+    0.1
+}
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_init() -> f64 {
+    0.02
+}
+
+impl BertConfig {
+    /// Reads and validates a `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read model config", path, e))?;
+        let cfg: BertConfig = serde_json::from_str(&text)
+            .map_err(|e| Error::parse(Location::file(path).line(e.line() as u64), "not a valid BERT config.json", e))?;
+        cfg.validate(path)?;
+        Ok(cfg)
+    }
+
+    /// Checks the sizes fit together.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |field: &str, msg: String| Err(Error::input(Location::file(path).field(field), msg));
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return bad(
+                "hidden_size",
+                format!("{} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads),
+            );
+        }
+        for (field, p) in [
+            ("hidden_dropout_prob", self.hidden_dropout_prob),
+            ("attention_probs_dropout_prob", self.attention_probs_dropout_prob),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return bad(field, format!("{p} is not a probability in [0, 1)"));
+            }
+        }
+        if !self.is_supported_type() {
+            return bad("model_type", format!("`{}` is not a BERT-layout encoder (supported: bert, roberta, xlm-roberta, camembert)", self.model_type));
+        }
+        Ok(())
+    }
+
+    fn is_supported_type(&self) -> bool {
+        matches!(self.model_type.as_str(), "bert" | "roberta" | "xlm-roberta" | "camembert")
+    }
+
+    /// Whether positions are offset by `pad_token_id + 1` (the RoBERTa convention).
+    pub fn roberta_positions(&self) -> bool {
+        self.model_type != "bert"
+    }
+
+    /// Name prefix of the encoder inside a sequence-classification checkpoint (`bert`, `roberta`).
+    pub fn encoder_prefix(&self) -> &'static str {
+        match self.model_type.as_str() {
+            "bert" => "bert",
+            _ => "roberta",
+        }
+    }
+
+    /// The Hugging Face architecture name of the matching sequence classifier.
+    pub fn classifier_architecture(&self) -> &'static str {
+        match self.model_type.as_str() {
+            "bert" => "BertForSequenceClassification",
+            "xlm-roberta" => "XLMRobertaForSequenceClassification",
+            "camembert" => "CamembertForSequenceClassification",
+            _ => "RobertaForSequenceClassification",
+        }
+    }
+
+    /// Head dimension.
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+}
+
+/// How the sentence vector is taken from the encoder output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The pooler: dense + tanh on the [CLS] token (Hugging Face's `BertForSequenceClassification`).
+    Cls,
+    /// Mean of the token vectors under the attention mask.
+    Mean,
+}
+
+/// The classification head on top of the pooled output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HeadConfig {
+    /// Pooling strategy.
+    pub pooling: Pooling,
+    /// Sizes of hidden dense layers between pooled output and the output layer (empty: one linear layer).
+    pub hidden: Vec<usize>,
+    /// Dropout before each dense layer; `None` uses the encoder's classifier/hidden dropout.
+    pub dropout: Option<f64>,
+    /// Activation after each hidden layer.
+    pub activation: Activation,
+}
+
+impl Default for HeadConfig {
+    fn default() -> Self {
+        HeadConfig { pooling: Pooling::Cls, hidden: Vec::new(), dropout: None, activation: Activation::GeluErf }
+    }
+}
+
+impl HeadConfig {
+    /// True when the head is exactly Hugging Face's (pooler + dropout + one linear layer).
+    pub fn is_hf_layout(&self) -> bool {
+        self.pooling == Pooling::Cls && self.hidden.is_empty()
+    }
+    /// Checks option values.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(p) = self.dropout {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::config("head-dropout", format!("{p} is not a probability in [0, 1)")));
+            }
+        }
+        if self.hidden.contains(&0) {
+            return Err(Error::config("head-hidden", "layer sizes must be positive"));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_minilm_style_config_and_keeps_unknown_keys() {
+        let json = r#"{"architectures":["BertModel"],"hidden_act":"gelu","hidden_size":384,"intermediate_size":1536,
+            "max_position_embeddings":512,"model_type":"bert","num_attention_heads":12,"num_hidden_layers":6,
+            "vocab_size":30522,"layer_norm_eps":1e-12,"transformers_version":"4.8.2"}"#;
+        let cfg: BertConfig = serde_json::from_str(json).expect("valid");
+        assert_eq!(cfg.hidden_act, Activation::GeluErf);
+        assert_eq!(cfg.head_dim(), 32);
+        assert_eq!(cfg.type_vocab_size, 2);
+        assert!(cfg.extra.contains_key("transformers_version"));
+        let back = serde_json::to_value(&cfg).expect("serialise");
+        assert_eq!(back["hidden_act"], "gelu");
+        assert!(cfg.validate(Path::new("config.json")).is_ok());
+    }
+
+    #[test]
+    fn rejects_bad_head_count() {
+        let json = r#"{"hidden_size":30,"intermediate_size":8,"max_position_embeddings":8,"num_attention_heads":4,
+            "num_hidden_layers":1,"vocab_size":10}"#;
+        let cfg: BertConfig = serde_json::from_str(json).expect("valid json");
+        let err = cfg.validate(Path::new("m/config.json")).expect_err("must fail").to_string();
+        assert!(err.contains("m/config.json") && err.contains("hidden_size"), "{err}");
+    }
+}

@@ -1,0 +1,81 @@
+//! A Hugging Face model folder on disk: where its config, weights and tokenizer files are.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Location, Result};
+
+/// The files of a model folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFolder {
+    /// The folder.
+    pub dir: PathBuf,
+    /// `config.json`.
+    pub config: PathBuf,
+    /// `model.safetensors`.
+    pub weights: PathBuf,
+    /// `tokenizer.json`, if present.
+    pub tokenizer_json: Option<PathBuf>,
+    /// `vocab.txt`, if present.
+    pub vocab_txt: Option<PathBuf>,
+    /// `tokenizer_config.json`, if present.
+    pub tokenizer_config: Option<PathBuf>,
+}
+
+impl ModelFolder {
+    /// Checks that `dir` holds a usable model and records its files.
+    pub fn open(dir: &Path) -> Result<Self> {
+        if !dir.is_dir() {
+            return Err(Error::input(Location::file(dir), "model folder not found (expected a folder with config.json and model.safetensors, or a hub id like org/name)"));
+        }
+        let config = dir.join("config.json");
+        if !config.is_file() {
+            return Err(Error::input(Location::file(&config), "missing: a model folder needs config.json"));
+        }
+        let weights = dir.join("model.safetensors");
+        if !weights.is_file() {
+            let hint = if dir.join("pytorch_model.bin").exists() {
+                " (only pytorch_model.bin is present: convert it to safetensors first)"
+            } else {
+                ""
+            };
+            return Err(Error::input(Location::file(&weights), format!("missing model weights{hint}")));
+        }
+        let opt = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
+        let folder = ModelFolder {
+            dir: dir.to_path_buf(),
+            config,
+            weights,
+            tokenizer_json: opt("tokenizer.json"),
+            vocab_txt: opt("vocab.txt"),
+            tokenizer_config: opt("tokenizer_config.json"),
+        };
+        if folder.tokenizer_json.is_none() && folder.vocab_txt.is_none() {
+            return Err(Error::input(Location::file(dir), "no tokenizer: the model folder needs tokenizer.json or vocab.txt"));
+        }
+        Ok(folder)
+    }
+
+    /// A local folder if `spec` names one, else a Hugging Face Hub id fetched into `cache` (needs network).
+    pub fn resolve(spec: &str, cache: Option<&Path>) -> Result<Self> {
+        let path = Path::new(spec);
+        if path.exists() || !super::hub::looks_like_hub_id(spec) {
+            return ModelFolder::open(path);
+        }
+        let (repo, revision) = match spec.split_once('@') {
+            Some((r, rev)) => (r, rev),
+            None => (spec, "main"),
+        };
+        let dir = super::hub::fetch_model(repo, revision, None, cache)?;
+        ModelFolder::open(&dir)
+    }
+
+    /// Whether the tokenizer lowercases, from `tokenizer_config.json` (`do_lower_case`, default true).
+    pub fn lowercase(&self) -> bool {
+        self.tokenizer_config
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
+            .unwrap_or(true)
+    }
+}

@@ -1,0 +1,231 @@
+//! The parameter store: every weight of a model as a named candle `Var`, with Hugging Face names, plus
+//! loading from and saving to safetensors through a key-mapping table.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+
+use crate::error::{Error, Location, Result};
+use crate::rng;
+
+/// How a weight that the checkpoint lacks is initialised.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Init {
+    /// Normal(0, std) from the run's seeded init stream.
+    Normal(f64),
+    /// All zeros.
+    Zeros,
+    /// All ones.
+    Ones,
+}
+
+/// Named model weights. Canonical names are Hugging Face's without the encoder prefix
+/// (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
+/// `pooler.dense.weight`) plus `classifier.*` for the head.
+#[derive(Debug)]
+pub struct ParamStore {
+    vars: BTreeMap<String, Var>,
+    device: Device,
+    init_seed: u64,
+    /// Names that the model asked for and the checkpoint did not have (freshly initialised).
+    missing: Vec<String>,
+    /// Names the model asked for (to compute unexpected keys).
+    used: BTreeSet<String>,
+    /// Checkpoint names that were dropped on purpose (position ids, MLM heads).
+    skipped: Vec<String>,
+}
+
+/// What loading found, for the user: `missing` were initialised, `unexpected` were ignored.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LoadReport {
+    /// Weights the model needs that the checkpoint lacked (freshly initialised).
+    pub missing: Vec<String>,
+    /// Checkpoint tensors the model did not use.
+    pub unexpected: Vec<String>,
+}
+
+/// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently.
+/// Handles the `bert.`/`roberta.` prefixes, old TF-style `gamma`/`beta`, and buffers.
+pub fn canonical_name(name: &str) -> Option<String> {
+    let mut n = name;
+    for prefix in ["bert.", "roberta.", "model."] {
+        if let Some(rest) = n.strip_prefix(prefix) {
+            n = rest;
+            break;
+        }
+    }
+    if n.ends_with("position_ids") || n.starts_with("cls.") || n.starts_with("lm_head.") {
+        return None;
+    }
+    let mut s = n.to_string();
+    if s.contains("LayerNorm") {
+        if let Some(stem) = s.strip_suffix(".gamma") {
+            s = format!("{stem}.weight");
+        } else if let Some(stem) = s.strip_suffix(".beta") {
+            s = format!("{stem}.bias");
+        }
+    }
+    Some(s)
+}
+
+impl ParamStore {
+    /// An empty store (every weight will be initialised).
+    pub fn empty(device: Device, init_seed: u64) -> Self {
+        ParamStore {
+            vars: BTreeMap::new(),
+            device,
+            init_seed,
+            missing: Vec::new(),
+            used: BTreeSet::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// Loads a safetensors checkpoint, converting floating tensors to f32 and mapping names.
+    pub fn from_safetensors(path: &Path, device: Device, init_seed: u64) -> Result<Self> {
+        if !path.exists() {
+            return Err(Error::input(Location::file(path), "model weights not found"));
+        }
+        let tensors = candle_core::safetensors::load(path, &device).map_err(|e| {
+            Error::parse(Location::file(path), "not a readable safetensors file", Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })?;
+        let mut store = ParamStore::empty(device, init_seed);
+        for (name, t) in tensors {
+            match canonical_name(&name) {
+                Some(canon) if t.dtype().is_float() => {
+                    let t = t.to_dtype(DType::F32)?;
+                    store.vars.insert(canon, Var::from_tensor(&t)?);
+                }
+                _ => store.skipped.push(name),
+            }
+        }
+        Ok(store)
+    }
+
+    /// The weight `name` with the given shape: loaded if present (shape-checked), else initialised.
+    pub fn require(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
+        self.used.insert(name.to_string());
+        if let Some(v) = self.vars.get(name) {
+            if v.dims() != shape {
+                return Err(Error::config(
+                    "model",
+                    format!("checkpoint tensor `{name}` has shape {:?}, the config says {:?}", v.dims(), shape),
+                ));
+            }
+            return Ok(v.clone());
+        }
+        let var = self.fresh(name, shape, init)?;
+        self.missing.push(name.to_string());
+        Ok(var)
+    }
+
+    /// Replaces (or creates) `name` with a freshly initialised weight, e.g. a classifier for new labels.
+    pub fn reinit(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
+        self.used.insert(name.to_string());
+        self.fresh(name, shape, init)
+    }
+
+    fn fresh(&mut self, name: &str, shape: &[usize], init: Init) -> Result<Var> {
+        let n: usize = shape.iter().product();
+        let data: Vec<f32> = match init {
+            Init::Zeros => vec![0.0; n],
+            Init::Ones => vec![1.0; n],
+            Init::Normal(std) => {
+                let mut s = rng::Stream::new(&[self.init_seed, rng::label("init"), rng::label(name)]);
+                (0..n).map(|_| (s.normal() * std) as f32).collect()
+            }
+        };
+        let var = Var::from_tensor(&Tensor::from_vec(data, shape, &self.device)?)?;
+        self.vars.insert(name.to_string(), var.clone());
+        Ok(var)
+    }
+
+    /// True when the checkpoint had `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.vars.contains_key(name)
+    }
+
+    /// Shape of `name` if present.
+    pub fn dims(&self, name: &str) -> Option<Vec<usize>> {
+        self.vars.get(name).map(|v| v.dims().to_vec())
+    }
+
+    /// Missing and unexpected names after the model has been built.
+    pub fn report(&self) -> LoadReport {
+        let unexpected = self.vars.keys().filter(|k| !self.used.contains(*k)).cloned().collect();
+        LoadReport { missing: self.missing.clone(), unexpected }
+    }
+
+    /// Drops tensors the model did not use (so they are neither trained nor saved).
+    pub fn drop_unused(&mut self) {
+        let used = &self.used;
+        self.vars.retain(|k, _| used.contains(k));
+    }
+
+    /// All weights by canonical name.
+    pub fn vars(&self) -> &BTreeMap<String, Var> {
+        &self.vars
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Total number of scalar weights.
+    pub fn num_params(&self) -> usize {
+        self.vars.values().map(|v| v.elem_count()).sum()
+    }
+
+    /// Writes every weight to `path`, renaming each with `rename` (e.g. adding the `bert.` prefix).
+    pub fn save(&self, path: &Path, rename: impl Fn(&str) -> String) -> Result<()> {
+        let map: HashMap<String, Tensor> =
+            self.vars.iter().map(|(k, v)| (rename(k), v.as_detached_tensor())).collect();
+        candle_core::safetensors::save(&map, path).map_err(|e| match e {
+            candle_core::Error::Io(io) => Error::io("cannot write weights", path, io),
+            other => Error::Tensor(other),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_names_strip_prefix_and_map_tf_names() {
+        assert_eq!(canonical_name("bert.embeddings.word_embeddings.weight").as_deref(), Some("embeddings.word_embeddings.weight"));
+        assert_eq!(canonical_name("encoder.layer.0.output.dense.bias").as_deref(), Some("encoder.layer.0.output.dense.bias"));
+        assert_eq!(canonical_name("bert.embeddings.LayerNorm.gamma").as_deref(), Some("embeddings.LayerNorm.weight"));
+        assert_eq!(canonical_name("embeddings.LayerNorm.beta").as_deref(), Some("embeddings.LayerNorm.bias"));
+        assert_eq!(canonical_name("embeddings.position_ids"), None);
+        assert_eq!(canonical_name("cls.predictions.bias"), None);
+        assert_eq!(canonical_name("classifier.weight").as_deref(), Some("classifier.weight"));
+    }
+
+    #[test]
+    fn require_initialises_missing_and_reports_unexpected() {
+        let mut ps = ParamStore::empty(Device::Cpu, 3);
+        ps.vars.insert("extra".into(), Var::from_tensor(&Tensor::zeros(2, DType::F32, &Device::Cpu).expect("t")).expect("v"));
+        let w = ps.require("w", &[3, 4], Init::Normal(0.02)).expect("init");
+        assert_eq!(w.dims(), &[3, 4]);
+        let r = ps.report();
+        assert_eq!(r.missing, vec!["w".to_string()]);
+        assert_eq!(r.unexpected, vec!["extra".to_string()]);
+        // Same seed and name → same init.
+        let mut ps2 = ParamStore::empty(Device::Cpu, 3);
+        let w2 = ps2.require("w", &[3, 4], Init::Normal(0.02)).expect("init");
+        let a: Vec<f32> = w.flatten_all().and_then(|t| t.to_vec1()).expect("vec");
+        let b: Vec<f32> = w2.flatten_all().and_then(|t| t.to_vec1()).expect("vec");
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn shape_mismatch_is_an_error_naming_the_tensor() {
+        let mut ps = ParamStore::empty(Device::Cpu, 0);
+        ps.require("w", &[2, 2], Init::Zeros).expect("init");
+        let err = ps.require("w", &[3, 2], Init::Zeros).expect_err("mismatch").to_string();
+        assert!(err.contains("`w`"), "{err}");
+    }
+}

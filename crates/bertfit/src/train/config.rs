@@ -1,0 +1,289 @@
+//! Training configuration: plain serde data with transformers-style names, defaults and `validate()`.
+//! The resolved configuration is saved in the run directory.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use super::schedule::ScheduleKind;
+use crate::error::{Error, Result};
+use crate::metrics::Metric;
+use crate::model::HeadConfig;
+
+/// Per-class loss weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ClassWeights {
+    /// All classes weigh 1.
+    #[default]
+    None,
+    /// n / (k · count): rare classes weigh more.
+    Balanced,
+    /// One weight per class, by label name.
+    Explicit(Vec<(String, f64)>),
+}
+
+impl ClassWeights {
+    /// Parses `none`, `balanced`, or `LABEL=W,LABEL=W,...`.
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim() {
+            "" | "none" => Ok(ClassWeights::None),
+            "balanced" => Ok(ClassWeights::Balanced),
+            list => {
+                let mut out = Vec::new();
+                for part in list.split(',') {
+                    let (label, w) = part.rsplit_once('=').ok_or_else(|| {
+                        Error::config("class-weights", format!("`{part}`: expected LABEL=WEIGHT, `balanced` or `none`"))
+                    })?;
+                    let w: f64 = w
+                        .trim()
+                        .parse()
+                        .ok()
+                        .filter(|w: &f64| w.is_finite() && *w > 0.0)
+                        .ok_or_else(|| Error::config("class-weights", format!("`{w}` is not a positive number")))?;
+                    out.push((label.trim().to_string(), w));
+                }
+                Ok(ClassWeights::Explicit(out))
+            }
+        }
+    }
+}
+
+/// Every training hyperparameter. Defaults follow transformers' `TrainingArguments` where it has one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Passes over the training data.
+    pub epochs: usize,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Examples per evaluation batch.
+    pub eval_batch_size: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Truncation length in tokens (special tokens included).
+    pub max_len: usize,
+    /// Seed of every random stream (splits, order, dropout, new weights).
+    pub seed: u64,
+    /// Share of optimizer steps spent warming up.
+    pub warmup_ratio: f64,
+    /// Decoupled weight decay.
+    pub weight_decay: f64,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: usize,
+    /// Global gradient-norm clip (0 disables).
+    pub max_grad_norm: f64,
+    /// Learning-rate schedule after warmup.
+    pub scheduler: ScheduleKind,
+    /// Metric for early stopping and best-model selection.
+    pub early_stopping_metric: Metric,
+    /// Evaluations without improvement before stopping (`None`: never stop early).
+    pub patience: Option<usize>,
+    /// Smallest change that counts as improvement.
+    pub min_delta: f64,
+    /// Loss weights per class.
+    pub class_weights: ClassWeights,
+    /// Also evaluate every N optimizer steps.
+    pub eval_every_steps: Option<usize>,
+    /// Stop after this many optimizer steps (overrides epochs).
+    pub max_steps: Option<usize>,
+    /// Classification head.
+    pub head: HeadConfig,
+    /// Freeze the whole encoder.
+    pub freeze_encoder: bool,
+    /// Freeze embeddings and the first N layers.
+    pub freeze_layers: usize,
+    /// Group batches by length (less padding; still shuffled every epoch).
+    pub group_by_length: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            epochs: 3,
+            batch_size: 32,
+            eval_batch_size: 64,
+            lr: 5e-5,
+            max_len: 128,
+            seed: 42,
+            warmup_ratio: 0.1,
+            weight_decay: 0.01,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            scheduler: ScheduleKind::Linear,
+            early_stopping_metric: Metric::F1Macro,
+            patience: None,
+            min_delta: 0.0,
+            class_weights: ClassWeights::None,
+            eval_every_steps: None,
+            max_steps: None,
+            head: HeadConfig::default(),
+            freeze_encoder: false,
+            freeze_layers: 0,
+            group_by_length: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value, naming the option at fault.
+    pub fn validate(&self) -> Result<()> {
+        let positive = |name: &str, v: usize| if v == 0 { Err(Error::config(name, "must be at least 1")) } else { Ok(()) };
+        positive("epochs", self.epochs)?;
+        positive("batch-size", self.batch_size)?;
+        positive("eval-batch-size", self.eval_batch_size)?;
+        positive("grad-accum", self.grad_accum)?;
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return Err(Error::config("lr", format!("{} is not a positive learning rate", self.lr)));
+        }
+        if !(0.0..1.0).contains(&self.warmup_ratio) {
+            return Err(Error::config("warmup-ratio", format!("{} is not in [0, 1)", self.warmup_ratio)));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::config("weight-decay", "must be ≥ 0"));
+        }
+        if !(self.max_grad_norm.is_finite() && self.max_grad_norm >= 0.0) {
+            return Err(Error::config("max-grad-norm", "must be ≥ 0 (0 disables clipping)"));
+        }
+        if self.max_len < 4 {
+            return Err(Error::config("max-len", "must be at least 4"));
+        }
+        if let ScheduleKind::Plateau { factor, .. } = self.scheduler {
+            if !(factor > 0.0 && factor < 1.0) {
+                return Err(Error::config("scheduler", "plateau factor must be in (0, 1)"));
+            }
+        }
+        if self.patience == Some(0) {
+            return Err(Error::config("patience", "must be at least 1 (leave it out to never stop early)"));
+        }
+        if self.max_steps == Some(0) || self.eval_every_steps == Some(0) {
+            return Err(Error::config("max-steps/eval-every-steps", "must be at least 1"));
+        }
+        self.head.validate()
+    }
+}
+
+/// Where the data comes from and which columns hold what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DataConfig {
+    /// Training file.
+    pub train: PathBuf,
+    /// Validation file (else split off `train`).
+    pub valid: Option<PathBuf>,
+    /// Test file (else split off `train` when `test_fraction` > 0).
+    pub test: Option<PathBuf>,
+    /// Text column.
+    pub text_column: String,
+    /// Second-segment column for sentence pairs.
+    pub text_pair_column: Option<String>,
+    /// Label column.
+    pub label_column: String,
+    /// Id column (`id` when the file has one).
+    pub id_column: Option<String>,
+    /// Validation share split off the training file when no `valid` file is given (0 disables).
+    pub valid_fraction: f64,
+    /// Test share split off the training file when no `test` file is given.
+    pub test_fraction: f64,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        DataConfig {
+            train: PathBuf::new(),
+            valid: None,
+            test: None,
+            text_column: "text".into(),
+            text_pair_column: None,
+            label_column: "label".into(),
+            id_column: None,
+            valid_fraction: 0.1,
+            test_fraction: 0.0,
+        }
+    }
+}
+
+impl DataConfig {
+    /// Checks the fractions.
+    pub fn validate(&self) -> Result<()> {
+        for (name, f) in [("valid-fraction", self.valid_fraction), ("test-fraction", self.test_fraction)] {
+            if !(0.0..1.0).contains(&f) {
+                return Err(Error::config(name, format!("{f} is not in [0, 1)")));
+            }
+        }
+        if self.valid_fraction + self.test_fraction >= 0.9 {
+            return Err(Error::config("valid-fraction", "validation and test fractions leave too little to train on"));
+        }
+        if self.train.as_os_str().is_empty() {
+            return Err(Error::config("train", "a training file is required"));
+        }
+        Ok(())
+    }
+
+    /// The column mapping for the data layer.
+    pub fn columns(&self) -> crate::data::Columns {
+        crate::data::Columns {
+            text: self.text_column.clone(),
+            text_pair: self.text_pair_column.clone(),
+            label: Some(self.label_column.clone()),
+            id: self.id_column.clone(),
+        }
+    }
+}
+
+/// A whole training run as saved in `RUN_DIR/run_config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunConfig {
+    /// Model folder or hub id.
+    pub model: String,
+    /// Run directory.
+    pub output: PathBuf,
+    /// Data.
+    pub data: DataConfig,
+    /// Hyperparameters.
+    pub train: TrainConfig,
+}
+
+impl RunConfig {
+    /// Validates all parts.
+    pub fn validate(&self) -> Result<()> {
+        if self.model.is_empty() {
+            return Err(Error::config("model", "a model folder or hub id is required"));
+        }
+        self.data.validate()?;
+        self.train.validate()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate_and_round_trip() {
+        let c = TrainConfig::default();
+        c.validate().expect("defaults are valid");
+        let back: TrainConfig = toml::from_str(&toml::to_string(&c).expect("ser")).expect("de");
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn bad_values_name_the_option() {
+        let c = TrainConfig { warmup_ratio: 1.5, ..Default::default() };
+        assert!(c.validate().expect_err("bad").to_string().contains("warmup-ratio"));
+        let c = TrainConfig { batch_size: 0, ..Default::default() };
+        assert!(c.validate().expect_err("bad").to_string().contains("batch-size"));
+    }
+
+    #[test]
+    fn class_weights_parse() {
+        assert_eq!(ClassWeights::parse("balanced").expect("ok"), ClassWeights::Balanced);
+        assert_eq!(
+            ClassWeights::parse("spam=3, ham=1").expect("ok"),
+            ClassWeights::Explicit(vec![("spam".into(), 3.0), ("ham".into(), 1.0)])
+        );
+        assert!(ClassWeights::parse("spam=-1").is_err());
+        assert!(ClassWeights::parse("spam").is_err());
+    }
+}

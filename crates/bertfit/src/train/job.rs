@@ -1,0 +1,236 @@
+//! A whole training run from files: read and split the data, load model and tokenizer, train, evaluate
+//! the best model on the test split, and leave everything in the run directory.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+
+use candle_core::Device;
+use serde::Serialize;
+
+use super::config::{ClassWeights, RunConfig};
+use super::events::{EvalRecord, Event, Observer};
+use super::loss;
+use super::trainer::{self, Split, Trainer};
+use crate::data::{self, Dataset, LabelMap};
+use crate::error::{Error, Result};
+use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder};
+use crate::tokenize::{Encoded, TextTokenizer};
+
+/// Options that change how a run is carried out, not what it computes.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunOptions<'a> {
+    /// Replace an existing run in the output directory.
+    pub overwrite: bool,
+    /// Stop flag set by a signal handler.
+    pub cancel: Option<&'a AtomicBool>,
+}
+
+/// The outcome of a run, also written to `RUN_DIR/summary.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunSummary {
+    /// Class names by id.
+    pub labels: Vec<String>,
+    /// Examples per split.
+    pub train_examples: usize,
+    /// Validation examples.
+    pub valid_examples: usize,
+    /// Test examples.
+    pub test_examples: usize,
+    /// Epochs completed.
+    pub epochs: usize,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Why training ended.
+    pub stop_reason: String,
+    /// Seconds spent training.
+    pub train_seconds: f64,
+    /// Real tokens per second in training.
+    pub train_tokens_per_s: f64,
+    /// Best validation evaluation.
+    pub best: Option<EvalRecord>,
+    /// Test evaluation of the best model.
+    pub test: Option<EvalRecord>,
+    /// Share of training texts cut by truncation.
+    pub truncated_share: f64,
+}
+
+/// Loads the tokenizer of a model folder with truncation at `max_len`.
+pub fn load_tokenizer(folder: &ModelFolder, max_len: usize) -> Result<TextTokenizer> {
+    match (&folder.tokenizer_json, &folder.vocab_txt) {
+        (Some(json), _) => TextTokenizer::from_tokenizer_json(json, max_len),
+        (None, Some(vocab)) => TextTokenizer::from_vocab(vocab, folder.lowercase(), max_len),
+        (None, None) => Err(Error::config("model", format!("{}: no tokenizer.json or vocab.txt", folder.dir.display()))),
+    }
+}
+
+/// Tokenizes every example of a dataset.
+pub fn encode(tokenizer: &TextTokenizer, data: &Dataset) -> Result<Vec<Encoded>> {
+    let texts: Vec<(&str, Option<&str>)> = data.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
+    tokenizer.encode_all(&texts)
+}
+
+fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Result<Option<Vec<f32>>> {
+    Ok(match cw {
+        ClassWeights::None => None,
+        ClassWeights::Balanced => Some(loss::balanced_weights(train, labels.len())),
+        ClassWeights::Explicit(pairs) => {
+            let mut w = vec![1.0f32; labels.len()];
+            for (name, value) in pairs {
+                let id = labels.id(name).ok_or_else(|| {
+                    Error::config("class-weights", format!("unknown label `{name}` (labels: {})", labels.names().join(", ")))
+                })?;
+                w[id] = *value as f32;
+            }
+            Some(w)
+        }
+    })
+}
+
+fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
+    let taken = ["metrics.jsonl", "best", "last", "run_config.json"].iter().any(|f| dir.join(f).exists());
+    if taken && !overwrite {
+        return Err(Error::config(
+            "output",
+            format!("{} already holds a training run; choose another --output or pass --overwrite", dir.display()),
+        ));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create run directory", dir, e))
+}
+
+/// Runs training as configured. Everything lands in `cfg.output`.
+pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
+    cfg.validate()?;
+    let tc = &cfg.train;
+    let cols = cfg.data.columns();
+    let full = data::read_dataset(&cfg.data.train, &cols, true)?;
+    let labels = LabelMap::from_labels(full.labels());
+    if labels.len() < 2 {
+        return Err(Error::input(
+            crate::Location::file(&cfg.data.train).field(&cfg.data.label_column),
+            format!("found {} distinct label(s); classification needs at least 2", labels.len()),
+        ));
+    }
+    let full_ids = labels.encode(&full)?;
+
+    // Splits: explicit files win; otherwise stratified, seeded shares of the training file.
+    let mut fractions = Vec::new();
+    if cfg.data.valid.is_none() && cfg.data.valid_fraction > 0.0 {
+        fractions.push(cfg.data.valid_fraction);
+    }
+    if cfg.data.test.is_none() && cfg.data.test_fraction > 0.0 {
+        fractions.push(cfg.data.test_fraction);
+    }
+    let parts = data::stratified_split(&full_ids, &fractions, tc.seed)?;
+    let mut parts = parts.into_iter();
+    let mut take_split = |file: &Option<std::path::PathBuf>, frac: f64| -> Result<Option<Dataset>> {
+        match file {
+            Some(p) => Ok(Some(data::read_dataset(p, &cols, true)?)),
+            None if frac > 0.0 => Ok(parts.next().map(|idx| full.subset(&idx))),
+            None => Ok(None),
+        }
+    };
+    let valid = take_split(&cfg.data.valid, cfg.data.valid_fraction)?;
+    let test = take_split(&cfg.data.test, cfg.data.test_fraction)?;
+    let train = match parts.next() {
+        Some(idx) => full.subset(&idx),
+        None => full.clone(),
+    };
+    let train_ids = labels.encode(&train)?;
+    let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;
+    let test_ids = test.as_ref().map(|d| labels.encode(d)).transpose()?;
+    obs.on_event(&Event::Info(format!(
+        "data: {} train, {} valid, {} test examples; {} labels: {}",
+        train.len(),
+        valid.as_ref().map_or(0, |d| d.len()),
+        test.as_ref().map_or(0, |d| d.len()),
+        labels.len(),
+        labels.names().join(", ")
+    )));
+
+    check_output(&cfg.output, opts.overwrite)?;
+    let folder = ModelFolder::resolve(&cfg.model, None)?;
+    let model_cfg = crate::model::BertConfig::from_file(&folder.config)?;
+    let position_room = model_cfg.max_position_embeddings - if model_cfg.roberta_positions() { model_cfg.pad_token_id as usize + 1 } else { 0 };
+    let max_len = tc.max_len.min(position_room);
+    if max_len < tc.max_len {
+        obs.on_event(&Event::Warning(format!("max_len {} exceeds the model's {} positions; using {max_len}", tc.max_len, position_room)));
+    }
+    let tokenizer = load_tokenizer(&folder, max_len)?;
+    let enc_train = encode(&tokenizer, &train)?;
+    let enc_valid = valid.as_ref().map(|d| encode(&tokenizer, d)).transpose()?;
+    let enc_test = test.as_ref().map(|d| encode(&tokenizer, d)).transpose()?;
+    let truncated_share = enc_train.iter().filter(|e| e.truncated).count() as f64 / enc_train.len().max(1) as f64;
+
+    let model = Classifier::load(
+        &folder,
+        LoadOptions {
+            labels: Some(labels.names().to_vec()),
+            head: Some(tc.head.clone()),
+            freeze: Freeze { encoder: tc.freeze_encoder, layers: tc.freeze_layers },
+            seed: tc.seed,
+            device: Device::Cpu,
+        },
+    )?;
+    let report = &model.load_report;
+    if !report.missing.is_empty() {
+        obs.on_event(&Event::Warning(format!("initialised weights missing from the checkpoint: {}", report.missing.join(", "))));
+    }
+    if !report.unexpected.is_empty() {
+        obs.on_event(&Event::Info(format!("ignored checkpoint tensors: {}", report.unexpected.join(", "))));
+    }
+    if model.head_initialised {
+        obs.on_event(&Event::Info(format!("classifier initialised for {} labels", labels.len())));
+    }
+    let saved = serde_json::to_string_pretty(cfg).map_err(|e| Error::config("config", e.to_string()))?;
+    let cfg_path = cfg.output.join("run_config.json");
+    std::fs::write(&cfg_path, saved).map_err(|e| Error::io("cannot write", &cfg_path, e))?;
+
+    let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
+    let trainer = Trainer {
+        model: &model,
+        config: tc,
+        tokenizer: &tokenizer,
+        run_dir: &cfg.output,
+        class_weights: class_weights.clone(),
+        cancel: opts.cancel,
+    };
+    let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, l)| Split { encoded: e, labels: l });
+    let outcome = trainer.fit(Split { encoded: &enc_train, labels: &train_ids }, valid_split, obs)?;
+
+    let mut test_rec = None;
+    if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
+        let best = Classifier::load(&ModelFolder::open(&cfg.output.join("best"))?, LoadOptions::default())?;
+        let (loss, scores, _) = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        let step = outcome.best.as_ref().map_or(outcome.steps, |b| b.step);
+        let epoch = outcome.best.as_ref().map_or(outcome.epochs as f64, |b| b.epoch);
+        let rec = EvalRecord::new("test", epoch, step, loss, 0.0, outcome.seconds, ids.len(), scores);
+        append_record(&cfg.output.join("metrics.jsonl"), &rec)?;
+        obs.on_event(&Event::Evaluated(&rec));
+        test_rec = Some(rec);
+    }
+    let summary = RunSummary {
+        labels: labels.names().to_vec(),
+        train_examples: train.len(),
+        valid_examples: valid.as_ref().map_or(0, |d| d.len()),
+        test_examples: test.as_ref().map_or(0, |d| d.len()),
+        epochs: outcome.epochs,
+        steps: outcome.steps,
+        stop_reason: outcome.stop_reason.clone(),
+        train_seconds: outcome.seconds,
+        train_tokens_per_s: outcome.tokens as f64 / outcome.seconds.max(1e-9),
+        best: outcome.best.clone(),
+        test: test_rec,
+        truncated_share,
+    };
+    let path = cfg.output.join("summary.json");
+    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config("summary", e.to_string()))?;
+    std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))?;
+    Ok(summary)
+}
+
+fn append_record(path: &Path, rec: &EvalRecord) -> Result<()> {
+    use std::io::Write;
+    let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
+    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    writeln!(f, "{line}").map_err(|e| Error::io("cannot append to", path, e))
+}
