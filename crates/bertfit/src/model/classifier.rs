@@ -147,6 +147,13 @@ impl Classifier {
         self.head.forward(pooled, &hidden, &inputs.mask, mode)
     }
 
+    /// The encoder's last hidden state (batch, seq, hidden) and pooler output (batch, hidden) if it has a pooler.
+    pub fn hidden_states(&self, inputs: &Inputs, mode: Mode) -> Result<(Tensor, Option<Tensor>)> {
+        let hidden = self.encoder.forward(inputs, mode)?;
+        let pooled = self.encoder.pool(&hidden)?;
+        Ok((hidden, pooled))
+    }
+
     /// The trainable weights, by canonical name.
     pub fn trainable(&self) -> Vec<(String, Var)> {
         self.store.vars().iter().filter(|(n, _)| self.freeze.trainable(n)).map(|(n, v)| (n.clone(), v.clone())).collect()

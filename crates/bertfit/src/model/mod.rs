@@ -10,6 +10,7 @@ pub mod hub;
 pub mod infer;
 pub mod ops;
 pub mod params;
+pub mod random;
 
 pub use bert::{Encoder, Freeze, Inputs};
 pub use classifier::{Classifier, LoadOptions, SavedMeta};

@@ -1,0 +1,331 @@
+//! Integration tests of the library on a tiny random BERT built here, plus parity with Hugging Face
+//! transformers on the real all-MiniLM-L6-v2 checkpoint when the assets are present.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use bertfit::batch;
+use bertfit::data::{self, Columns};
+use bertfit::model::random::{tiny_config, write_random_model};
+use bertfit::model::{Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
+use bertfit::predict::Predictor;
+use bertfit::train::job::{encode, load_tokenizer};
+use bertfit::train::loss::cross_entropy;
+use bertfit::train::optimizer::{AdamW, AdamWConfig};
+use bertfit::train::{self, DataConfig, RunConfig, RunOptions, Silent, TrainConfig};
+use candle_core::{Device, Tensor};
+
+const WORDS: &[&str] = &[
+    "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "a", "film", "plot", "acting", "really", "good",
+    "great", "fine", "nice", "happy", "bad", "awful", "poor", "sad", "terrible", "and", "very", "quite", ".", ",",
+];
+
+fn vocab() -> Vec<String> {
+    WORDS.iter().map(|s| s.to_string()).collect()
+}
+
+/// A tiny random BERT folder.
+fn tiny_model(dir: &Path, seed: u64) -> PathBuf {
+    let path = dir.join("tiny-bert");
+    write_random_model(&path, &tiny_config(WORDS.len()), &vocab(), seed).expect("write tiny model");
+    path
+}
+
+/// 24 short sentences: positive words → pos, negative words → neg.
+fn write_sentiment_csv(path: &Path) {
+    let pos = ["good", "great", "fine", "nice", "happy", "really good"];
+    let neg = ["bad", "awful", "poor", "sad", "terrible", "very bad"];
+    let subjects = ["the movie was", "the plot was", "a film quite"];
+    let mut rows = vec!["id,text,label".to_string()];
+    let mut i = 0;
+    for s in subjects {
+        for (p, n) in pos.iter().zip(neg.iter()) {
+            rows.push(format!("ex{i},{s} {p} .,pos"));
+            rows.push(format!("ex{},{s} {n} .,neg", i + 1));
+            i += 2;
+        }
+    }
+    std::fs::write(path, rows.join("\n") + "\n").expect("write csv");
+}
+
+fn run_config(dir: &Path, model: &Path, out: &str, train: TrainConfig) -> RunConfig {
+    let csv = dir.join("train.csv");
+    write_sentiment_csv(&csv);
+    RunConfig {
+        model: model.display().to_string(),
+        output: dir.join(out),
+        data: DataConfig { train: csv.clone(), valid: Some(csv), valid_fraction: 0.0, ..Default::default() },
+        train,
+    }
+}
+
+fn fast_config() -> TrainConfig {
+    TrainConfig { epochs: 40, batch_size: 8, lr: 2e-3, warmup_ratio: 0.0, max_len: 16, ..Default::default() }
+}
+
+fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu).expect("load safetensors")
+}
+
+fn tensor_bits(t: &Tensor) -> Vec<u32> {
+    t.flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32").iter().map(|x| x.to_bits()).collect()
+}
+
+#[test]
+fn training_lowers_loss_and_memorises_a_small_dataset() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 1);
+    let cfg = run_config(dir.path(), &model, "run", fast_config());
+    let summary = train::run(&cfg, RunOptions::default(), &mut Silent).expect("train");
+    let lines = std::fs::read_to_string(cfg.output.join("metrics.jsonl")).expect("metrics");
+    let records: Vec<serde_json::Value> = lines.lines().map(|l| serde_json::from_str(l).expect("json")).collect();
+    let train_losses: Vec<f64> =
+        records.iter().filter(|r| r["split"] == "train").map(|r| r["loss"].as_f64().expect("loss")).collect();
+    assert_eq!(train_losses.len(), 40);
+    let first = train_losses[..3].iter().sum::<f64>() / 3.0;
+    let last = train_losses[37..].iter().sum::<f64>() / 3.0;
+    assert!(last < first * 0.3, "loss went {first} → {last}");
+    for key in ["epoch", "step", "split", "loss", "accuracy", "f1_macro", "mcc", "learning_rate", "elapsed_s"] {
+        assert!(records[0].get(key).is_some(), "metrics.jsonl lacks {key}");
+    }
+    // The best model predicts every training example right.
+    let predictor = Predictor::load(&cfg.output.join("best").display().to_string(), None).expect("load best");
+    let data = data::read_dataset(&cfg.data.train, &Columns::default(), true).expect("read");
+    let eval = predictor.evaluate(&data, 7, &mut |_, _| {}).expect("eval");
+    assert_eq!(eval.scores.accuracy, 1.0, "{:?}", eval.scores.confusion);
+    assert_eq!(summary.labels, vec!["neg".to_string(), "pos".to_string()]);
+    // The saved folder is a Hugging Face classifier.
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.output.join("best/config.json")).expect("cfg")).expect("json");
+    assert_eq!(config["architectures"][0], "BertForSequenceClassification");
+    assert_eq!(config["id2label"]["1"], "pos");
+    assert_eq!(config["label2id"]["neg"], 0);
+    let tensors = read_tensors(&cfg.output.join("best/model.safetensors"));
+    assert!(tensors.contains_key("bert.embeddings.word_embeddings.weight"));
+    assert!(tensors.contains_key("classifier.weight"));
+    assert!(cfg.output.join("best/tokenizer.json").exists());
+    assert!(cfg.output.join("last/optimizer.safetensors").exists());
+    assert!(cfg.output.join("run_config.json").exists());
+}
+
+fn load_classifier(model: &Path, labels: Option<Vec<String>>, freeze: Freeze) -> Classifier {
+    let folder = ModelFolder::open(model).expect("folder");
+    Classifier::load(&folder, LoadOptions { labels, freeze, seed: 3, ..Default::default() }).expect("classifier")
+}
+
+fn tiny_batch(model: &Path) -> (bertfit::batch::Batch, Vec<bertfit::tokenize::Encoded>) {
+    let folder = ModelFolder::open(model).expect("folder");
+    let tok = load_tokenizer(&folder, 16).expect("tokenizer");
+    let enc = tok
+        .encode_all(&[("the movie was good .", None), ("bad", None), ("a film , quite terrible and sad .", Some("the plot"))])
+        .expect("encode");
+    (batch::collate(&enc, &[0, 1, 2], Some(&[1, 0, 0]), 0), enc)
+}
+
+#[test]
+fn every_trainable_tensor_gets_a_gradient() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model_dir = tiny_model(dir.path(), 2);
+    let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
+    let (b, _) = tiny_batch(&model_dir);
+    let logits = model.forward(&Inputs::from_batch(&b, &Device::Cpu).expect("inputs"), Mode::train(1, 0)).expect("fwd");
+    let loss = cross_entropy(&logits, &b.labels, None, 1.0).expect("loss");
+    let grads = loss.backward().expect("backward");
+    let trainable = model.trainable();
+    // 2 layers × 16 tensors + 5 embedding + 2 pooler + 2 classifier.
+    assert_eq!(trainable.len(), 2 * 16 + 5 + 2 + 2);
+    for (name, var) in &trainable {
+        let g = grads.get(var.as_tensor()).unwrap_or_else(|| panic!("no gradient for {name}"));
+        let norm: f32 = g.sqr().and_then(|t| t.sum_all()).and_then(|t| t.to_scalar()).expect("norm");
+        assert!(norm > 0.0, "zero gradient for {name}");
+    }
+    let mut opt = AdamW::new(trainable, AdamWConfig::default());
+    assert!(opt.accumulate(&grads).expect("accumulate").is_empty());
+}
+
+#[test]
+fn frozen_encoder_gets_no_gradient_and_stays_bit_identical() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 4);
+    let cfg = run_config(dir.path(), &model, "frozen", TrainConfig { epochs: 3, freeze_encoder: true, ..fast_config() });
+    train::run(&cfg, RunOptions::default(), &mut Silent).expect("train");
+    let before = read_tensors(&model.join("model.safetensors"));
+    let after = read_tensors(&cfg.output.join("best/model.safetensors"));
+    let mut compared = 0;
+    for (name, t) in &before {
+        let saved = after.get(&format!("bert.{name}")).unwrap_or_else(|| panic!("{name} not saved"));
+        assert_eq!(tensor_bits(t), tensor_bits(saved), "{name} changed");
+        compared += 1;
+    }
+    assert_eq!(compared, before.len());
+    let head_before = load_classifier(&model, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
+    let w0 = head_before.params().vars()["classifier.weight"].as_tensor().clone();
+    assert_ne!(tensor_bits(&w0), tensor_bits(&after["classifier.weight"]), "the head must train");
+    // Freezing the first layer only: embeddings and layer 0 frozen, layer 1 trainable.
+    let partial = load_classifier(&model, Some(vec!["a".into(), "b".into()]), Freeze { encoder: false, layers: 1 });
+    let names: Vec<String> = partial.trainable().into_iter().map(|(n, _)| n).collect();
+    assert!(names.iter().all(|n| !n.starts_with("embeddings.") && !n.starts_with("encoder.layer.0.")));
+    assert!(names.iter().any(|n| n.starts_with("encoder.layer.1.")));
+}
+
+#[test]
+fn save_then_load_gives_identical_logits() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model_dir = tiny_model(dir.path(), 5);
+    let model = load_classifier(&model_dir, Some(vec!["x".into(), "y".into(), "z".into()]), Freeze::default());
+    let out = dir.path().join("saved");
+    model.save(&out, 16).expect("save");
+    std::fs::copy(model_dir.join("vocab.txt"), out.join("vocab.txt")).expect("vocab");
+    let again = load_classifier(&out, None, Freeze::default());
+    assert_eq!(again.labels, vec!["x", "y", "z"]);
+    assert!(!again.head_initialised);
+    let (b, _) = tiny_batch(&model_dir);
+    let inputs = Inputs::from_batch(&b, &Device::Cpu).expect("inputs");
+    let l1 = model.forward(&inputs, Mode::EVAL).expect("fwd");
+    let l2 = again.forward(&inputs, Mode::EVAL).expect("fwd");
+    assert_eq!(tensor_bits(&l1), tensor_bits(&l2));
+    // Training on the same labels keeps the head; other labels get a fresh one.
+    let same = load_classifier(&out, Some(vec!["x".into(), "y".into(), "z".into()]), Freeze::default());
+    assert!(!same.head_initialised);
+    let other = load_classifier(&out, Some(vec!["p".into(), "q".into()]), Freeze::default());
+    assert!(other.head_initialised);
+}
+
+#[test]
+fn batched_and_one_by_one_predictions_agree() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model_dir = tiny_model(dir.path(), 6);
+    let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
+    let (_, enc) = tiny_batch(&model_dir);
+    let batched = bertfit::model::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
+    for (i, e) in enc.iter().enumerate() {
+        let single = bertfit::model::infer::probabilities(&model, std::slice::from_ref(e), 1, &mut |_, _| {}).expect("single");
+        for (a, b) in batched[i].iter().zip(&single[0]) {
+            assert!((a - b).abs() < 1e-5, "example {i}: {a} vs {b}");
+        }
+    }
+}
+
+#[test]
+fn dropout_masks_are_seeded() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model_dir = tiny_model(dir.path(), 7);
+    let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
+    let (b, _) = tiny_batch(&model_dir);
+    let inputs = Inputs::from_batch(&b, &Device::Cpu).expect("inputs");
+    let a = tensor_bits(&model.forward(&inputs, Mode::train(9, 3)).expect("fwd"));
+    let a2 = tensor_bits(&model.forward(&inputs, Mode::train(9, 3)).expect("fwd"));
+    let c = tensor_bits(&model.forward(&inputs, Mode::train(9, 4)).expect("fwd"));
+    let e = tensor_bits(&model.forward(&inputs, Mode::EVAL).expect("fwd"));
+    assert_eq!(a, a2);
+    assert_ne!(a, c);
+    assert_ne!(a, e);
+}
+
+#[test]
+fn two_identical_runs_give_bit_identical_weights() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 8);
+    let short = TrainConfig { epochs: 2, ..fast_config() };
+    let a = run_config(dir.path(), &model, "a", short.clone());
+    let b = run_config(dir.path(), &model, "b", short);
+    train::run(&a, RunOptions::default(), &mut Silent).expect("a");
+    train::run(&b, RunOptions::default(), &mut Silent).expect("b");
+    let wa = std::fs::read(a.output.join("last/model.safetensors")).expect("a");
+    let wb = std::fs::read(b.output.join("last/model.safetensors")).expect("b");
+    assert!(wa == wb, "weights differ between identical runs");
+}
+
+#[test]
+fn an_existing_run_is_not_overwritten_without_asking() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 9);
+    let cfg = run_config(dir.path(), &model, "run", TrainConfig { epochs: 1, ..fast_config() });
+    train::run(&cfg, RunOptions::default(), &mut Silent).expect("first");
+    let err = train::run(&cfg, RunOptions::default(), &mut Silent).expect_err("second must refuse");
+    assert!(err.to_string().contains("already holds a training run"), "{err}");
+    assert!(err.is_user_error());
+    train::run(&cfg, RunOptions { overwrite: true, ..Default::default() }, &mut Silent).expect("overwrite");
+}
+
+// ---- parity with Hugging Face transformers on the real checkpoint ----
+
+fn asset_dir() -> Option<PathBuf> {
+    let root = std::env::var_os("BERTFIT_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bertfit")))?;
+    let dir = root.join("models/all-MiniLM-L6-v2");
+    dir.join("model.safetensors").exists().then_some(dir)
+}
+
+/// Assets are fetched by scripts/setup-assets.sh; CI sets BERTFIT_REQUIRE_ASSETS=1 so a missing asset fails.
+fn require_assets() -> Option<PathBuf> {
+    match asset_dir() {
+        Some(d) => Some(d),
+        None if std::env::var("BERTFIT_REQUIRE_ASSETS").is_ok_and(|v| v == "1") => {
+            panic!("all-MiniLM-L6-v2 not found: run scripts/setup-assets.sh")
+        }
+        None => {
+            eprintln!("SKIPPED: all-MiniLM-L6-v2 assets absent (run scripts/setup-assets.sh)");
+            None
+        }
+    }
+}
+
+#[test]
+fn minilm_forward_matches_transformers() {
+    let Some(model_dir) = require_assets() else { return };
+    let reference: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/minilm_parity.json")).expect("ref"),
+    )
+    .expect("json");
+    let folder = ModelFolder::open(&model_dir).expect("folder");
+    let model = Classifier::load(&folder, LoadOptions { labels: Some(vec!["a".into(), "b".into()]), ..Default::default() })
+        .expect("load");
+    assert!(model.load_report.missing.is_empty(), "missing: {:?}", model.load_report.missing);
+    let tok = load_tokenizer(&folder, 128).expect("tok");
+    let cases = reference["cases"].as_array().expect("cases");
+    let mut worst = 0f32;
+    for case in cases {
+        let ids: Vec<u32> = serde_json::from_value(case["input_ids"].clone()).expect("ids");
+        let types: Vec<u32> = serde_json::from_value(case["token_type_ids"].clone()).expect("types");
+        // Our tokenizer must produce the same ids.
+        let text = case["text"].as_str().expect("text");
+        let pair = case.get("text_pair").and_then(|p| p.as_str());
+        let enc = tok.encode_all(&[(text, pair)]).expect("encode");
+        assert_eq!(enc[0].ids, ids, "tokenization of {text:?}");
+        assert_eq!(enc[0].type_ids, types);
+        let b = batch::collate(&enc, &[0], None, 0);
+        let (hidden, pooled) = model.hidden_states(&Inputs::from_batch(&b, &Device::Cpu).expect("in"), Mode::EVAL).expect("fwd");
+        let got: Vec<f32> = hidden.flatten_all().and_then(|t| t.to_vec1()).expect("vec");
+        let want: Vec<f32> = serde_json::from_value::<Vec<Vec<Vec<f32>>>>(case["last_hidden_state"].clone())
+            .map(|v| v.into_iter().flatten().flatten().collect())
+            .or_else(|_| serde_json::from_value::<Vec<Vec<f32>>>(case["last_hidden_state"].clone()).map(|v| v.into_iter().flatten().collect()))
+            .expect("hidden");
+        assert_eq!(got.len(), want.len());
+        let pooled: Vec<f32> = pooled.expect("pooler").flatten_all().and_then(|t| t.to_vec1()).expect("pooled");
+        let want_pooled: Vec<f32> = serde_json::from_value::<Vec<Vec<f32>>>(case["pooler_output"].clone())
+            .map(|v| v.into_iter().flatten().collect())
+            .or_else(|_| serde_json::from_value::<Vec<f32>>(case["pooler_output"].clone()))
+            .expect("pooled");
+        for (g, w) in got.iter().zip(&want).chain(pooled.iter().zip(&want_pooled)) {
+            worst = worst.max((g - w).abs());
+        }
+    }
+    eprintln!("parity: max abs diff {worst:e} over {} cases", cases.len());
+    assert!(worst <= 1e-4, "max abs diff {worst}");
+}
+
+#[test]
+fn minilm_tokenizer_has_its_baked_in_padding_cleared() {
+    let Some(model_dir) = require_assets() else { return };
+    let folder = ModelFolder::open(&model_dir).expect("folder");
+    let tok = load_tokenizer(&folder, 64).expect("tok");
+    let data = data::Dataset {
+        path: "x".into(),
+        id_column: None,
+        examples: vec![data::Example { id: None, text: "Hello".into(), text_pair: None, label: None, line: 1 }],
+    };
+    let enc = encode(&tok, &data).expect("encode");
+    assert_eq!(enc[0].ids, vec![101, 7592, 102]);
+}
