@@ -72,7 +72,7 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    /// Run directory (best/, last/, metrics.jsonl, run_config.json, summary.json).
+    /// Run directory (best/, checkpoints/, metrics.jsonl, run_config.json, summary.json).
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<PathBuf>,
@@ -183,10 +183,24 @@ pub struct TrainArgs {
     #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by_length: Option<bool>,
+    /// Also write a checkpoint every N optimizer steps (epoch ends always get one).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub save_every_steps: Option<usize>,
+    /// Checkpoints to keep in RUN_DIR/checkpoints (best/ is kept apart) [default: 2].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub keep_checkpoints: Option<usize>,
     /// Compute threads [default: all cores].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Continue the run in RUN_DIR from its newest valid checkpoint, with its saved configuration.
+    /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size and
+    /// --threads may change.
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["overwrite", "config"])]
+    #[serde(skip)]
+    pub resume: Option<PathBuf>,
     /// Replace an existing run in --output.
     #[arg(long)]
     #[serde(skip)]

@@ -1,6 +1,7 @@
 //! The subcommands: train, eval, predict.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use bertfit::data;
@@ -28,12 +29,55 @@ fn set_threads(threads: Option<usize>) {
     }
 }
 
+/// A progress bar over inference batches, with rate and ETA.
+fn batch_bar(what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(0);
+    let template = format!("{what} [{{bar:30}}] {{pos}}/{{len}} batches {{per_sec}} eta {{eta}}");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+static CANCEL: AtomicBool = AtomicBool::new(false);
+
+/// SIGINT/SIGTERM: the first asks training to stop after the current step and checkpoint; a second one
+/// exits at once (checkpoint writes are atomic, so nothing saved is lost).
+fn install_signal_handler() {
+    let installed = ctrlc::set_handler(|| {
+        if CANCEL.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nstopping after the current step (signal again to quit now)…");
+    });
+    if let Err(e) = installed {
+        eprintln!("warning: cannot handle Ctrl-C: {e}");
+    }
+}
+
 fn train(flags: &TrainArgs) -> Result<()> {
-    let merged = settings::merge(flags)?;
-    set_threads(merged.threads);
-    let cfg = settings::resolve(&merged)?;
+    let (cfg, resume) = match &flags.resume {
+        Some(dir) => {
+            set_threads(flags.threads);
+            (settings::resolve_resume(dir, flags)?, true)
+        }
+        None => {
+            let merged = settings::merge(flags)?;
+            set_threads(merged.threads);
+            (settings::resolve(&merged, None)?, false)
+        }
+    };
+    install_signal_handler();
     let mut progress = Progress::new(flags.quiet);
-    let summary = train::run(&cfg, RunOptions { overwrite: flags.overwrite, cancel: None }, &mut progress)?;
+    let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL) };
+    let summary = match train::run(&cfg, opts, &mut progress) {
+        Err(bertfit::Error::Interrupted) => {
+            eprintln!("interrupted: checkpoint saved in {}", cfg.output.join("checkpoints").display());
+            eprintln!("resume with: bertfit train --resume {}", cfg.output.display());
+            return Err(bertfit::Error::Interrupted.into());
+        }
+        other => other?,
+    };
     let out = cfg.output.display();
     eprintln!(
         "done: {} epoch(s), {} steps in {:.0}s ({:.0} tokens/s); {}",
@@ -53,7 +97,7 @@ fn eval(a: &EvalArgs) -> Result<()> {
     set_threads(a.threads);
     let predictor = Predictor::load(&a.model, a.max_len)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
-    let bar = (!a.quiet).then(|| indicatif::ProgressBar::new(0));
+    let bar = (!a.quiet).then(|| batch_bar("eval"));
     let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
@@ -114,7 +158,7 @@ fn predict(a: &PredictArgs) -> Result<()> {
     }
     let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
     let data = data::read_dataset(path, &settings::columns(&a.columns, false), false)?;
-    let bar = (!a.quiet).then(|| indicatif::ProgressBar::new(0));
+    let bar = (!a.quiet).then(|| batch_bar("predict"));
     let probs = predictor.predict_dataset(&data, a.batch_size, &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);

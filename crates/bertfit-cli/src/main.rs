@@ -10,6 +10,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// mimalloc keeps freed tensor buffers for reuse; glibc returns large blocks to the kernel and pays for
+/// zeroed pages on every training step.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn exit_code(err: &anyhow::Error) -> u8 {
     match err.downcast_ref::<bertfit::Error>() {
         Some(bertfit::Error::Interrupted) => 130,

@@ -51,10 +51,11 @@ fn required<T: Clone>(v: &Option<T>, name: &str) -> Result<T, Error> {
     v.clone().ok_or_else(|| Error::config(name, format!("--{name} is required (as a flag or in --config)")))
 }
 
-/// Resolves merged options into the library's run configuration (defaults filled, values validated).
-pub fn resolve(a: &TrainArgs) -> Result<RunConfig, Error> {
-    let d = TrainConfig::default();
-    let mut head = HeadConfig::default();
+/// Resolves merged options into the library's run configuration (values validated). Options not given
+/// come from `base` (a saved run when resuming) or from the defaults.
+pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Error> {
+    let d = base.map(|b| b.train.clone()).unwrap_or_default();
+    let mut head: HeadConfig = d.head.clone();
     if let Some(h) = &a.head_hidden {
         head.hidden = parse_hidden(h)?;
     }
@@ -85,31 +86,79 @@ pub fn resolve(a: &TrainArgs) -> Result<RunConfig, Error> {
             Some(m) => bertfit::metrics::Metric::from_str(m).map_err(|e| Error::config("early-stopping-metric", e.to_string()))?,
             None => d.early_stopping_metric,
         },
-        patience: a.patience,
+        patience: a.patience.or(d.patience),
         min_delta: a.min_delta.unwrap_or(d.min_delta),
-        class_weights: a.class_weights.as_deref().map(ClassWeights::parse).transpose()?.unwrap_or(ClassWeights::None),
-        eval_every_steps: a.eval_every_steps,
-        max_steps: a.max_steps,
+        class_weights: a.class_weights.as_deref().map(ClassWeights::parse).transpose()?.unwrap_or(d.class_weights.clone()),
+        eval_every_steps: a.eval_every_steps.or(d.eval_every_steps),
+        max_steps: a.max_steps.or(d.max_steps),
         head,
-        freeze_encoder: a.freeze_encoder.unwrap_or(false),
-        freeze_layers: a.freeze_layers.unwrap_or(0),
+        freeze_encoder: a.freeze_encoder.unwrap_or(d.freeze_encoder),
+        freeze_layers: a.freeze_layers.unwrap_or(d.freeze_layers),
         group_by_length: a.group_by_length.unwrap_or(d.group_by_length),
+        save_every_steps: a.save_every_steps.or(d.save_every_steps),
+        keep_checkpoints: a.keep_checkpoints.unwrap_or(d.keep_checkpoints),
     };
-    let dd = DataConfig::default();
+    let dd = base.map(|b| b.data.clone()).unwrap_or_default();
     let data = DataConfig {
-        train: required(&a.train, "train")?,
-        valid: a.valid.clone(),
-        test: a.test.clone(),
+        train: a.train.clone().or(base.map(|b| b.data.train.clone())).map_or_else(|| required(&None, "train"), Ok)?,
+        valid: a.valid.clone().or(dd.valid),
+        test: a.test.clone().or(dd.test),
         text_column: a.columns.text_column.clone().unwrap_or(dd.text_column),
-        text_pair_column: a.columns.text_pair_column.clone(),
+        text_pair_column: a.columns.text_pair_column.clone().or(dd.text_pair_column),
         label_column: a.columns.label_column.clone().unwrap_or(dd.label_column),
-        id_column: a.columns.id_column.clone(),
+        id_column: a.columns.id_column.clone().or(dd.id_column),
         valid_fraction: a.valid_fraction.unwrap_or(dd.valid_fraction),
         test_fraction: a.test_fraction.unwrap_or(dd.test_fraction),
     };
-    let cfg = RunConfig { model: required(&a.model, "model")?, output: required(&a.output, "output")?, data, train };
+    let model = a.model.clone().or(base.map(|b| b.model.clone()));
+    let output = a.output.clone().or(base.map(|b| b.output.clone()));
+    let cfg = RunConfig { model: required(&model, "model")?, output: required(&output, "output")?, data, train };
     cfg.validate()?;
     Ok(cfg)
+}
+
+/// Options that may differ from the saved configuration when resuming.
+const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size"];
+
+/// Reads `RUN_DIR/run_config.json` and applies the flags given with `--resume`, refusing any that would
+/// change the meaning of the run.
+pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Error> {
+    let path = run_dir.join("run_config.json");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read the run to resume", &path, e))?;
+    let saved: RunConfig = serde_json::from_str(&text)
+        .map_err(|e| Error::parse(bertfit::Location::file(&path).line(e.line() as u64), "not a bertfit run configuration", e))?;
+    let mut new = resolve(flags, Some(&saved))?;
+    if new.output != saved.output {
+        // The run directory may have moved: it is where the checkpoints are.
+        new.output = run_dir.to_path_buf();
+    }
+    let (old_v, new_v) = (serde_json::to_value(&saved), serde_json::to_value(&new));
+    let (Ok(old_v), Ok(new_v)) = (old_v, new_v) else { return Err(Error::config("resume", "cannot compare configurations")) };
+    let mut changed = Vec::new();
+    for (section, keys) in [("train", &new_v["train"]), ("data", &new_v["data"])] {
+        if let Some(obj) = keys.as_object() {
+            for (k, v) in obj {
+                let allowed = section == "train" && RESUMABLE.contains(&k.as_str());
+                if !allowed && old_v[section][k] != *v {
+                    changed.push(format!("--{} (saved {}, given {})", k.replace('_', "-"), old_v[section][k], v));
+                }
+            }
+        }
+    }
+    if old_v["model"] != new_v["model"] {
+        changed.push(format!("--model (saved {}, given {})", old_v["model"], new_v["model"]));
+    }
+    if !changed.is_empty() {
+        return Err(Error::config(
+            "resume",
+            format!(
+                "these flags would change the run being resumed: {}. Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints and --eval-batch-size may change",
+                changed.join("; ")
+            ),
+        ));
+    }
+    new.output = run_dir.to_path_buf();
+    Ok(new)
 }
 
 /// Column mapping for eval/predict.

@@ -6,6 +6,9 @@ use std::process::{Command, Output};
 
 use bertfit::model::random::{tiny_config, write_random_model};
 
+#[path = "cli/resume.rs"]
+mod resume;
+
 const WORDS: &[&str] =
     &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "good", "great", "bad", "awful", "plot", "."];
 

@@ -63,6 +63,10 @@ fn fast_config() -> TrainConfig {
     TrainConfig { epochs: 40, batch_size: 8, lr: 2e-3, warmup_ratio: 0.0, max_len: 16, ..Default::default() }
 }
 
+fn newest_checkpoint(run_dir: &Path) -> PathBuf {
+    bertfit::train::checkpoint::list(run_dir).into_iter().next().expect("a checkpoint")
+}
+
 fn read_tensors(path: &Path) -> HashMap<String, Tensor> {
     candle_core::safetensors::load(path, &Device::Cpu).expect("load safetensors")
 }
@@ -104,7 +108,8 @@ fn training_lowers_loss_and_memorises_a_small_dataset() {
     assert!(tensors.contains_key("bert.embeddings.word_embeddings.weight"));
     assert!(tensors.contains_key("classifier.weight"));
     assert!(cfg.output.join("best/tokenizer.json").exists());
-    assert!(cfg.output.join("last/optimizer.safetensors").exists());
+    let ckpt = newest_checkpoint(&cfg.output);
+    assert!(ckpt.join("optimizer.safetensors").exists() && ckpt.join("manifest.json").exists());
     assert!(cfg.output.join("run_config.json").exists());
 }
 
@@ -231,8 +236,8 @@ fn two_identical_runs_give_bit_identical_weights() {
     let b = run_config(dir.path(), &model, "b", short);
     train::run(&a, RunOptions::default(), &mut Silent).expect("a");
     train::run(&b, RunOptions::default(), &mut Silent).expect("b");
-    let wa = std::fs::read(a.output.join("last/model.safetensors")).expect("a");
-    let wb = std::fs::read(b.output.join("last/model.safetensors")).expect("b");
+    let wa = std::fs::read(newest_checkpoint(&a.output).join("model.safetensors")).expect("a");
+    let wb = std::fs::read(newest_checkpoint(&b.output).join("model.safetensors")).expect("b");
     assert!(wa == wb, "weights differ between identical runs");
 }
 
@@ -328,4 +333,30 @@ fn minilm_tokenizer_has_its_baked_in_padding_cleared() {
     };
     let enc = encode(&tok, &data).expect("encode");
     assert_eq!(enc[0].ids, vec![101, 7592, 102]);
+}
+
+#[test]
+fn roberta_layout_saves_under_its_prefix_and_pads_positions_correctly() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let mut cfg = tiny_config(WORDS.len());
+    cfg.model_type = "roberta".into();
+    cfg.pad_token_id = 0;
+    cfg.max_position_embeddings = 66;
+    let model_dir = dir.path().join("tiny-roberta");
+    write_random_model(&model_dir, &cfg, &vocab(), 12).expect("write");
+    let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
+    // Padding must not change a sequence's result: positions count real tokens only.
+    let (_, enc) = tiny_batch(&model_dir);
+    let batched = bertfit::model::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
+    let single = bertfit::model::infer::probabilities(&model, &enc[1..2], 1, &mut |_, _| {}).expect("single");
+    for (a, b) in batched[1].iter().zip(&single[0]) {
+        assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+    }
+    let out = dir.path().join("saved");
+    model.save(&out, 16).expect("save");
+    let names = read_tensors(&out.join("model.safetensors"));
+    assert!(names.contains_key("roberta.encoder.layer.0.attention.self.query.weight"));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("cfg")).expect("json");
+    assert_eq!(config["architectures"][0], "RobertaForSequenceClassification");
 }

@@ -95,6 +95,10 @@ pub struct TrainConfig {
     pub freeze_layers: usize,
     /// Group batches by length (less padding; still shuffled every epoch).
     pub group_by_length: bool,
+    /// Also write a checkpoint every N optimizer steps (epoch ends always get one).
+    pub save_every_steps: Option<usize>,
+    /// Checkpoints kept in `checkpoints/` (the newest ones; `best/` is kept apart).
+    pub keep_checkpoints: usize,
 }
 
 impl Default for TrainConfig {
@@ -121,6 +125,8 @@ impl Default for TrainConfig {
             freeze_encoder: false,
             freeze_layers: 0,
             group_by_length: true,
+            save_every_steps: None,
+            keep_checkpoints: 2,
         }
     }
 }
@@ -156,8 +162,13 @@ impl TrainConfig {
         if self.patience == Some(0) {
             return Err(Error::config("patience", "must be at least 1 (leave it out to never stop early)"));
         }
-        if self.max_steps == Some(0) || self.eval_every_steps == Some(0) {
-            return Err(Error::config("max-steps/eval-every-steps", "must be at least 1"));
+        for (name, v) in [("max-steps", self.max_steps), ("eval-every-steps", self.eval_every_steps), ("save-every-steps", self.save_every_steps)] {
+            if v == Some(0) {
+                return Err(Error::config(name, "must be at least 1"));
+            }
+        }
+        if self.keep_checkpoints == 0 {
+            return Err(Error::config("keep-checkpoints", "must be at least 1"));
         }
         self.head.validate()
     }

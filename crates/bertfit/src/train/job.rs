@@ -7,6 +7,7 @@ use std::sync::atomic::AtomicBool;
 use candle_core::Device;
 use serde::Serialize;
 
+use super::checkpoint;
 use super::config::{ClassWeights, RunConfig};
 use super::events::{EvalRecord, Event, Observer};
 use super::loss;
@@ -21,6 +22,8 @@ use crate::tokenize::{Encoded, TextTokenizer};
 pub struct RunOptions<'a> {
     /// Replace an existing run in the output directory.
     pub overwrite: bool,
+    /// Continue the run in the output directory from its newest valid checkpoint.
+    pub resume: bool,
     /// Stop flag set by a signal handler.
     pub cancel: Option<&'a AtomicBool>,
 }
@@ -86,15 +89,66 @@ fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Resul
     })
 }
 
+/// Files and folders a run writes into its directory.
+const RUN_FILES: &[&str] = &["metrics.jsonl", "best", "checkpoints", "run_config.json", "summary.json", FINGERPRINT];
+
+/// Refuses an output directory that holds a run, unless overwriting (read-only: nothing is removed yet).
 fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
-    let taken = ["metrics.jsonl", "best", "last", "run_config.json"].iter().any(|f| dir.join(f).exists());
+    let taken = RUN_FILES.iter().any(|f| dir.join(f).exists());
     if taken && !overwrite {
         return Err(Error::config(
             "output",
-            format!("{} already holds a training run; choose another --output or pass --overwrite", dir.display()),
+            format!(
+                "{} already holds a training run; resume it with --resume {}, or choose another --output, or pass --overwrite",
+                dir.display(),
+                dir.display()
+            ),
         ));
     }
+    Ok(())
+}
+
+/// Clears a previous run's files (after `--overwrite`) and creates the directory.
+fn claim_output(dir: &Path) -> Result<()> {
+    for f in RUN_FILES.iter().filter(|f| dir.join(f).exists()) {
+        let p = dir.join(f);
+        let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
+        removed.map_err(|e| Error::io("cannot remove old run file", &p, e))?;
+    }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create run directory", dir, e))
+}
+
+/// File that records the sha256 of each data file a run was started on.
+const FINGERPRINT: &str = "data_fingerprint.json";
+
+fn data_fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
+    use sha2::Digest;
+    let mut out = std::collections::BTreeMap::new();
+    for (role, path) in [("train", Some(&cfg.data.train)), ("valid", cfg.data.valid.as_ref()), ("test", cfg.data.test.as_ref())] {
+        if let Some(p) = path {
+            let bytes = std::fs::read(p).map_err(|e| Error::io("cannot read", p, e))?;
+            let hex: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+            out.insert(role.to_string(), hex);
+        }
+    }
+    Ok(out)
+}
+
+fn check_fingerprint(cfg: &RunConfig) -> Result<()> {
+    let path = cfg.output.join(FINGERPRINT);
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+    let saved: std::collections::BTreeMap<String, String> =
+        serde_json::from_str(&text).map_err(|e| Error::parse(crate::Location::file(&path), "corrupt fingerprint", e))?;
+    let now = data_fingerprint(cfg)?;
+    for (role, hash) in &saved {
+        if now.get(role) != Some(hash) {
+            return Err(Error::config(
+                "resume",
+                format!("the {role} data file changed since the run started; resuming would not continue the same run"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Runs training as configured. Everything lands in `cfg.output`.
@@ -147,7 +201,26 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
         labels.names().join(", ")
     )));
 
-    check_output(&cfg.output, opts.overwrite)?;
+    let resume_from = if opts.resume {
+        check_fingerprint(cfg)?;
+        let (newest, refused) = checkpoint::newest_valid(&cfg.output);
+        for (dir, err) in &refused {
+            obs.on_event(&Event::Warning(format!("refusing checkpoint {}: {err}; falling back to an older one", dir.display())));
+        }
+        match &newest {
+            Some(l) => obs.on_event(&Event::Info(format!(
+                "resuming from {} (epoch {}, step {})",
+                l.dir.display(),
+                l.state.epoch,
+                l.state.step
+            ))),
+            None => obs.on_event(&Event::Warning("no valid checkpoint: starting the run from the beginning".into())),
+        }
+        newest
+    } else {
+        check_output(&cfg.output, opts.overwrite)?;
+        None
+    };
     let folder = ModelFolder::resolve(&cfg.model, None)?;
     let model_cfg = crate::model::BertConfig::from_file(&folder.config)?;
     let position_room = model_cfg.max_position_embeddings - if model_cfg.roberta_positions() { model_cfg.pad_token_id as usize + 1 } else { 0 };
@@ -161,8 +234,12 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
     let enc_test = test.as_ref().map(|d| encode(&tokenizer, d)).transpose()?;
     let truncated_share = enc_train.iter().filter(|e| e.truncated).count() as f64 / enc_train.len().max(1) as f64;
 
+    let weights_folder = match &resume_from {
+        Some(l) => ModelFolder::open(&l.dir)?,
+        None => folder.clone(),
+    };
     let model = Classifier::load(
-        &folder,
+        &weights_folder,
         LoadOptions {
             labels: Some(labels.names().to_vec()),
             head: Some(tc.head.clone()),
@@ -178,8 +255,17 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
     if !report.unexpected.is_empty() {
         obs.on_event(&Event::Info(format!("ignored checkpoint tensors: {}", report.unexpected.join(", "))));
     }
+    if model.head_initialised && resume_from.is_some() {
+        return Err(Error::config("resume", "the checkpoint's head does not match the run configuration"));
+    }
     if model.head_initialised {
         obs.on_event(&Event::Info(format!("classifier initialised for {} labels", labels.len())));
+    }
+    if resume_from.is_none() && !opts.resume {
+        claim_output(&cfg.output)?;
+        let fp = serde_json::to_string_pretty(&data_fingerprint(cfg)?).map_err(|e| Error::config("data", e.to_string()))?;
+        let path = cfg.output.join(FINGERPRINT);
+        std::fs::write(&path, fp).map_err(|e| Error::io("cannot write", &path, e))?;
     }
     let saved = serde_json::to_string_pretty(cfg).map_err(|e| Error::config("config", e.to_string()))?;
     let cfg_path = cfg.output.join("run_config.json");
@@ -195,7 +281,7 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
         cancel: opts.cancel,
     };
     let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, l)| Split { encoded: e, labels: l });
-    let outcome = trainer.fit(Split { encoded: &enc_train, labels: &train_ids }, valid_split, obs)?;
+    let outcome = trainer.fit(Split { encoded: &enc_train, labels: &train_ids }, valid_split, resume_from, obs)?;
 
     let mut test_rec = None;
     if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {

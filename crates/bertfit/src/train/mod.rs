@@ -4,10 +4,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod early_stopping;
 pub mod events;
+pub mod faults;
 pub mod job;
 pub mod loss;
 pub mod optimizer;
 pub mod schedule;
+pub mod state;
 pub mod trainer;
 
 pub use config::{ClassWeights, DataConfig, RunConfig, TrainConfig};

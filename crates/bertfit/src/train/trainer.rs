@@ -1,18 +1,23 @@
 //! The training loop: epochs of seeded batches, forward/backward, accumulation, clipping, AdamW updates,
-//! evaluation, early stopping, best-model and last-checkpoint saving.
+//! evaluation, early stopping, best-model saving and checkpoints from which a run resumes exactly.
+//!
+//! The loop is driven by a [`TrainerState`]: everything it reads between steps lives there (or in the
+//! optimizer and the weights), and checkpoints save all three, so a resumed run takes the same steps.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use super::checkpoint::{self, TrainerState};
+use super::checkpoint::{self, Loaded};
 use super::config::TrainConfig;
 use super::early_stopping::{Decision, EarlyStopping};
 use super::events::{EvalRecord, Event, Observer};
+use super::faults;
 use super::loss;
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
+use super::state::{Running, TrainerState};
 use crate::batch;
 use crate::error::{Error, Result};
 use crate::metrics::{ConfusionMatrix, Scores};
@@ -42,7 +47,7 @@ pub struct FitOutcome {
     pub epochs: usize,
     /// Why training ended.
     pub stop_reason: String,
-    /// Wall-clock seconds of the loop.
+    /// Wall-clock seconds of training (summed over resumed sessions).
     pub seconds: f64,
     /// Real (non-pad) tokens processed in training.
     pub tokens: usize,
@@ -56,11 +61,11 @@ pub struct Trainer<'a> {
     pub config: &'a TrainConfig,
     /// Saved next to the weights.
     pub tokenizer: &'a TextTokenizer,
-    /// Run directory: `best/`, `last/`, `metrics.jsonl`.
+    /// Run directory: `best/`, `checkpoints/`, `metrics.jsonl`.
     pub run_dir: &'a Path,
     /// Loss weight per class id.
     pub class_weights: Option<Vec<f32>>,
-    /// Set from a signal handler to stop after the current step.
+    /// Set from a signal handler: finish the current step, checkpoint, return [`Error::Interrupted`].
     pub cancel: Option<&'a AtomicBool>,
 }
 
@@ -76,6 +81,7 @@ pub fn evaluate(
     let batches = split.encoded.len().div_ceil(batch_size.max(1));
     obs.on_event(&Event::EvalStart { split: name, batches });
     let probs = infer::probabilities(model, split.encoded, batch_size, &mut |done, total| {
+        faults::point("eval");
         obs.on_event(&Event::EvalBatch { done, total })
     })?;
     let loss = loss::cross_entropy_from_probs(&probs, split.labels, class_weights);
@@ -95,11 +101,61 @@ pub fn argmax(p: &[f32]) -> usize {
     best
 }
 
-struct Running {
-    gold: Vec<usize>,
-    pred: Vec<usize>,
-    loss_sum: f64,
-    batches: usize,
+/// The run's shape, derived from config and data size.
+struct Plan {
+    epochs: usize,
+    total_steps: usize,
+    batches_per_epoch: usize,
+}
+
+impl Plan {
+    fn new(cfg: &TrainConfig, examples: usize) -> Self {
+        let batches_per_epoch = examples.div_ceil(cfg.batch_size);
+        let updates_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
+        let total_steps = cfg.max_steps.unwrap_or(updates_per_epoch * cfg.epochs);
+        let epochs = cfg.max_steps.map_or(cfg.epochs, |m| m.div_ceil(updates_per_epoch));
+        Plan { epochs, total_steps, batches_per_epoch }
+    }
+}
+
+/// Open metrics.jsonl, kept equal to the state's history.
+struct MetricsLog {
+    file: std::fs::File,
+    path: std::path::PathBuf,
+}
+
+impl MetricsLog {
+    /// (Re)writes the file from `history`, dropping lines a crashed session wrote after its checkpoint.
+    fn open(run_dir: &Path, history: &[EvalRecord]) -> Result<Self> {
+        let path = run_dir.join("metrics.jsonl");
+        let mut file = std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
+        for rec in history {
+            let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
+            writeln!(file, "{line}").map_err(|e| Error::io("cannot write", &path, e))?;
+        }
+        Ok(MetricsLog { file, path })
+    }
+
+    fn append(&mut self, rec: &EvalRecord) -> Result<()> {
+        let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
+        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(|e| Error::io("cannot append to", &self.path, e))
+    }
+}
+
+/// Mutable parts of a session.
+struct Session<'s> {
+    st: TrainerState,
+    opt: AdamW,
+    log: MetricsLog,
+    clock: Instant,
+    offset_s: f64,
+    obs: &'s mut dyn Observer,
+}
+
+impl Session<'_> {
+    fn elapsed(&self) -> f64 {
+        self.offset_s + self.clock.elapsed().as_secs_f64()
+    }
 }
 
 impl Trainer<'_> {
@@ -107,249 +163,241 @@ impl Trainer<'_> {
         self.config.early_stopping_metric.value(&r.scores, r.loss)
     }
 
-    /// Runs the whole training. `valid` drives early stopping and best-model selection; without it the
-    /// last epoch is the best.
-    pub fn fit(&self, train: Split<'_>, valid: Option<Split<'_>>, obs: &mut dyn Observer) -> Result<FitOutcome> {
+    /// Runs training from the start, or from `resume`. `valid` drives early stopping and best-model
+    /// selection; without it the last epoch is the best.
+    pub fn fit(&self, train: Split<'_>, valid: Option<Split<'_>>, resume: Option<Loaded>, obs: &mut dyn Observer) -> Result<FitOutcome> {
         let cfg = self.config;
         let lengths: Vec<usize> = train.encoded.iter().map(|e| e.ids.len()).collect();
         if lengths.is_empty() {
             return Err(Error::config("train", "no training examples"));
         }
-        let batches_per_epoch = lengths.len().div_ceil(cfg.batch_size);
-        let updates_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
-        let total_steps = cfg.max_steps.unwrap_or(updates_per_epoch * cfg.epochs);
-        let epochs = cfg.max_steps.map_or(cfg.epochs, |m| m.div_ceil(updates_per_epoch));
-        let warmup = (total_steps as f64 * cfg.warmup_ratio).ceil() as usize;
-        let mut schedule = Schedule::new(cfg.scheduler, cfg.lr, warmup, total_steps);
-        let metric = cfg.early_stopping_metric;
-        let mut stopping = EarlyStopping::new(metric.higher_is_better(), cfg.patience, cfg.min_delta);
+        let plan = Plan::new(cfg, lengths.len());
         let mut opt = AdamW::new(self.model.trainable(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
-        obs.on_event(&Event::Start { epochs, total_steps, batches_per_epoch, trainable_params: opt.num_params() });
-
+        let st = match resume {
+            Some(loaded) => {
+                let bad = opt.restore(loaded.optimizer);
+                if !bad.is_empty() {
+                    return Err(Error::input(
+                        crate::Location::file(loaded.dir.join("optimizer.safetensors")),
+                        format!("optimizer state does not match the model: {}", bad.join(", ")),
+                    ));
+                }
+                let mut st = loaded.state;
+                opt.step = st.step;
+                opt.accumulated = st.accumulated;
+                // Extending a finished run (more epochs or steps): recompute the schedule's length.
+                st.schedule.total_steps = plan.total_steps.max(1);
+                if st.finished.as_deref().is_some_and(|r| r.starts_with("completed") || r.starts_with("reached max_steps"))
+                    && st.epoch < plan.epochs
+                    && cfg.max_steps.is_none_or(|m| st.step < m)
+                {
+                    st.finished = None;
+                }
+                st
+            }
+            None => {
+                let warmup = (plan.total_steps as f64 * cfg.warmup_ratio).ceil() as usize;
+                let schedule = Schedule::new(cfg.scheduler, cfg.lr, warmup, plan.total_steps);
+                let stopping = EarlyStopping::new(cfg.early_stopping_metric.higher_is_better(), cfg.patience, cfg.min_delta);
+                TrainerState::new(schedule, stopping)
+            }
+        };
         std::fs::create_dir_all(self.run_dir).map_err(|e| Error::io("cannot create run directory", self.run_dir, e))?;
-        let metrics_path = self.run_dir.join("metrics.jsonl");
-        let mut metrics_file =
-            std::fs::File::create(&metrics_path).map_err(|e| Error::io("cannot create", &metrics_path, e))?;
-        let mut history: Vec<EvalRecord> = Vec::new();
-        let mut best: Option<EvalRecord> = None;
-        let start = Instant::now();
-        let cw = self.class_weights.as_deref();
-        let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
-        let pad = self.model.config.pad_token_id;
-        let mut micro: u64 = 0;
-        let mut tokens = 0usize;
-        let mut stop_reason = format!("completed {epochs} epochs");
-        let mut warned_missing = false;
-        let mut epochs_done = 0;
+        let log = MetricsLog::open(self.run_dir, &st.history)?;
+        obs.on_event(&Event::Start {
+            epochs: plan.epochs,
+            total_steps: plan.total_steps,
+            batches_per_epoch: plan.batches_per_epoch,
+            trainable_params: opt.num_params(),
+        });
+        let offset_s = st.elapsed_s;
+        let mut s = Session { st, opt, log, clock: Instant::now(), offset_s, obs };
 
-        'epochs: for epoch in 0..epochs {
-            let epoch_start = Instant::now();
-            let plan = batch::epoch_batches(&lengths, cfg.batch_size, cfg.seed, epoch as u64, cfg.group_by_length);
-            obs.on_event(&Event::EpochStart { epoch, batches: plan.len(), done: 0 });
-            let mut run = Running { gold: Vec::new(), pred: Vec::new(), loss_sum: 0.0, batches: 0 };
-            for (bi, idx) in plan.iter().enumerate() {
-                let b = batch::collate(train.encoded, idx, Some(train.labels), pad);
-                let inputs = Inputs::from_batch(&b, self.model.device())?;
-                let logits = self.model.forward(&inputs, Mode::train(cfg.seed, micro))?;
-                let loss = loss::cross_entropy(&logits, &b.labels, cw, 1.0 / cfg.grad_accum as f64)?;
-                let loss_value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
-                if !loss_value.is_finite() {
-                    return Err(Error::config("lr", format!("training diverged: loss is {loss_value} at step {} (try a lower --lr)", opt.step)));
-                }
-                let grads = loss.backward()?;
-                let missing = opt.accumulate(&grads)?;
-                drop(grads);
-                if !missing.is_empty() && !warned_missing {
-                    warned_missing = true;
-                    obs.on_event(&Event::Warning(format!("no gradient reached: {}", missing.join(", "))));
-                }
-                for (p, &g) in infer::softmax_rows(&logits.detach())?.iter().zip(&b.labels) {
-                    run.pred.push(argmax(p));
-                    run.gold.push(g);
-                }
-                run.loss_sum += loss_value;
-                run.batches += 1;
-                micro += 1;
-                tokens += b.tokens;
-                let lr = schedule.lr(opt.step);
-                if opt.accumulated == cfg.grad_accum || bi + 1 == plan.len() {
-                    opt.apply(lr, clip)?;
-                    if let (Some(every), Some(v)) = (cfg.eval_every_steps, valid) {
-                        if opt.step % every == 0 && bi + 1 != plan.len() {
-                            let at = epoch as f64 + (bi + 1) as f64 / plan.len() as f64;
-                            let rec = self.eval_record(v, "valid", at, opt.step, lr, start, obs)?;
-                            self.record(&mut metrics_file, &metrics_path, &rec, &mut history, obs)?;
-                            let decision = stopping.observe(self.metric_value(&rec));
-                            schedule.observe(oriented(metric.higher_is_better(), self.metric_value(&rec)));
-                            if decision == Decision::Improved {
-                                self.save_best(obs)?;
-                                best = Some(rec);
-                            } else if decision == Decision::Stop {
-                                stop_reason = format!("early stopping: {} did not improve for {} evaluations", metric.name(), stopping.bad_evals);
-                                obs.on_event(&Event::Stopped(stop_reason.clone()));
-                                epochs_done = epoch;
-                                break 'epochs;
-                            }
+        while s.st.finished.is_none() && s.st.epoch < plan.epochs {
+            self.run_epoch(&mut s, train, &lengths, valid)?;
+        }
+        if s.st.finished.is_none() {
+            s.st.finished = Some(format!("completed {} epochs", s.st.epoch));
+        }
+        if valid.is_none() {
+            self.save_best(&mut s)?;
+            s.st.best = s.st.history.iter().rev().find(|r| r.split == "train").cloned();
+        }
+        let elapsed = s.elapsed();
+        Ok(FitOutcome {
+            history: s.st.history.clone(),
+            best: s.st.best.clone(),
+            steps: s.st.step,
+            epochs: s.st.epoch,
+            stop_reason: s.st.finished.clone().unwrap_or_default(),
+            seconds: elapsed,
+            tokens: s.st.tokens,
+        })
+    }
+
+    fn run_epoch(&self, s: &mut Session<'_>, train: Split<'_>, lengths: &[usize], valid: Option<Split<'_>>) -> Result<()> {
+        let cfg = self.config;
+        let epoch = s.st.epoch;
+        let batches = batch::epoch_batches(lengths, cfg.batch_size, cfg.seed, epoch as u64, cfg.group_by_length);
+        let epoch_start = Instant::now();
+        s.obs.on_event(&Event::EpochStart { epoch, batches: batches.len(), done: s.st.batches_done });
+        let pad = self.model.config.pad_token_id;
+        let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
+        let cw = self.class_weights.as_deref();
+        while s.st.batches_done < batches.len() {
+            let bi = s.st.batches_done;
+            let b = batch::collate(train.encoded, &batches[bi], Some(train.labels), pad);
+            let inputs = Inputs::from_batch(&b, self.model.device())?;
+            let logits = self.model.forward(&inputs, Mode::train(cfg.seed, s.st.micro_step))?;
+            let loss = loss::cross_entropy(&logits, &b.labels, cw, 1.0 / cfg.grad_accum as f64)?;
+            let loss_value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
+            if !loss_value.is_finite() {
+                return Err(Error::config(
+                    "lr",
+                    format!("training diverged: loss is {loss_value} at step {} (try a lower --lr)", s.st.step),
+                ));
+            }
+            let grads = loss.backward()?;
+            let missing = s.opt.accumulate(&grads)?;
+            drop(grads);
+            if !missing.is_empty() && s.st.micro_step == 0 {
+                s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", missing.join(", "))));
+            }
+            faults::point("step");
+            for (p, &g) in infer::softmax_rows(&logits.detach())?.iter().zip(&b.labels) {
+                s.st.running.pred.push(argmax(p));
+                s.st.running.gold.push(g);
+            }
+            s.st.running.loss_sum += loss_value;
+            s.st.running.batches += 1;
+            s.st.tokens += b.tokens;
+            s.st.micro_step += 1;
+            s.st.batches_done += 1;
+            let last_batch = s.st.batches_done == batches.len();
+            let lr = s.st.schedule.lr(s.st.step);
+            let mut updated = false;
+            if s.opt.accumulated == cfg.grad_accum || last_batch {
+                s.opt.apply(lr, clip)?;
+                s.st.step = s.opt.step;
+                updated = true;
+            }
+            s.st.accumulated = s.opt.accumulated;
+            s.obs.on_event(&Event::Batch { epoch, done: s.st.batches_done, batches: batches.len(), step: s.st.step, loss: loss_value, lr, tokens: b.tokens });
+            if updated && !last_batch {
+                if let (Some(every), Some(v)) = (cfg.eval_every_steps, valid) {
+                    if s.st.step % every == 0 {
+                        let at = epoch as f64 + s.st.batches_done as f64 / batches.len() as f64;
+                        let rec = self.eval_record(s, v, at, lr)?;
+                        if self.judge(s, rec)? == Decision::Stop {
+                            return self.end_epoch(s, valid, lr, epoch_start, batches.len(), false);
                         }
                     }
                 }
-                obs.on_event(&Event::Batch { epoch, done: bi + 1, batches: plan.len(), step: opt.step, loss: loss_value, lr, tokens: b.tokens });
-                if cfg.max_steps.is_some_and(|m| opt.step >= m) && opt.accumulated == 0 {
-                    stop_reason = format!("reached max_steps {}", opt.step);
-                    // Finish this epoch's bookkeeping below with the batches done so far.
-                    let rec_epoch = epoch as f64 + (bi + 1) as f64 / plan.len() as f64;
-                    let improved = self.end_epoch(EpochEnd { epoch, at: rec_epoch, run: &run, valid, lr, start, epoch_start }, &mut metrics_file, &metrics_path, &mut history, &mut stopping, &mut schedule, &mut best, opt.step, obs)?;
-                    let _ = improved;
-                    epochs_done = epoch + 1;
-                    self.save_last(&opt, &schedule, &stopping, &history, epochs_done, opt.step, micro, start, obs)?;
-                    break 'epochs;
+                if cfg.max_steps.is_some_and(|m| s.st.step >= m) {
+                    s.st.finished = Some(format!("reached max_steps {}", s.st.step));
+                    return self.end_epoch(s, valid, lr, epoch_start, batches.len(), true);
                 }
-                if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
-                    self.save_last(&opt, &schedule, &stopping, &history, epoch, opt.step, micro, start, obs)?;
-                    return Err(Error::Interrupted);
+                if cfg.save_every_steps.is_some_and(|n| s.st.step % n == 0) {
+                    self.save_checkpoint(s)?;
                 }
             }
-            let decision = self.end_epoch(
-                EpochEnd { epoch, at: (epoch + 1) as f64, run: &run, valid, lr: schedule.lr(opt.step.saturating_sub(1)), start, epoch_start },
-                &mut metrics_file,
-                &metrics_path,
-                &mut history,
-                &mut stopping,
-                &mut schedule,
-                &mut best,
-                opt.step,
-                obs,
-            )?;
-            epochs_done = epoch + 1;
-            self.save_last(&opt, &schedule, &stopping, &history, epochs_done, opt.step, micro, start, obs)?;
-            if decision == Decision::Stop {
-                stop_reason = format!("early stopping: {} did not improve for {} evaluations", metric.name(), stopping.bad_evals);
-                obs.on_event(&Event::Stopped(stop_reason.clone()));
-                break;
+            if self.cancel.is_some_and(|c| c.load(Ordering::SeqCst)) {
+                self.save_checkpoint(s)?;
+                return Err(Error::Interrupted);
             }
         }
-        if valid.is_none() {
-            self.save_best(obs)?;
-            best = history.iter().rev().find(|r| r.split == "train").cloned();
+        let lr = s.st.schedule.lr(s.st.step.saturating_sub(1));
+        if cfg.max_steps.is_some_and(|m| s.st.step >= m) {
+            s.st.finished = Some(format!("reached max_steps {}", s.st.step));
         }
-        Ok(FitOutcome { history, best, steps: opt.step, epochs: epochs_done, stop_reason, seconds: start.elapsed().as_secs_f64(), tokens })
+        self.end_epoch(s, valid, lr, epoch_start, batches.len(), true)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn end_epoch(
-        &self,
-        e: EpochEnd<'_, '_>,
-        file: &mut std::fs::File,
-        path: &Path,
-        history: &mut Vec<EvalRecord>,
-        stopping: &mut EarlyStopping,
-        schedule: &mut Schedule,
-        best: &mut Option<EvalRecord>,
-        step: usize,
-        obs: &mut dyn Observer,
-    ) -> Result<Decision> {
-        let elapsed = e.start.elapsed().as_secs_f64();
-        let cm = ConfusionMatrix::from_predictions(&e.run.gold, &e.run.pred, self.model.labels.len());
-        let train_rec = EvalRecord::new(
-            "train",
-            e.at,
-            step,
-            e.run.loss_sum / e.run.batches.max(1) as f64,
-            e.lr,
-            elapsed,
-            e.run.gold.len(),
-            Scores::from_confusion(&cm, &self.model.labels),
-        );
-        self.record(file, path, &train_rec, history, obs)?;
-        let mut decision = Decision::Continue;
-        let mut valid_rec = None;
-        if let Some(v) = e.valid {
-            let rec = self.eval_record(v, "valid", e.at, step, e.lr, e.start, obs)?;
-            self.record(file, path, &rec, history, obs)?;
-            let value = self.metric_value(&rec);
-            decision = stopping.observe(value);
-            schedule.observe(oriented(self.config.early_stopping_metric.higher_is_better(), value));
-            if decision == Decision::Improved {
-                self.save_best(obs)?;
-                *best = Some(rec.clone());
+    /// Records an evaluation and feeds it to early stopping, the plateau schedule and best-model saving.
+    fn judge(&self, s: &mut Session<'_>, rec: EvalRecord) -> Result<Decision> {
+        self.record(s, &rec)?;
+        let value = self.metric_value(&rec);
+        let decision = s.st.early_stopping.observe(value);
+        let oriented = if self.config.early_stopping_metric.higher_is_better() { value } else { -value };
+        s.st.schedule.observe(oriented);
+        match decision {
+            Decision::Improved => {
+                self.save_best(s)?;
+                s.st.best = Some(rec);
             }
-            valid_rec = Some(rec);
+            Decision::Stop => {
+                s.st.finished = Some(format!(
+                    "early stopping: {} did not improve for {} evaluations",
+                    self.config.early_stopping_metric.name(),
+                    s.st.early_stopping.bad_evals
+                ));
+            }
+            Decision::Continue => {}
         }
-        obs.on_event(&Event::EpochEnd {
-            epoch: e.epoch,
-            train: &train_rec,
-            valid: valid_rec.as_ref(),
-            improved: decision == Decision::Improved,
-            seconds: e.epoch_start.elapsed().as_secs_f64(),
-        });
         Ok(decision)
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn eval_record(&self, v: Split<'_>, name: &str, at: f64, step: usize, lr: f64, start: Instant, obs: &mut dyn Observer) -> Result<EvalRecord> {
-        let (loss, scores, _) = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), name, obs)?;
-        Ok(EvalRecord::new(name, at, step, loss, lr, start.elapsed().as_secs_f64(), v.labels.len(), scores))
-    }
-
-    fn record(&self, file: &mut std::fs::File, path: &Path, rec: &EvalRecord, history: &mut Vec<EvalRecord>, obs: &mut dyn Observer) -> Result<()> {
-        let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
-        writeln!(file, "{line}").and_then(|_| file.flush()).map_err(|e| Error::io("cannot append to", path, e))?;
-        history.push(rec.clone());
-        obs.on_event(&Event::Evaluated(rec));
+    /// Closes the epoch: training record, validation, decisions, the epoch's checkpoint. With
+    /// `whole = false` (early stop mid-epoch) no validation pass is repeated.
+    fn end_epoch(&self, s: &mut Session<'_>, valid: Option<Split<'_>>, lr: f64, epoch_start: Instant, batches: usize, whole: bool) -> Result<()> {
+        let epoch = s.st.epoch;
+        let at = epoch as f64 + s.st.batches_done as f64 / batches.max(1) as f64;
+        let cm = ConfusionMatrix::from_predictions(&s.st.running.gold, &s.st.running.pred, self.model.labels.len());
+        let train_rec = EvalRecord::new(
+            "train",
+            at,
+            s.st.step,
+            s.st.running.loss_sum / s.st.running.batches.max(1) as f64,
+            lr,
+            s.elapsed(),
+            s.st.running.gold.len(),
+            Scores::from_confusion(&cm, &self.model.labels),
+        );
+        self.record(s, &train_rec)?;
+        let mut valid_rec = None;
+        let mut improved = false;
+        if let (Some(v), true) = (valid, whole) {
+            let rec = self.eval_record(s, v, at, lr)?;
+            improved = self.judge(s, rec.clone())? == Decision::Improved;
+            valid_rec = Some(rec);
+        }
+        s.obs.on_event(&Event::EpochEnd { epoch, train: &train_rec, valid: valid_rec.as_ref(), improved, seconds: epoch_start.elapsed().as_secs_f64() });
+        s.st.epoch += 1;
+        s.st.batches_done = 0;
+        s.st.running = Running::default();
+        if let Some(reason) = &s.st.finished {
+            s.obs.on_event(&Event::Stopped(reason.clone()));
+        }
+        self.save_checkpoint(s)?;
+        faults::point("epoch-end");
         Ok(())
     }
 
-    fn save_best(&self, obs: &mut dyn Observer) -> Result<()> {
+    fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<EvalRecord> {
+        let (loss, scores, _) = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
+        Ok(EvalRecord::new("valid", at, s.st.step, loss, lr, s.elapsed(), v.labels.len(), scores))
+    }
+
+    fn record(&self, s: &mut Session<'_>, rec: &EvalRecord) -> Result<()> {
+        s.log.append(rec)?;
+        s.st.history.push(rec.clone());
+        s.obs.on_event(&Event::Evaluated(rec));
+        Ok(())
+    }
+
+    fn save_best(&self, s: &mut Session<'_>) -> Result<()> {
         let dest = self.run_dir.join("best");
         checkpoint::write_atomically(&dest, |tmp| checkpoint::write_model(self.model, self.tokenizer, tmp))?;
-        obs.on_event(&Event::Saved { what: "best", path: &dest });
+        s.obs.on_event(&Event::Saved { what: "best", path: &dest });
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn save_last(
-        &self,
-        opt: &AdamW,
-        schedule: &Schedule,
-        stopping: &EarlyStopping,
-        history: &[EvalRecord],
-        epochs_done: usize,
-        step: usize,
-        micro: u64,
-        start: Instant,
-        obs: &mut dyn Observer,
-    ) -> Result<()> {
-        let state = TrainerState {
-            epochs_done,
-            batches_done: 0,
-            step,
-            micro_step: micro,
-            schedule: schedule.clone(),
-            early_stopping: stopping.clone(),
-            history: history.to_vec(),
-            elapsed_s: start.elapsed().as_secs_f64(),
-        };
-        let dest: PathBuf = self.run_dir.join("last");
-        checkpoint::write_atomically(&dest, |tmp| checkpoint::write_checkpoint(self.model, self.tokenizer, opt, &state, tmp))?;
-        obs.on_event(&Event::Saved { what: "last", path: &dest });
+    fn save_checkpoint(&self, s: &mut Session<'_>) -> Result<()> {
+        s.st.elapsed_s = s.elapsed();
+        let dest = checkpoint::checkpoints_dir(self.run_dir).join(checkpoint::checkpoint_name(s.st.micro_step));
+        checkpoint::write_atomically(&dest, |tmp| checkpoint::write_checkpoint(self.model, self.tokenizer, &s.opt, &s.st, tmp))?;
+        checkpoint::prune(self.run_dir, self.config.keep_checkpoints)?;
+        s.obs.on_event(&Event::Saved { what: "checkpoint", path: &dest });
         Ok(())
-    }
-}
-
-struct EpochEnd<'r, 's> {
-    epoch: usize,
-    at: f64,
-    run: &'r Running,
-    valid: Option<Split<'s>>,
-    lr: f64,
-    start: Instant,
-    epoch_start: Instant,
-}
-
-fn oriented(higher_is_better: bool, v: f64) -> f64 {
-    if higher_is_better {
-        v
-    } else {
-        -v
     }
 }
