@@ -19,7 +19,9 @@ pub struct Cli {
 pub enum Command {
     /// Fine-tune a pretrained encoder on labeled text.
     Train(Box<TrainArgs>),
-    /// Score a fine-tuned model on a labeled file.
+    /// Stratified k-fold cross-validation: one full training run per fold, out-of-fold predictions.
+    Cv(Box<CvArgs>),
+    /// Score a fine-tuned model (or an ensemble) on a labeled file.
     Eval(EvalArgs),
     /// Predict labels and probabilities for a file or texts.
     Predict(PredictArgs),
@@ -195,6 +197,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Repeat the run once per seed (e.g. 1,2,3) into RUN_DIR/seed-S and report mean ± std.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<String>,
     /// Continue the run in RUN_DIR from its newest valid checkpoint, with its saved configuration.
     /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size and
     /// --threads may change.
@@ -211,12 +217,23 @@ pub struct TrainArgs {
     pub quiet: bool,
 }
 
+/// `bertfit cv`: every `train` option plus the number of folds.
+#[derive(Debug, Clone, Args)]
+pub struct CvArgs {
+    /// Number of folds [default: 5].
+    #[arg(long)]
+    pub folds: Option<usize>,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
 /// `bertfit eval`.
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// Fine-tuned model folder (e.g. RUN_DIR/best).
-    #[arg(long)]
-    pub model: String,
+    /// Fine-tuned model folder (e.g. RUN_DIR/best); repeat it, or give a cv/seeds run directory, to
+    /// evaluate the ensemble (mean of probabilities).
+    #[arg(long, required = true)]
+    pub model: Vec<String>,
     /// Labeled data: .csv, .tsv or .jsonl.
     #[arg(long)]
     pub data: PathBuf,
@@ -242,9 +259,10 @@ pub struct EvalArgs {
 /// `bertfit predict`.
 #[derive(Debug, Args)]
 pub struct PredictArgs {
-    /// Fine-tuned model folder (e.g. RUN_DIR/best).
-    #[arg(long)]
-    pub model: String,
+    /// Fine-tuned model folder (e.g. RUN_DIR/best); repeat it, or give a cv/seeds run directory, to
+    /// average the members' probabilities (an ensemble).
+    #[arg(long, required = true)]
+    pub model: Vec<String>,
     /// Input data: .csv, .tsv or .jsonl (labels, if present, are ignored).
     #[arg(long, required_unless_present = "text")]
     pub data: Option<PathBuf>,

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 use bertfit::data;
 use bertfit::metrics::{classification_report, confusion_table};
-use bertfit::predict::{write_predictions, Predictor};
+use bertfit::predict::{write_predictions, Ensemble};
 use bertfit::train::{self, RunOptions};
 
 use crate::args::{Cli, Command, EvalArgs, PredictArgs, TrainArgs};
@@ -16,7 +16,8 @@ use crate::settings;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Train(a) => train(&a),
+        Command::Train(a) => train(&a, None),
+        Command::Cv(a) => train(&a.train, Some(a.folds)),
         Command::Eval(a) => eval(&a),
         Command::Predict(a) => predict(&a),
     }
@@ -55,29 +56,45 @@ fn install_signal_handler() {
     }
 }
 
-fn train(flags: &TrainArgs) -> Result<()> {
-    let (cfg, resume) = match &flags.resume {
+/// `train` (folds = None) and `cv` (folds = Some), each optionally repeated over `--seeds`.
+fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
+    let (cfg, resume, seeds_flag) = match &flags.resume {
         Some(dir) => {
             set_threads(flags.threads);
-            (settings::resolve_resume(dir, flags)?, true)
+            (settings::resolve_resume(dir, flags)?, true, flags.seeds.clone())
         }
         None => {
             let merged = settings::merge(flags)?;
             set_threads(merged.threads);
-            (settings::resolve(&merged, None)?, false)
+            (settings::resolve(&merged, None)?, false, merged.seeds.clone())
         }
     };
+    let multi = settings::multi_run(&cfg.output, resume, seeds_flag.as_deref(), folds)?;
     install_signal_handler();
     let mut progress = Progress::new(flags.quiet);
     let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL) };
-    let summary = match train::run(&cfg, opts, &mut progress) {
-        Err(bertfit::Error::Interrupted) => {
-            eprintln!("interrupted: checkpoint saved in {}", cfg.output.join("checkpoints").display());
-            eprintln!("resume with: bertfit train --resume {}", cfg.output.display());
-            return Err(bertfit::Error::Interrupted.into());
+    let command = if folds.is_some() { "cv" } else { "train" };
+    let interrupted = |e: bertfit::Error| -> anyhow::Error {
+        if matches!(e, bertfit::Error::Interrupted) {
+            eprintln!("interrupted: checkpoint saved under {}", cfg.output.display());
+            eprintln!("resume with: bertfit {command} --resume {}", cfg.output.display());
         }
-        other => other?,
+        e.into()
     };
+    if let Some((seeds, folds)) = &multi {
+        let summary = match (seeds, folds) {
+            (Some(seeds), folds) => train::cv::repeat_seeds(&cfg, seeds, *folds, opts, &mut progress),
+            (None, Some(k)) => train::cv::cross_validate(&cfg, *k, opts, &mut progress),
+            (None, None) => unreachable!("multi_run returns a plan only for seeds or folds"),
+        }
+        .map_err(interrupted)?;
+        println!("{}", summary.table);
+        if let Some(oof) = &summary.oof {
+            println!("Out-of-fold predictions ({}):\n{}", cfg.output.join("oof.csv").display(), classification_report(oof));
+        }
+        return Ok(());
+    }
+    let summary = train::run(&cfg, opts, &mut progress).map_err(interrupted)?;
     let out = cfg.output.display();
     eprintln!(
         "done: {} epoch(s), {} steps in {:.0}s ({:.0} tokens/s); {}",
@@ -95,7 +112,7 @@ fn train(flags: &TrainArgs) -> Result<()> {
 
 fn eval(a: &EvalArgs) -> Result<()> {
     set_threads(a.threads);
-    let predictor = Predictor::load(&a.model, a.max_len)?;
+    let predictor = Ensemble::load(&a.model, a.max_len)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
     let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
@@ -143,7 +160,7 @@ fn eval(a: &EvalArgs) -> Result<()> {
 
 fn predict(a: &PredictArgs) -> Result<()> {
     set_threads(a.threads);
-    let predictor = Predictor::load(&a.model, a.max_len)?;
+    let predictor = Ensemble::load(&a.model, a.max_len)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();

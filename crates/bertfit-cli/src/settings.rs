@@ -161,6 +161,51 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
     Ok(new)
 }
 
+/// Seeds and folds of a multi-run (`--seeds`, `cv`), or `None` for a single run. On resume they come
+/// from the run directory (`seeds.json`, `cv.json`); changing them is refused.
+pub fn multi_run(run_dir: &Path, resume: bool, seeds: Option<&str>, folds: Option<Option<usize>>) -> Result<Option<(Option<Vec<u64>>, Option<usize>)>, Error> {
+    let parse_seeds = |s: &str| -> Result<Vec<u64>, Error> {
+        s.split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| p.trim().parse::<u64>().map_err(|_| Error::config("seeds", format!("`{p}` is not a seed (e.g. 1,2,3)"))))
+            .collect()
+    };
+    let mut seeds = seeds.map(parse_seeds).transpose()?;
+    let is_cv = folds.is_some();
+    let given_folds = folds.flatten();
+    let mut folds = if resume { given_folds } else { is_cv.then(|| given_folds.unwrap_or(5)) };
+    if resume {
+        let read = |name: &str| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(run_dir.join(name)).ok()?).ok() };
+        if let Some(v) = read("seeds.json") {
+            let saved: Option<Vec<u64>> = serde_json::from_value(v["seeds"].clone()).ok();
+            if seeds.is_some() && seeds != saved {
+                return Err(Error::config("seeds", "cannot change --seeds when resuming"));
+            }
+            seeds = saved;
+            let saved_folds: Option<usize> = serde_json::from_value(v["folds"].clone()).ok().flatten();
+            if folds.is_some() && folds != saved_folds {
+                return Err(Error::config("folds", "cannot change --folds when resuming"));
+            }
+            folds = saved_folds;
+        } else if let Some(v) = read("cv.json") {
+            let saved = v["folds"].as_u64().map(|k| k as usize);
+            if folds.is_some() && folds != saved {
+                return Err(Error::config("folds", "cannot change --folds when resuming"));
+            }
+            folds = saved;
+        }
+    }
+    if is_cv && folds.is_none() {
+        folds = Some(5);
+    }
+    if let Some(k) = folds {
+        if k < 2 {
+            return Err(Error::config("folds", "cross-validation needs at least 2 folds"));
+        }
+    }
+    Ok(if seeds.is_some() || folds.is_some() { Some((seeds, folds)) } else { None })
+}
+
 /// Column mapping for eval/predict.
 pub fn columns(c: &ColumnArgs, with_label: bool) -> bertfit::data::Columns {
     bertfit::data::Columns {

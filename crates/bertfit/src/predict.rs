@@ -105,3 +105,92 @@ pub fn write_predictions(path: &Path, data: &Dataset, labels: &[String], probs: 
     }
     w.flush().map_err(|e| Error::io("cannot write predictions", path, e))
 }
+
+/// Several classifiers whose probabilities are averaged (an ensemble of folds, seeds or any models
+/// trained on the same labels).
+#[derive(Debug)]
+pub struct Ensemble {
+    members: Vec<Predictor>,
+}
+
+impl Ensemble {
+    /// Loads model folders; a cross-validation or seeds run directory expands to its members' `best/`.
+    pub fn load(specs: &[String], max_len: Option<usize>) -> Result<Self> {
+        let mut members = Vec::new();
+        for spec in specs {
+            let path = Path::new(spec);
+            let expanded = if path.is_dir() { crate::train::cv::member_models(path) } else { Vec::new() };
+            if expanded.is_empty() {
+                members.push(Predictor::load(spec, max_len)?);
+            } else {
+                for m in expanded {
+                    members.push(Predictor::load(&m.display().to_string(), max_len)?);
+                }
+            }
+        }
+        let Some(first) = members.first() else { return Err(Error::config("model", "no model given")) };
+        for m in &members[1..] {
+            if m.labels() != first.labels() {
+                return Err(Error::config(
+                    "model",
+                    format!("ensemble members disagree on labels: [{}] vs [{}]", first.labels().join(", "), m.labels().join(", ")),
+                ));
+            }
+        }
+        Ok(Ensemble { members })
+    }
+
+    /// Number of member models.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: an ensemble has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Class names by id (shared by every member).
+    pub fn labels(&self) -> &[String] {
+        self.members[0].labels()
+    }
+
+    /// Mean of the members' probabilities for every example of a dataset.
+    pub fn predict_dataset(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
+        let per_member = self
+            .members
+            .iter()
+            .map(|m| m.predict_dataset(data, batch_size, on_batch))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(average(&per_member))
+    }
+
+    /// Mean probabilities for raw texts.
+    pub fn predict_texts(&self, texts: &[(&str, Option<&str>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let per_member = self.members.iter().map(|m| m.predict_texts(texts, batch_size)).collect::<Result<Vec<_>>>()?;
+        Ok(average(&per_member))
+    }
+
+    /// Scores a labeled dataset with the averaged probabilities.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
+        let map = LabelMap::from_names(self.labels().to_vec())?;
+        let gold = map.encode(data)?;
+        let probs = self.predict_dataset(data, batch_size, on_batch)?;
+        let pred: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
+        let cm = ConfusionMatrix::from_predictions(&gold, &pred, map.len());
+        let loss = loss::cross_entropy_from_probs(&probs, &gold, None);
+        Ok(Evaluation { loss, scores: Scores::from_confusion(&cm, self.labels()), probs })
+    }
+}
+
+/// Element-wise mean of several members' probabilities (each: examples × classes).
+pub fn average(per_member: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
+    let Some(first) = per_member.first() else { return Vec::new() };
+    if per_member.len() == 1 {
+        return first.clone();
+    }
+    let n = per_member.len() as f32;
+    (0..first.len())
+        .map(|i| (0..first[i].len()).map(|c| per_member.iter().map(|m| m[i][c]).sum::<f32>() / n).collect())
+        .collect()
+}

@@ -360,3 +360,73 @@ fn roberta_layout_saves_under_its_prefix_and_pads_positions_correctly() {
         serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).expect("cfg")).expect("json");
     assert_eq!(config["architectures"][0], "RobertaForSequenceClassification");
 }
+
+// ---- cross-validation and ensembles ----
+
+#[test]
+fn cross_validation_covers_every_example_once_with_disjoint_stratified_folds() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 13);
+    let mut cfg = run_config(dir.path(), &model, "cv", TrainConfig { epochs: 2, ..fast_config() });
+    cfg.data.valid = None;
+    let summary = bertfit::train::cv::cross_validate(&cfg, 3, RunOptions::default(), &mut Silent).expect("cv");
+    assert_eq!(summary.runs.len(), 3);
+    assert!(summary.valid["accuracy"].n == 3 && summary.valid["accuracy"].std >= 0.0);
+    let oof = std::fs::read_to_string(cfg.output.join("oof.csv")).expect("oof");
+    let mut lines = oof.lines();
+    assert_eq!(lines.next(), Some("row,id,fold,gold,label,prob_neg,prob_pos"));
+    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(String::from).collect()).collect();
+    assert_eq!(rows.len(), 36, "one row per training example");
+    let mut seen: Vec<usize> = rows.iter().map(|r| r[0].parse().expect("row")).collect();
+    seen.sort();
+    assert_eq!(seen, (0..36).collect::<Vec<_>>());
+    // Each fold holds 12 examples, 6 per class, and the fold's model never saw them.
+    for k in 0..3 {
+        let in_fold: Vec<&Vec<String>> = rows.iter().filter(|r| r[2] == k.to_string()).collect();
+        assert_eq!(in_fold.len(), 12);
+        assert_eq!(in_fold.iter().filter(|r| r[3] == "pos").count(), 6);
+        assert!(cfg.output.join(format!("fold-{k}/best/model.safetensors")).exists());
+    }
+    let md = std::fs::read_to_string(cfg.output.join("cv_summary.md")).expect("md");
+    assert!(md.contains("| fold-2 |") && md.contains("mean ± std"), "{md}");
+    // The same seed gives the same folds.
+    let again = run_config(dir.path(), &model, "cv2", TrainConfig { epochs: 1, ..fast_config() });
+    let mut again = again;
+    again.data.valid = None;
+    bertfit::train::cv::cross_validate(&again, 3, RunOptions::default(), &mut Silent).expect("cv2");
+    let folds = |p: &Path| -> Vec<String> {
+        std::fs::read_to_string(p).expect("oof").lines().skip(1).map(|l| l.split(',').nth(2).unwrap_or("").to_string()).collect()
+    };
+    assert_eq!(folds(&cfg.output.join("oof.csv")), folds(&again.output.join("oof.csv")));
+}
+
+#[test]
+fn ensembles_average_member_probabilities() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 14);
+    let a = run_config(dir.path(), &model, "a", TrainConfig { epochs: 2, ..fast_config() });
+    let b = run_config(dir.path(), &model, "b", TrainConfig { epochs: 2, seed: 7, ..fast_config() });
+    train::run(&a, RunOptions::default(), &mut Silent).expect("a");
+    train::run(&b, RunOptions::default(), &mut Silent).expect("b");
+    let data = data::read_dataset(&a.data.train, &Columns::default(), true).expect("read");
+    let spec = |c: &RunConfig| c.output.join("best").display().to_string();
+    let pa = Predictor::load(&spec(&a), None).expect("a").predict_dataset(&data, 8, &mut |_, _| {}).expect("pa");
+    let pb = Predictor::load(&spec(&b), None).expect("b").predict_dataset(&data, 8, &mut |_, _| {}).expect("pb");
+    assert_ne!(pa, pb);
+    let one = bertfit::predict::Ensemble::load(&[spec(&a)], None).expect("one");
+    assert_eq!(one.predict_dataset(&data, 8, &mut |_, _| {}).expect("p1"), pa, "an ensemble of one is that model");
+    let two = bertfit::predict::Ensemble::load(&[spec(&a), spec(&b)], None).expect("two");
+    let p2 = two.predict_dataset(&data, 8, &mut |_, _| {}).expect("p2");
+    for (i, row) in p2.iter().enumerate() {
+        for (c, v) in row.iter().enumerate() {
+            assert_eq!(*v, (pa[i][c] + pb[i][c]) / 2.0, "example {i} class {c}");
+        }
+    }
+    // Members must agree on labels.
+    let other = dir.path().join("other");
+    let m = load_classifier(&model, Some(vec!["x".into(), "y".into()]), Freeze::default());
+    m.save(&other, 16).expect("save");
+    std::fs::copy(model.join("vocab.txt"), other.join("vocab.txt")).expect("vocab");
+    let err = bertfit::predict::Ensemble::load(&[spec(&a), other.display().to_string()], None).expect_err("labels differ");
+    assert!(err.to_string().contains("disagree on labels"), "{err}");
+}

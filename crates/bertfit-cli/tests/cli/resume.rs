@@ -199,3 +199,71 @@ fn resume_refuses_flags_that_change_the_run() {
     .expect("json");
     assert_eq!(state["epoch"], 5);
 }
+
+fn cv_args(f: &Fixture, out: &Path) -> Vec<String> {
+    let mut a = args(f, out);
+    a[0] = "cv".into();
+    // cv validates on each fold: drop --valid, train on the CSV (12 rows, 6 per class).
+    let i = a.iter().position(|x| x == "--valid").expect("valid");
+    a.drain(i..i + 2);
+    let t = a.iter().position(|x| x == "--train").expect("train");
+    a[t + 1] = p(&f.root.join("data.csv")).to_string();
+    let e = a.iter().position(|x| x == "--epochs").expect("epochs");
+    a[e + 1] = "2".into();
+    a.extend(["--folds".into(), "3".into()]);
+    a
+}
+
+#[test]
+fn interrupted_cross_validation_resumes_at_the_fold_and_step_and_ensembles_predict() {
+    let f = fixture();
+    let reference = f.root.join("cv-ref");
+    let o = bin().args(cv_args(&f, &reference)).output().expect("cv");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("mean ± std"));
+    let oof_ref = std::fs::read_to_string(reference.join("oof.csv")).expect("oof");
+    assert_eq!(oof_ref.lines().count(), 13);
+
+    // Two epoch ends per fold: the third overall is fold 1's first, so fold 0 is done and fold 1 half-way.
+    let run = f.root.join("cv-killed");
+    let mut child = spawn(&cv_args(&f, &run), "epoch-end:3", None);
+    drop(wait_for_pause(&mut child, "epoch-end:3"));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    assert!(run.join("fold-0/summary.json").exists() && !run.join("fold-1/summary.json").exists());
+    let o = bin().args(["cv", "--resume", p(&run), "--threads", "1"]).output().expect("resume");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("already complete") && stderr(&o).contains("resuming from"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(run.join("oof.csv")).expect("oof"), oof_ref, "resumed cv differs");
+    for k in 0..3 {
+        assert_eq!(sha(&run.join(format!("fold-{k}/best/model.safetensors"))), sha(&reference.join(format!("fold-{k}/best/model.safetensors"))));
+    }
+
+    // The cv directory predicts as an ensemble of its folds, in the single-model CSV format.
+    let out = f.root.join("ens.csv");
+    let o = bin().args(["predict", "--model", p(&run), "--data", p(&f.root.join("data.csv")), "--output", p(&out), "--quiet"]).output().expect("predict");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let csv = std::fs::read_to_string(&out).expect("csv");
+    assert_eq!(csv.lines().next(), Some("id,label,prob_neg,prob_pos"));
+    assert_eq!(csv.lines().count(), 13);
+}
+
+#[test]
+fn seeds_repeat_the_run_and_report_the_spread() {
+    let f = fixture();
+    let run = f.root.join("seeds");
+    let mut a = args(&f, &run);
+    a.extend(["--seeds".into(), "1,2".into(), "--epochs".into(), "1".into()]);
+    let i = a.iter().position(|x| x == "--epochs").expect("epochs");
+    a.drain(i..i + 2);
+    let o = bin().args(&a).output().expect("seeds");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert!(table.contains("| seed-1 |") && table.contains("| seed-2 |") && table.contains("min – max"), "{table}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("seeds_summary.json")).expect("json")).expect("json");
+    assert_eq!(summary["valid"]["accuracy"]["n"], 2);
+    let s1 = sha(&run.join("seed-1/best/model.safetensors"));
+    let s2 = sha(&run.join("seed-2/best/model.safetensors"));
+    assert_ne!(s1, s2, "different seeds must train differently");
+}

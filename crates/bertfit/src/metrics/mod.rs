@@ -3,6 +3,7 @@
 //!
 //! Nothing here knows about tensors or models: callers pass gold and predicted class ids.
 
+pub mod aggregate;
 mod confusion;
 mod metric;
 mod report;

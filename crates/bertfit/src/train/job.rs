@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
 use candle_core::Device;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
 use super::config::{ClassWeights, RunConfig};
@@ -29,7 +29,7 @@ pub struct RunOptions<'a> {
 }
 
 /// The outcome of a run, also written to `RUN_DIR/summary.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Class names by id.
     pub labels: Vec<String>,
@@ -151,12 +151,22 @@ fn check_fingerprint(cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// Runs training as configured. Everything lands in `cfg.output`.
-pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
-    cfg.validate()?;
-    let tc = &cfg.train;
-    let cols = cfg.data.columns();
-    let full = data::read_dataset(&cfg.data.train, &cols, true)?;
+/// The data of a run: labels and the examples of each split.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Label map (from the training file).
+    pub labels: LabelMap,
+    /// Training examples.
+    pub train: Dataset,
+    /// Validation examples.
+    pub valid: Option<Dataset>,
+    /// Test examples.
+    pub test: Option<Dataset>,
+}
+
+/// Reads the training file and its label map (at least two labels).
+pub fn read_train(cfg: &RunConfig) -> Result<(Dataset, LabelMap)> {
+    let full = data::read_dataset(&cfg.data.train, &cfg.data.columns(), true)?;
     let labels = LabelMap::from_labels(full.labels());
     if labels.len() < 2 {
         return Err(Error::input(
@@ -164,9 +174,15 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
             format!("found {} distinct label(s); classification needs at least 2", labels.len()),
         ));
     }
-    let full_ids = labels.encode(&full)?;
+    Ok((full, labels))
+}
 
-    // Splits: explicit files win; otherwise stratified, seeded shares of the training file.
+/// Reads the data files and cuts the splits: explicit files win; otherwise stratified, seeded shares of
+/// the training file.
+pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
+    let cols = cfg.data.columns();
+    let (full, labels) = read_train(cfg)?;
+    let full_ids = labels.encode(&full)?;
     let mut fractions = Vec::new();
     if cfg.data.valid.is_none() && cfg.data.valid_fraction > 0.0 {
         fractions.push(cfg.data.valid_fraction);
@@ -174,7 +190,7 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
     if cfg.data.test.is_none() && cfg.data.test_fraction > 0.0 {
         fractions.push(cfg.data.test_fraction);
     }
-    let parts = data::stratified_split(&full_ids, &fractions, tc.seed)?;
+    let parts = data::stratified_split(&full_ids, &fractions, cfg.train.seed)?;
     let mut parts = parts.into_iter();
     let mut take_split = |file: &Option<std::path::PathBuf>, frac: f64| -> Result<Option<Dataset>> {
         match file {
@@ -189,6 +205,21 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
         Some(idx) => full.subset(&idx),
         None => full.clone(),
     };
+    Ok(Prepared { labels, train, valid, test })
+}
+
+/// Runs training as configured. Everything lands in `cfg.output`.
+pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
+    cfg.validate()?;
+    let prepared = prepare(cfg)?;
+    run_prepared(cfg, prepared, opts, obs)
+}
+
+/// Runs training on data already split (cross-validation folds use this).
+pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
+    cfg.validate()?;
+    let tc = &cfg.train;
+    let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
     let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;
     let test_ids = test.as_ref().map(|d| labels.encode(d)).transpose()?;

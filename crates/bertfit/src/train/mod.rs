@@ -2,6 +2,7 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod cv;
 pub mod early_stopping;
 pub mod events;
 pub mod faults;

@@ -1,0 +1,227 @@
+//! Stratified k-fold cross-validation and repeated runs over seeds: each fold (or seed) is a full
+//! training run in its own directory; out-of-fold predictions and mean ± std of every metric are written
+//! next to them. Interrupted runs resume at the fold and step where they stopped.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::config::RunConfig;
+use super::events::{EvalRecord, Event, Observer};
+use super::job::{self, Prepared, RunOptions, RunSummary};
+use crate::data::{self, Dataset};
+use crate::error::{Error, Result};
+use crate::metrics::aggregate::{self, Spread};
+use crate::metrics::{ConfusionMatrix, Scores};
+use crate::predict::Predictor;
+use crate::train::trainer::argmax;
+
+/// One run's headline results (a fold or a seed).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunRow {
+    /// `fold-0`, `seed-3`, …
+    pub name: String,
+    /// Its directory.
+    pub dir: PathBuf,
+    /// Best validation evaluation.
+    pub valid: Option<EvalRecord>,
+    /// Test evaluation of the best model.
+    pub test: Option<EvalRecord>,
+}
+
+/// Summary of several runs: rows, mean ± std, and (for cross-validation) out-of-fold scores.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MultiSummary {
+    /// `cv` or `seeds`.
+    pub kind: String,
+    /// Per run.
+    pub runs: Vec<RunRow>,
+    /// Spread of the best validation metrics.
+    pub valid: std::collections::BTreeMap<String, Spread>,
+    /// Spread of the test metrics (when a test file was given).
+    pub test: std::collections::BTreeMap<String, Spread>,
+    /// Scores of the out-of-fold predictions over the whole training file (cross-validation only).
+    pub oof: Option<Scores>,
+    /// A Markdown table of the rows and their spread.
+    pub table: String,
+}
+
+fn rows_summary(kind: &str, runs: Vec<RunRow>, oof: Option<Scores>) -> MultiSummary {
+    let pick = |f: &dyn Fn(&RunRow) -> Option<&EvalRecord>| -> Vec<(String, &Scores, f64)> {
+        runs.iter().filter_map(|r| f(r).map(|e| (r.name.clone(), &e.scores, e.loss))).collect()
+    };
+    let valid_rows = pick(&|r| r.valid.as_ref());
+    let test_rows = pick(&|r| r.test.as_ref());
+    let spreads = |rows: &[(String, &Scores, f64)]| aggregate::summarize(&rows.iter().map(|(_, s, l)| (*s, *l)).collect::<Vec<_>>());
+    let mut table = String::new();
+    if !valid_rows.is_empty() {
+        table.push_str("Validation (best model of each run)\n\n");
+        table.push_str(&aggregate::summary_table(&valid_rows));
+    }
+    if !test_rows.is_empty() {
+        table.push_str("\nTest (best model of each run)\n\n");
+        table.push_str(&aggregate::summary_table(&test_rows));
+    }
+    let (valid, test) = (spreads(&valid_rows), if test_rows.is_empty() { Default::default() } else { spreads(&test_rows) });
+    MultiSummary { kind: kind.into(), runs, valid, test, oof, table }
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::config("summary", e.to_string()))?;
+    std::fs::write(path, json).map_err(|e| Error::io("cannot write", path, e))
+}
+
+fn read_summary(dir: &Path) -> Option<RunSummary> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+}
+
+/// Runs (or resumes, or skips when finished) one member run in `dir`.
+fn member(cfg: &RunConfig, dir: &Path, prepared: Option<Prepared>, resume: bool, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
+    if let Some(done) = read_summary(dir) {
+        obs.on_event(&Event::Info(format!("{}: already complete", dir.display())));
+        return Ok(done);
+    }
+    let mut c = cfg.clone();
+    c.output = dir.to_path_buf();
+    let started = dir.join("run_config.json").exists();
+    let o = RunOptions { resume: resume && started, overwrite: true, cancel: opts.cancel };
+    obs.on_event(&Event::Info(format!("== {} ==", dir.display())));
+    let summary = match prepared {
+        Some(p) => job::run_prepared(&c, p, o, obs)?,
+        None => job::run(&c, o, obs)?,
+    };
+    Ok(summary)
+}
+
+fn claim(dir: &Path, opts: RunOptions<'_>, prefix: &str) -> Result<()> {
+    let taken = std::fs::read_dir(dir)
+        .map(|it| it.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
+        .unwrap_or(false);
+    if taken && !opts.resume && !opts.overwrite {
+        return Err(Error::config(
+            "output",
+            format!("{} already holds runs; resume with --resume {}, or pass --overwrite", dir.display(), dir.display()),
+        ));
+    }
+    if taken && opts.overwrite {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove old run", dir, e))?;
+    }
+    std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))
+}
+
+/// Stratified, seeded k-fold cross-validation of `cfg` into `cfg.output/fold-N/`.
+pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<MultiSummary> {
+    cfg.validate()?;
+    if cfg.data.valid.is_some() {
+        return Err(Error::config("valid", "cross-validation uses each fold as validation set; leave out --valid"));
+    }
+    let (full, labels) = job::read_train(cfg)?;
+    let ids = labels.encode(&full)?;
+    let test = cfg.data.test.as_ref().map(|p| data::read_dataset(p, &cfg.data.columns(), true)).transpose()?;
+    let fold_sets = data::stratified_kfold(&ids, folds, cfg.train.seed)?;
+    claim(&cfg.output, opts, "fold-")?;
+    write_json(&cfg.output.join("run_config.json"), cfg)?;
+    write_json(&cfg.output.join("cv.json"), &serde_json::json!({ "folds": folds }))?;
+
+    let mut oof: Vec<Option<(usize, Vec<f32>)>> = vec![None; full.len()];
+    let mut rows = Vec::with_capacity(folds);
+    for (k, held_out) in fold_sets.iter().enumerate() {
+        let mut in_fold = vec![false; full.len()];
+        for &i in held_out {
+            in_fold[i] = true;
+        }
+        let train_idx: Vec<usize> = (0..full.len()).filter(|&i| !in_fold[i]).collect();
+        let valid = full.subset(held_out);
+        let prepared = Prepared { labels: labels.clone(), train: full.subset(&train_idx), valid: Some(valid.clone()), test: test.clone() };
+        let dir = cfg.output.join(format!("fold-{k}"));
+        let summary = member(cfg, &dir, Some(prepared), opts.resume, opts, obs)?;
+        let predictor = Predictor::load(&dir.join("best").display().to_string(), None)?;
+        let probs = predictor.predict_dataset(&valid, cfg.train.eval_batch_size, &mut |_, _| {})?;
+        for (&i, p) in held_out.iter().zip(probs) {
+            oof[i] = Some((k, p));
+        }
+        rows.push(RunRow { name: format!("fold-{k}"), dir, valid: summary.best, test: summary.test });
+    }
+    let oof: Vec<(usize, Vec<f32>)> = oof
+        .into_iter()
+        .enumerate()
+        .map(|(i, o)| o.ok_or_else(|| Error::config("folds", format!("example {i} was in no fold"))))
+        .collect::<Result<_>>()?;
+    write_oof(&cfg.output.join("oof.csv"), &full, &ids, labels.names(), &oof)?;
+    let pred: Vec<usize> = oof.iter().map(|(_, p)| argmax(p)).collect();
+    let oof_scores = Scores::from_confusion(&ConfusionMatrix::from_predictions(&ids, &pred, labels.len()), labels.names());
+    let summary = rows_summary("cv", rows, Some(oof_scores));
+    write_json(&cfg.output.join("cv_summary.json"), &summary)?;
+    std::fs::write(cfg.output.join("cv_summary.md"), &summary.table).map_err(|e| Error::io("cannot write", cfg.output.join("cv_summary.md"), e))?;
+    Ok(summary)
+}
+
+/// Out-of-fold predictions: one row per training example, in file order.
+fn write_oof(path: &Path, data: &Dataset, gold: &[usize], labels: &[String], oof: &[(usize, Vec<f32>)]) -> Result<()> {
+    let io = |e: csv::Error| Error::input(crate::Location::file(path), format!("cannot write CSV: {e}"));
+    let mut w = csv::Writer::from_path(path).map_err(io)?;
+    let mut header = vec!["row".to_string(), "id".into(), "fold".into(), "gold".into(), "label".into()];
+    header.extend(labels.iter().map(|l| format!("prob_{l}")));
+    w.write_record(&header).map_err(io)?;
+    for (i, ((fold, p), ex)) in oof.iter().zip(&data.examples).enumerate() {
+        let mut row = vec![i.to_string(), ex.id.clone().unwrap_or_default(), fold.to_string(), labels[gold[i]].clone(), labels[argmax(p)].clone()];
+        row.extend(p.iter().map(|x| format!("{x:.6}")));
+        w.write_record(&row).map_err(io)?;
+    }
+    w.flush().map_err(|e| Error::io("cannot write", path, e))
+}
+
+/// Repeats a run (or a cross-validation with `folds`) for each seed into `cfg.output/seed-S/`.
+pub fn repeat_seeds(cfg: &RunConfig, seeds: &[u64], folds: Option<usize>, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<MultiSummary> {
+    cfg.validate()?;
+    if seeds.is_empty() {
+        return Err(Error::config("seeds", "give at least one seed, e.g. 1,2,3"));
+    }
+    claim(&cfg.output, opts, "seed-")?;
+    write_json(&cfg.output.join("run_config.json"), cfg)?;
+    write_json(&cfg.output.join("seeds.json"), &serde_json::json!({ "seeds": seeds, "folds": folds }))?;
+    let mut rows = Vec::with_capacity(seeds.len());
+    for &seed in seeds {
+        let mut c = cfg.clone();
+        c.train.seed = seed;
+        let dir = cfg.output.join(format!("seed-{seed}"));
+        c.output = dir.clone();
+        let (valid, test) = match folds {
+            Some(k) => {
+                let o = RunOptions { resume: opts.resume && dir.exists(), overwrite: false, cancel: opts.cancel };
+                std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
+                let s = cross_validate(&c, k, o, obs)?;
+                // A seed's headline is its out-of-fold score over the whole training file.
+                let oof = s.oof.map(|sc| EvalRecord::new("valid", 0.0, 0, f64::NAN, 0.0, 0.0, sc.confusion.iter().flatten().sum::<u64>() as usize, sc));
+                (oof, None)
+            }
+            None => {
+                let s = member(&c, &dir, None, opts.resume, opts, obs)?;
+                (s.best, s.test)
+            }
+        };
+        rows.push(RunRow { name: format!("seed-{seed}"), dir, valid, test });
+    }
+    let summary = rows_summary("seeds", rows, None);
+    write_json(&cfg.output.join("seeds_summary.json"), &summary)?;
+    std::fs::write(cfg.output.join("seeds_summary.md"), &summary.table).map_err(|e| Error::io("cannot write", cfg.output.join("seeds_summary.md"), e))?;
+    Ok(summary)
+}
+
+/// Model folders of a multi-run directory (`fold-*/best`, `seed-*/best`, `seed-*/fold-*/best`), or the
+/// folder itself when it is a model.
+pub fn member_models(dir: &Path) -> Vec<PathBuf> {
+    if dir.join("config.json").exists() {
+        return vec![dir.to_path_buf()];
+    }
+    if dir.join("best/config.json").exists() {
+        return vec![dir.join("best")];
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut subs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("fold-") || n.starts_with("seed-")))
+        .collect();
+    subs.sort();
+    subs.iter().flat_map(|s| member_models(s)).collect()
+}
