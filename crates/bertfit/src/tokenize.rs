@@ -63,6 +63,7 @@ impl TextTokenizer {
         let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
         inner
             .with_normalizer(Some(BertNormalizer::new(true, true, None, lowercase)))
+            .map_err(tok_err(path, "cannot set the normalizer"))?
             .with_pre_tokenizer(Some(BertPreTokenizer))
             .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
         Self::configure(inner, path, max_len)
