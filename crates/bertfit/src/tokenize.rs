@@ -119,6 +119,21 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Token counts (special tokens included) of each text without truncation, for length statistics.
+    pub fn full_lengths(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<usize>> {
+        let mut untruncated = self.inner.clone();
+        untruncated.with_truncation(None).map_err(tok_err(&self.source, "cannot clear truncation"))?;
+        let inputs: Vec<EncodeInput<'_>> = texts
+            .iter()
+            .map(|(a, b)| match b {
+                Some(b) => EncodeInput::from((*a, *b)),
+                None => EncodeInput::from(*a),
+            })
+            .collect();
+        let encodings = untruncated.encode_batch(inputs, true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        Ok(encodings.iter().map(|e| e.get_ids().len()).collect())
+    }
+
     /// Writes `tokenizer.json` (without padding; with this tokenizer's truncation).
     pub fn save(&self, path: &Path) -> Result<()> {
         let json = self.inner.to_string(true).map_err(tok_err(path, "cannot serialise tokenizer"))?;

@@ -98,6 +98,16 @@ fn training_lowers_loss_and_memorises_a_small_dataset() {
     let eval = predictor.evaluate(&data, 7, &mut |_, _| {}).expect("eval");
     assert_eq!(eval.scores.accuracy, 1.0, "{:?}", eval.scores.confusion);
     assert_eq!(summary.labels, vec!["neg".to_string(), "pos".to_string()]);
+    // Report material: one line per update, data statistics, the best model's scored validation set.
+    let steps = std::fs::read_to_string(cfg.output.join("steps.jsonl")).expect("steps");
+    assert_eq!(steps.lines().count(), summary.steps);
+    let stats: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cfg.output.join("data_stats.json")).expect("stats")).expect("json");
+    assert_eq!(stats["splits"]["train"]["token_lengths"].as_array().map(|a| a.len()), Some(36));
+    assert_eq!(stats["splits"]["valid"]["label_counts"]["pos"], 18);
+    let scored = std::fs::read_to_string(cfg.output.join("predictions/valid.csv")).expect("scored");
+    assert_eq!(scored.lines().next(), Some("row,id,text,gold,pred,prob_neg,prob_pos"));
+    assert_eq!(scored.lines().count(), 37);
     // The saved folder is a Hugging Face classifier.
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(cfg.output.join("best/config.json")).expect("cfg")).expect("json");

@@ -8,12 +8,14 @@
 mod jsonl;
 mod labels;
 mod reader;
+mod scored;
 mod split;
 
 use std::path::PathBuf;
 
 pub use labels::LabelMap;
 pub use reader::{read_dataset, Format};
+pub use scored::write_scored;
 pub use split::{stratified_kfold, stratified_split};
 
 /// Which columns (CSV/TSV header names) or keys (JSON lines) hold each part of an example.

@@ -90,7 +90,19 @@ fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Resul
 }
 
 /// Files and folders a run writes into its directory.
-const RUN_FILES: &[&str] = &["metrics.jsonl", "best", "checkpoints", "run_config.json", "summary.json", FINGERPRINT];
+const RUN_FILES: &[&str] = &[
+    "metrics.jsonl",
+    "steps.jsonl",
+    "best",
+    "checkpoints",
+    "predictions",
+    "run_config.json",
+    "summary.json",
+    "data_stats.json",
+    "report.html",
+    "report",
+    FINGERPRINT,
+];
 
 /// Refuses an output directory that holds a run, unless overwriting (read-only: nothing is removed yet).
 fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
@@ -298,6 +310,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         let path = cfg.output.join(FINGERPRINT);
         std::fs::write(&path, fp).map_err(|e| Error::io("cannot write", &path, e))?;
     }
+    write_data_stats(&cfg.output.join("data_stats.json"), &tokenizer, &labels, [("train", Some(&train), Some(&enc_train)), ("valid", valid.as_ref(), enc_valid.as_ref()), ("test", test.as_ref(), enc_test.as_ref())])?;
     let saved = serde_json::to_string_pretty(cfg).map_err(|e| Error::config("config", e.to_string()))?;
     let cfg_path = cfg.output.join("run_config.json");
     std::fs::write(&cfg_path, saved).map_err(|e| Error::io("cannot write", &cfg_path, e))?;
@@ -310,6 +323,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         run_dir: &cfg.output,
         class_weights: class_weights.clone(),
         cancel: opts.cancel,
+        valid_examples: valid.as_ref(),
     };
     let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, l)| Split { encoded: e, labels: l });
     let outcome = trainer.fit(Split { encoded: &enc_train, labels: &train_ids }, valid_split, resume_from, obs)?;
@@ -317,7 +331,10 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     let mut test_rec = None;
     if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
         let best = Classifier::load(&ModelFolder::open(&cfg.output.join("best"))?, LoadOptions::default())?;
-        let (loss, scores, _) = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        let (loss, scores, probs) = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        if let Some(data) = &test {
+            data::write_scored(&cfg.output.join("predictions").join("test.csv"), data, ids, &best.labels, &probs)?;
+        }
         let step = outcome.best.as_ref().map_or(outcome.steps, |b| b.step);
         let epoch = outcome.best.as_ref().map_or(outcome.epochs as f64, |b| b.epoch);
         let rec = EvalRecord::new("test", epoch, step, loss, 0.0, outcome.seconds, ids.len(), scores);
@@ -343,6 +360,36 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config("summary", e.to_string()))?;
     std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))?;
     Ok(summary)
+}
+
+/// Label counts and untruncated token lengths per split (`data_stats.json`), for reports.
+fn write_data_stats(
+    path: &Path,
+    tokenizer: &TextTokenizer,
+    labels: &LabelMap,
+    splits: [(&str, Option<&Dataset>, Option<&Vec<Encoded>>); 3],
+) -> Result<()> {
+    let mut out = serde_json::Map::new();
+    for (name, data, enc) in splits {
+        let (Some(data), Some(enc)) = (data, enc) else { continue };
+        let mut counts: std::collections::BTreeMap<&str, usize> = labels.names().iter().map(|l| (l.as_str(), 0)).collect();
+        for l in data.labels() {
+            *counts.entry(l).or_insert(0) += 1;
+        }
+        let texts: Vec<(&str, Option<&str>)> = data.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
+        let lengths = tokenizer.full_lengths(&texts)?;
+        out.insert(
+            name.to_string(),
+            serde_json::json!({
+                "examples": data.len(),
+                "label_counts": counts,
+                "token_lengths": lengths,
+                "truncated": enc.iter().filter(|e| e.truncated).count(),
+            }),
+        );
+    }
+    let json = serde_json::json!({ "max_len": tokenizer.max_len(), "splits": out });
+    std::fs::write(path, json.to_string()).map_err(|e| Error::io("cannot write", path, e))
 }
 
 fn append_record(path: &Path, rec: &EvalRecord) -> Result<()> {

@@ -20,6 +20,19 @@ pub struct Running {
     pub batches: usize,
 }
 
+/// One optimizer update, a line of `steps.jsonl`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// Update number (1-based).
+    pub step: usize,
+    /// Epoch position.
+    pub epoch: f64,
+    /// Mean loss of the update's micro-batches.
+    pub loss: f64,
+    /// Learning rate used.
+    pub lr: f64,
+}
+
 /// The loop's position and memory.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainerState {
@@ -49,6 +62,10 @@ pub struct TrainerState {
     pub elapsed_s: f64,
     /// Why training ended, once it has.
     pub finished: Option<String>,
+    /// Every optimizer update so far (the content of steps.jsonl).
+    pub steps: Vec<StepRecord>,
+    /// Loss sum of the micro-batches since the last update.
+    pub pending_loss: f64,
 }
 
 impl TrainerState {
@@ -68,6 +85,8 @@ impl TrainerState {
             tokens: 0,
             elapsed_s: 0.0,
             finished: None,
+            steps: Vec::new(),
+            pending_loss: 0.0,
         }
     }
 }

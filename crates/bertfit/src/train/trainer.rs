@@ -17,7 +17,7 @@ use super::faults;
 use super::loss;
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
-use super::state::{Running, TrainerState};
+use super::state::{Running, StepRecord, TrainerState};
 use crate::batch;
 use crate::error::{Error, Result};
 use crate::metrics::{ConfusionMatrix, Scores};
@@ -67,6 +67,8 @@ pub struct Trainer<'a> {
     pub class_weights: Option<Vec<f32>>,
     /// Set from a signal handler: finish the current step, checkpoint, return [`Error::Interrupted`].
     pub cancel: Option<&'a AtomicBool>,
+    /// Validation examples, to write the best model's scored predictions (`predictions/valid.csv`).
+    pub valid_examples: Option<&'a crate::data::Dataset>,
 }
 
 /// Evaluates a split: mean loss, scores and per-example probabilities.
@@ -118,25 +120,24 @@ impl Plan {
     }
 }
 
-/// Open metrics.jsonl, kept equal to the state's history.
-struct MetricsLog {
+/// An open JSON-lines log (metrics.jsonl, steps.jsonl), kept equal to a list in the state.
+struct JsonLog {
     file: std::fs::File,
     path: std::path::PathBuf,
 }
 
-impl MetricsLog {
-    /// (Re)writes the file from `history`, dropping lines a crashed session wrote after its checkpoint.
-    fn open(run_dir: &Path, history: &[EvalRecord]) -> Result<Self> {
-        let path = run_dir.join("metrics.jsonl");
+impl JsonLog {
+    /// (Re)writes the file from `records`, dropping lines a crashed session wrote after its checkpoint.
+    fn open<T: serde::Serialize>(path: std::path::PathBuf, records: &[T]) -> Result<Self> {
         let mut file = std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        for rec in history {
+        for rec in records {
             let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
             writeln!(file, "{line}").map_err(|e| Error::io("cannot write", &path, e))?;
         }
-        Ok(MetricsLog { file, path })
+        Ok(JsonLog { file, path })
     }
 
-    fn append(&mut self, rec: &EvalRecord) -> Result<()> {
+    fn append<T: serde::Serialize>(&mut self, rec: &T) -> Result<()> {
         let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
         writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(|e| Error::io("cannot append to", &self.path, e))
     }
@@ -146,7 +147,8 @@ impl MetricsLog {
 struct Session<'s> {
     st: TrainerState,
     opt: AdamW,
-    log: MetricsLog,
+    log: JsonLog,
+    step_log: JsonLog,
     clock: Instant,
     offset_s: f64,
     obs: &'s mut dyn Observer,
@@ -203,7 +205,8 @@ impl Trainer<'_> {
             }
         };
         std::fs::create_dir_all(self.run_dir).map_err(|e| Error::io("cannot create run directory", self.run_dir, e))?;
-        let log = MetricsLog::open(self.run_dir, &st.history)?;
+        let log = JsonLog::open(self.run_dir.join("metrics.jsonl"), &st.history)?;
+        let step_log = JsonLog::open(self.run_dir.join("steps.jsonl"), &st.steps)?;
         obs.on_event(&Event::Start {
             epochs: plan.epochs,
             total_steps: plan.total_steps,
@@ -211,7 +214,7 @@ impl Trainer<'_> {
             trainable_params: opt.num_params(),
         });
         let offset_s = st.elapsed_s;
-        let mut s = Session { st, opt, log, clock: Instant::now(), offset_s, obs };
+        let mut s = Session { st, opt, log, step_log, clock: Instant::now(), offset_s, obs };
 
         while s.st.finished.is_none() && s.st.epoch < plan.epochs {
             self.run_epoch(&mut s, train, &lengths, valid)?;
@@ -269,6 +272,7 @@ impl Trainer<'_> {
                 s.st.running.gold.push(g);
             }
             s.st.running.loss_sum += loss_value;
+            s.st.pending_loss += loss_value;
             s.st.running.batches += 1;
             s.st.tokens += b.tokens;
             s.st.micro_step += 1;
@@ -277,9 +281,19 @@ impl Trainer<'_> {
             let lr = s.st.schedule.lr(s.st.step);
             let mut updated = false;
             if s.opt.accumulated == cfg.grad_accum || last_batch {
+                let micro = s.opt.accumulated.max(1);
                 s.opt.apply(lr, clip)?;
                 s.st.step = s.opt.step;
                 updated = true;
+                let rec = StepRecord {
+                    step: s.st.step,
+                    epoch: epoch as f64 + s.st.batches_done as f64 / batches.len() as f64,
+                    loss: s.st.pending_loss / micro as f64,
+                    lr,
+                };
+                s.st.pending_loss = 0.0;
+                s.step_log.append(&rec)?;
+                s.st.steps.push(rec);
             }
             s.st.accumulated = s.opt.accumulated;
             s.obs.on_event(&Event::Batch { epoch, done: s.st.batches_done, batches: batches.len(), step: s.st.step, loss: loss_value, lr, tokens: b.tokens });
@@ -314,7 +328,7 @@ impl Trainer<'_> {
     }
 
     /// Records an evaluation and feeds it to early stopping, the plateau schedule and best-model saving.
-    fn judge(&self, s: &mut Session<'_>, rec: EvalRecord) -> Result<Decision> {
+    fn judge(&self, s: &mut Session<'_>, (rec, probs, gold): (EvalRecord, Vec<Vec<f32>>, Vec<usize>)) -> Result<Decision> {
         self.record(s, &rec)?;
         let value = self.metric_value(&rec);
         let decision = s.st.early_stopping.observe(value);
@@ -323,6 +337,10 @@ impl Trainer<'_> {
         match decision {
             Decision::Improved => {
                 self.save_best(s)?;
+                if let Some(data) = self.valid_examples {
+                    let path = self.run_dir.join("predictions").join("valid.csv");
+                    crate::data::write_scored(&path, data, &gold, &self.model.labels, &probs)?;
+                }
                 s.st.best = Some(rec);
             }
             Decision::Stop => {
@@ -357,9 +375,9 @@ impl Trainer<'_> {
         let mut valid_rec = None;
         let mut improved = false;
         if let (Some(v), true) = (valid, whole) {
-            let rec = self.eval_record(s, v, at, lr)?;
-            improved = self.judge(s, rec.clone())? == Decision::Improved;
-            valid_rec = Some(rec);
+            let evaluated = self.eval_record(s, v, at, lr)?;
+            valid_rec = Some(evaluated.0.clone());
+            improved = self.judge(s, evaluated)? == Decision::Improved;
         }
         s.obs.on_event(&Event::EpochEnd { epoch, train: &train_rec, valid: valid_rec.as_ref(), improved, seconds: epoch_start.elapsed().as_secs_f64() });
         s.st.epoch += 1;
@@ -373,9 +391,9 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<EvalRecord> {
-        let (loss, scores, _) = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
-        Ok(EvalRecord::new("valid", at, s.st.step, loss, lr, s.elapsed(), v.labels.len(), scores))
+    fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, Vec<usize>)> {
+        let (loss, scores, probs) = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
+        Ok((EvalRecord::new("valid", at, s.st.step, loss, lr, s.elapsed(), v.labels.len(), scores), probs, v.labels.to_vec()))
     }
 
     fn record(&self, s: &mut Session<'_>, rec: &EvalRecord) -> Result<()> {
