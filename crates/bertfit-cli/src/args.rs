@@ -25,6 +25,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict labels and probabilities for a file or texts.
     Predict(PredictArgs),
+    /// Synthetic training-step / inference benchmark (driven by bench/run.py).
+    #[command(hide = true)]
+    BenchStep(BenchArgs),
 }
 
 /// Column mapping shared by every command.
@@ -286,4 +289,19 @@ pub struct PredictArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `bertfit bench-step SIZE MODE`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// S (MiniLM-L12-H384 shape) or B (bert-base shape).
+    pub size: String,
+    /// train or infer.
+    pub mode: String,
+    /// Timed steps after 2 warm-up steps.
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Compute threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
 }

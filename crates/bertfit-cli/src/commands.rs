@@ -20,6 +20,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cv(a) => train(&a.train, Some(a.folds)),
         Command::Eval(a) => eval(&a),
         Command::Predict(a) => predict(&a),
+        Command::BenchStep(a) => {
+            set_threads(Some(a.threads));
+            crate::bench::run(&a)
+        }
     }
 }
 

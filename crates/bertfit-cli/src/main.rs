@@ -2,6 +2,7 @@
 //! exit codes (0 success, 2 bad usage or input, 1 other failure, 130 interrupted).
 
 mod args;
+mod bench;
 mod commands;
 mod progress;
 mod settings;

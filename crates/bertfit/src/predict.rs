@@ -8,7 +8,7 @@ use candle_core::Device;
 use crate::data::{Dataset, LabelMap};
 use crate::error::{Error, Location, Result};
 use crate::metrics::{ConfusionMatrix, Scores};
-use crate::model::{infer, Classifier, LoadOptions, ModelFolder};
+use crate::model::{infer, Classifier, Freeze, LoadOptions, ModelFolder};
 use crate::tokenize::TextTokenizer;
 use crate::train::job::{encode, load_tokenizer};
 use crate::train::loss;
@@ -39,7 +39,7 @@ impl Predictor {
     /// Loads a fine-tuned model folder (or hub id). `max_len` defaults to the length it was trained with.
     pub fn load(spec: &str, max_len: Option<usize>) -> Result<Self> {
         let folder = ModelFolder::resolve(spec, None)?;
-        let model = Classifier::load(&folder, LoadOptions { device: Device::Cpu, ..Default::default() })?;
+        let model = Classifier::load(&folder, LoadOptions { device: Device::Cpu, freeze: Freeze::ALL, ..Default::default() })?;
         let max_len = max_len.or(model.saved_meta.as_ref().map(|m| m.max_len)).unwrap_or(DEFAULT_MAX_LEN);
         let tokenizer = load_tokenizer(&folder, max_len)?;
         Ok(Predictor { model, tokenizer })

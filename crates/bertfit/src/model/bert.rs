@@ -18,13 +18,18 @@ pub struct Freeze {
     pub encoder: bool,
     /// Freeze embeddings and the first N layers.
     pub layers: usize,
+    /// Freeze the head too: nothing trains (inference; no autograd graph is recorded).
+    pub head: bool,
 }
 
 impl Freeze {
+    /// Every weight frozen: for inference.
+    pub const ALL: Freeze = Freeze { encoder: true, layers: 0, head: true };
+
     /// Whether the canonical weight `name` is trainable.
     pub fn trainable(&self, name: &str) -> bool {
         if name.starts_with("classifier.") {
-            return true;
+            return !self.head;
         }
         if self.encoder {
             return false;

@@ -154,6 +154,28 @@ impl Classifier {
         Ok((hidden, pooled))
     }
 
+    /// A view of this model for inference: the same weight storage (so it sees every update), but no
+    /// weight is a variable, so forward passes record no autograd graph and free activations at once.
+    pub fn inference_view(&self) -> Result<Classifier> {
+        let mut store = self.store.clone();
+        let default_dropout = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
+        let mut builder = Builder { store: &mut store, freeze: Freeze::ALL, init_std: self.config.initializer_range };
+        let encoder = Encoder::build(&self.config, &mut builder, self.head_config.pooling == super::config::Pooling::Cls)?;
+        let head = Head::build(&self.head_config, self.config.hidden_size, self.labels.len(), default_dropout, &mut builder, false)?;
+        Ok(Classifier {
+            config: self.config.clone(),
+            head_config: self.head_config.clone(),
+            labels: self.labels.clone(),
+            saved_meta: self.saved_meta.clone(),
+            load_report: self.load_report.clone(),
+            head_initialised: self.head_initialised,
+            freeze: Freeze::ALL,
+            encoder,
+            head,
+            store,
+        })
+    }
+
     /// The trainable weights, by canonical name.
     pub fn trainable(&self) -> Vec<(String, Var)> {
         self.store.vars().iter().filter(|(n, _)| self.freeze.trainable(n)).map(|(n, v)| (n.clone(), v.clone())).collect()

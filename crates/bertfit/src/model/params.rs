@@ -23,7 +23,7 @@ pub enum Init {
 /// Named model weights. Canonical names are Hugging Face's without the encoder prefix
 /// (`embeddings.word_embeddings.weight`, `encoder.layer.0.attention.self.query.weight`,
 /// `pooler.dense.weight`) plus `classifier.*` for the head.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ParamStore {
     vars: BTreeMap<String, Var>,
     device: Device,

@@ -286,7 +286,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         LoadOptions {
             labels: Some(labels.names().to_vec()),
             head: Some(tc.head.clone()),
-            freeze: Freeze { encoder: tc.freeze_encoder, layers: tc.freeze_layers },
+            freeze: Freeze { encoder: tc.freeze_encoder, layers: tc.freeze_layers, head: false },
             seed: tc.seed,
             device: Device::Cpu,
         },

@@ -82,7 +82,8 @@ pub fn evaluate(
 ) -> Result<(f64, Scores, Vec<Vec<f32>>)> {
     let batches = split.encoded.len().div_ceil(batch_size.max(1));
     obs.on_event(&Event::EvalStart { split: name, batches });
-    let probs = infer::probabilities(model, split.encoded, batch_size, &mut |done, total| {
+    let view = model.inference_view()?;
+    let probs = infer::probabilities(&view, split.encoded, batch_size, &mut |done, total| {
         faults::point("eval");
         obs.on_event(&Event::EvalBatch { done, total })
     })?;

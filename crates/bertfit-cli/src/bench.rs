@@ -1,0 +1,108 @@
+//! `bertfit bench-step`: the synthetic training-step and inference benchmark, the twin of the reference
+//! `hf_step.py` (same shapes, same batch layout, same printed RESULT line). Driven by `bench/run.py`.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use bertfit::batch::Batch;
+use bertfit::model::random::write_random_model;
+use bertfit::model::{BertConfig, Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
+use bertfit::rng;
+use bertfit::train::loss::cross_entropy;
+use bertfit::train::optimizer::{AdamW, AdamWConfig};
+
+use crate::args::BenchArgs;
+
+fn config(size: &str) -> Result<BertConfig> {
+    let (hidden, inter) = match size {
+        "S" => (384, 1536),
+        "B" => (768, 3072),
+        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384) or B (bert-base)"))),
+    };
+    let json = serde_json::json!({
+        "model_type": "bert", "vocab_size": 30522, "hidden_size": hidden, "num_hidden_layers": 12,
+        "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 512, "type_vocab_size": 2,
+        "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "classifier_dropout": 0.1,
+    });
+    Ok(serde_json::from_value(json)?)
+}
+
+/// The reference's batch: random ids, the first half of the rows with their last 16 tokens masked.
+fn batch(b: usize, t: usize, seed: u64) -> Batch {
+    let mut s = rng::Stream::new(&[seed, rng::label("bench")]);
+    let input_ids: Vec<u32> = (0..b * t).map(|_| s.below(30522) as u32).collect();
+    let mut attention_mask = vec![1u32; b * t];
+    for row in 0..b / 2 {
+        attention_mask[row * t + t - 16..(row + 1) * t].fill(0);
+    }
+    Batch {
+        size: b,
+        seq_len: t,
+        tokens: attention_mask.iter().map(|&m| m as usize).sum(),
+        input_ids,
+        type_ids: vec![0; b * t],
+        attention_mask,
+        labels: (0..b).map(|i| i % 2).collect(),
+        indices: (0..b).collect(),
+    }
+}
+
+/// Runs the benchmark and prints per-step times and a `RESULT ... median_ms=` line.
+pub fn run(a: &BenchArgs) -> Result<()> {
+    let cfg = config(&a.size)?;
+    let dir = tempfile::tempdir()?;
+    let vocab: Vec<String> = (0..cfg.vocab_size).map(|i| format!("[unused{i}]")).collect();
+    write_random_model(dir.path(), &cfg, &vocab, 0)?;
+    let model = Classifier::load(
+        &ModelFolder::open(dir.path())?,
+        LoadOptions { labels: Some(vec!["0".into(), "1".into()]), freeze: Freeze::default(), ..Default::default() },
+    )?;
+    let params = model.params().num_params();
+    println!("bertfit size={} mode={} dtype=f32 params={params} threads={}", a.size, a.mode, std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
+    let (warmup, steps) = (2, a.steps);
+    let mut times = Vec::with_capacity(steps);
+    match a.mode.as_str() {
+        "train" => {
+            let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: 0.01, ..Default::default() });
+            for i in 0..warmup + steps {
+                let b = batch(32, 64, i as u64);
+                let t0 = Instant::now();
+                let inputs = Inputs::from_batch(&b, model.device())?;
+                let logits = model.forward(&inputs, Mode::train(0, i as u64))?;
+                let loss = cross_entropy(&logits, &b.labels, None, 1.0)?;
+                let grads = loss.backward()?;
+                opt.accumulate(&grads)?;
+                drop(grads);
+                opt.apply(2e-5, None)?;
+                let l = loss.to_scalar::<f32>()?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                println!("step {i} loss {l:.4} {ms:.1} ms");
+                if i >= warmup {
+                    times.push(ms);
+                }
+            }
+        }
+        "infer" => {
+            let view = model.inference_view()?;
+            for i in 0..warmup + steps {
+                let b = batch(64, 64, 1000 + i as u64);
+                let t0 = Instant::now();
+                let logits = view.forward(&Inputs::from_batch(&b, view.device())?, Mode::EVAL)?;
+                let probs = bertfit::model::infer::softmax_rows(&logits)?;
+                let ms = t0.elapsed().as_secs_f64() * 1e3;
+                println!("batch {i} {ms:.1} ms ({} rows)", probs.len());
+                if i >= warmup {
+                    times.push(ms);
+                }
+            }
+        }
+        other => anyhow::bail!(bertfit::Error::config("mode", format!("`{other}`: expected train or infer"))),
+    }
+    times.sort_by(|x, y| x.total_cmp(y));
+    let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
+    match a.mode.as_str() {
+        "train" => println!("RESULT bertfit {} train f32 median_ms={med:.1}", a.size),
+        _ => println!("RESULT bertfit {} infer f32 median_ms={med:.1} seq_per_s={:.1}", a.size, 64.0 / (med / 1e3)),
+    }
+    Ok(())
+}
