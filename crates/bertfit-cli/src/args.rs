@@ -25,6 +25,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict labels and probabilities for a file or texts.
     Predict(PredictArgs),
+    /// (Re)write RUN_DIR/report.html from a run directory (finished, running or interrupted).
+    Report(ReportArgs),
     /// Synthetic training-step / inference benchmark (driven by bench/run.py).
     #[command(hide = true)]
     BenchStep(BenchArgs),
@@ -210,6 +212,10 @@ pub struct TrainArgs {
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["overwrite", "config"])]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
+    /// Also export every report chart as PNG into RUN_DIR/report/.
+    #[arg(long)]
+    #[serde(skip)]
+    pub png: bool,
     /// Replace an existing run in --output.
     #[arg(long)]
     #[serde(skip)]
@@ -243,6 +249,12 @@ pub struct EvalArgs {
     /// Print one JSON object instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Also write an HTML report (confusion matrices, per-class table, ROC/PR, worst errors) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// With --report, also export each chart as PNG beside it.
+    #[arg(long, requires = "report")]
+    pub png: bool,
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Truncation length [default: the length the model was trained with].
@@ -304,4 +316,14 @@ pub struct BenchArgs {
     /// Compute threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+}
+
+/// `bertfit report RUN_DIR`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run directory (of train, cv or --seeds).
+    pub run_dir: PathBuf,
+    /// Also export each chart as PNG into RUN_DIR/report/.
+    #[arg(long)]
+    pub png: bool,
 }

@@ -7,6 +7,7 @@ use anyhow::Result;
 use bertfit::data;
 use bertfit::metrics::{classification_report, confusion_table};
 use bertfit::predict::{write_predictions, Ensemble};
+use bertfit::report::ReportOptions;
 use bertfit::train::{self, RunOptions};
 
 use crate::args::{Cli, Command, EvalArgs, PredictArgs, TrainArgs};
@@ -20,6 +21,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cv(a) => train(&a.train, Some(a.folds)),
         Command::Eval(a) => eval(&a),
         Command::Predict(a) => predict(&a),
+        Command::Report(a) => {
+            let path = bertfit::report::write_run_report(&a.run_dir, &ReportOptions { png: a.png })?;
+            println!("{}", path.display());
+            Ok(())
+        }
         Command::BenchStep(a) => {
             set_threads(Some(a.threads));
             crate::bench::run(&a)
@@ -75,7 +81,8 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
     };
     let multi = settings::multi_run(&cfg.output, resume, seeds_flag.as_deref(), folds)?;
     install_signal_handler();
-    let mut progress = Progress::new(flags.quiet);
+    let report_opts = ReportOptions { png: flags.png };
+    let mut progress = Progress::new(flags.quiet).with_report(&cfg.output, report_opts);
     let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL) };
     let command = if folds.is_some() { "cv" } else { "train" };
     let interrupted = |e: bertfit::Error| -> anyhow::Error {
@@ -92,7 +99,9 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
             (None, None) => unreachable!("multi_run returns a plan only for seeds or folds"),
         }
         .map_err(interrupted)?;
+        let report = bertfit::report::write_run_report(&cfg.output, &report_opts)?;
         println!("{}", summary.table);
+        eprintln!("report: {}", report.display());
         if let Some(oof) = &summary.oof {
             println!("Out-of-fold predictions ({}):\n{}", cfg.output.join("oof.csv").display(), classification_report(oof));
         }
@@ -107,6 +116,9 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
     if let Some(best) = &summary.best {
         eprintln!("best model ({} {:.4} at epoch {:.2}) saved to {out}/best", cfg.train.early_stopping_metric, cfg.train.early_stopping_metric.value(&best.scores, best.loss), best.epoch);
     }
+    eprintln!("\n{}", train::epoch_table(&summary.history, summary.best.as_ref()));
+    let report = bertfit::report::write_run_report(&cfg.output, &report_opts)?;
+    eprintln!("report: {}", report.display());
     let final_scores = summary.test.as_ref().or(summary.best.as_ref());
     if let Some(rec) = final_scores {
         eprintln!("\n{} set, best model:\n{}\n{}", rec.split, classification_report(&rec.scores), confusion_table(&rec.scores));
@@ -129,6 +141,14 @@ fn eval(a: &EvalArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let s = &evaluation.scores;
+    if let Some(path) = &a.report {
+        let map = data::LabelMap::from_names(predictor.labels().to_vec())?;
+        let gold = map.encode(&data)?;
+        let texts: Vec<String> = data.examples.iter().map(|e| e.text.clone()).collect();
+        let title = format!("Evaluation: {}", a.data.display());
+        bertfit::report::write_eval_report(path, &title, predictor.labels(), &gold, &evaluation.probs, &texts, &ReportOptions { png: a.png })?;
+        eprintln!("report: {}", path.display());
+    }
     let mut stdout = std::io::stdout().lock();
     if a.json {
         let per_class: serde_json::Map<String, serde_json::Value> = s

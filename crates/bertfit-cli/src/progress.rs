@@ -6,9 +6,10 @@ use std::time::Duration;
 use bertfit::train::{EvalRecord, Event, Observer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// Progress display for the terminal.
+/// Progress display for the terminal; also refreshes the run's HTML report after each evaluation.
 pub struct Progress {
     quiet: bool,
+    report: Option<(std::path::PathBuf, bertfit::report::ReportOptions)>,
     bar: Option<ProgressBar>,
     eval_bar: Option<ProgressBar>,
     epochs: usize,
@@ -22,7 +23,21 @@ fn style(template: &str) -> ProgressStyle {
 impl Progress {
     /// A display; `quiet` hides bars and notes (warnings and epoch lines still print).
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet, bar: None, eval_bar: None, epochs: 0, loss_ema: None }
+        Progress { quiet, report: None, bar: None, eval_bar: None, epochs: 0, loss_ema: None }
+    }
+
+    /// Refresh `RUN_DIR/report.html` after every validation or test evaluation.
+    pub fn with_report(mut self, run_dir: &std::path::Path, opts: bertfit::report::ReportOptions) -> Self {
+        self.report = Some((run_dir.to_path_buf(), opts));
+        self
+    }
+
+    fn refresh_report(&self) {
+        if let Some((dir, opts)) = &self.report {
+            if let Err(e) = bertfit::report::write_run_report(dir, opts) {
+                self.println(format!("warning: cannot refresh the report: {e:#}"));
+            }
+        }
     }
 
     fn bar(&self, len: usize, template: &str) -> Option<ProgressBar> {
@@ -96,6 +111,9 @@ impl Observer for Progress {
             Event::Evaluated(rec) => {
                 if let Some(b) = self.eval_bar.take() {
                     b.finish_and_clear();
+                }
+                if rec.split != "train" {
+                    self.refresh_report();
                 }
                 if rec.split == "test" {
                     self.println(format!("test (best model): {}", short(rec)));

@@ -1,11 +1,14 @@
 //! End-to-end tests of the `bertfit` binary: train → eval → predict on a tiny random BERT, exit codes
-//! and error messages for bad input, config files, and `--help` snapshots.
+//! and error messages for bad input, config files, and `--help` snapshots; the HTML report and resume
+//! in submodules.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use bertfit::model::random::{tiny_config, write_random_model};
 
+#[path = "cli/report.rs"]
+mod report;
 #[path = "cli/resume.rs"]
 mod resume;
 
@@ -200,7 +203,7 @@ fn check_snapshot(name: &str, actual: &str) {
 
 #[test]
 fn help_texts_match_snapshots() {
-    for cmd in ["train", "eval", "predict"] {
+    for cmd in ["train", "eval", "predict", "report"] {
         let o = run(&[cmd, "--help"]);
         assert!(o.status.success());
         check_snapshot(&format!("{cmd}-help.txt"), &String::from_utf8_lossy(&o.stdout));

@@ -11,6 +11,7 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod predict;
+pub mod report;
 pub mod rng;
 pub mod tokenize;
 pub mod train;

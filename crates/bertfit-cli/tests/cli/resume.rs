@@ -51,7 +51,7 @@ fn spawn(args: &[String], pause: &str, secs: Option<u64>) -> Child {
 }
 
 /// Reads the child's stderr until it announces the pause; returns the lines after it in a thread.
-fn wait_for_pause(child: &mut Child, pause: &str) -> std::thread::JoinHandle<String> {
+pub(super) fn wait_for_pause(child: &mut Child, pause: &str) -> std::thread::JoinHandle<String> {
     let stderr = child.stderr.take().expect("stderr");
     let mut reader = BufReader::new(stderr);
     let name = pause.split(':').next().unwrap_or(pause).to_string();

@@ -121,7 +121,7 @@ impl BertConfig {
     /// Checks the sizes fit together.
     pub fn validate(&self, path: &Path) -> Result<()> {
         let bad = |field: &str, msg: String| Err(Error::input(Location::file(path).field(field), msg));
-        if self.hidden_size == 0 || self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        if self.hidden_size == 0 || self.num_attention_heads == 0 || !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             return bad(
                 "hidden_size",
                 format!("{} is not divisible by num_attention_heads {}", self.hidden_size, self.num_attention_heads),

@@ -55,6 +55,9 @@ pub struct RunSummary {
     pub test: Option<EvalRecord>,
     /// Share of training texts cut by truncation.
     pub truncated_share: f64,
+    /// Every evaluation of the run, in order (in `metrics.jsonl`, not in `summary.json`).
+    #[serde(skip)]
+    pub history: Vec<EvalRecord>,
 }
 
 /// Loads the tokenizer of a model folder with truncation at `max_len`.
@@ -355,6 +358,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         best: outcome.best.clone(),
         test: test_rec,
         truncated_share,
+        history: outcome.history.clone(),
     };
     let path = cfg.output.join("summary.json");
     let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config("summary", e.to_string()))?;

@@ -4,6 +4,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cv;
 pub mod early_stopping;
+pub mod epoch_table;
 pub mod events;
 pub mod faults;
 pub mod job;
@@ -14,6 +15,7 @@ pub mod state;
 pub mod trainer;
 
 pub use config::{ClassWeights, DataConfig, RunConfig, TrainConfig};
+pub use epoch_table::epoch_table;
 pub use events::{EvalRecord, Event, Observer, Silent};
 pub use job::{run, RunOptions, RunSummary};
 pub use trainer::{evaluate, Split, Trainer};
