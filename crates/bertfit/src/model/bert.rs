@@ -151,8 +151,7 @@ impl Layer {
         let q = split(self.query.forward(x)?)?;
         let k = split(self.key.forward(x)?)?;
         let v = split(self.value.forward(x)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(bias)?;
-        let probs = ops::softmax_last(&scores)?;
+        let probs = ops::attention_probs(&q.matmul(&k.t()?)?, bias, 1.0 / (d as f64).sqrt())?;
         let probs = ops::dropout(&probs, self.attn_dropout, mode, site::attention_probs(self.index))?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
         let attn = self.attn_out.forward(&ctx)?;

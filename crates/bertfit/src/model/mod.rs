@@ -8,6 +8,7 @@ pub mod folder;
 pub mod head;
 pub mod hub;
 pub mod infer;
+pub mod kernels;
 pub mod ops;
 pub mod params;
 pub mod random;

@@ -1,12 +1,15 @@
 //! The numerical building blocks of the model, kept behind plain functions so each can be swapped for a
 //! fused kernel without touching the layers that call it.
 //!
-//! Every op here is composed from candle primitives that have a backward pass. (candle-nn's fused
-//! LayerNorm has none on contiguous input, and its dropout is unseeded: neither is used.)
+//! On the CPU in f32, LayerNorm, the attention softmax and GELU run as our fused kernels
+//! ([`super::kernels`]); otherwise they are composed from candle primitives that have a backward pass
+//! (which also serve as the kernels' test reference). candle-nn's fused LayerNorm has no backward on
+//! contiguous input, and its dropout is unseeded: neither is used.
 
 use candle_core::{DType, Tensor, D};
 
 use super::config::Activation;
+use super::kernels;
 use crate::error::Result;
 use crate::rng;
 
@@ -50,12 +53,34 @@ pub struct LayerNorm {
 impl LayerNorm {
     /// `x`: (..., hidden) → same shape.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if fused(x) {
+            return kernels::layer_norm(x, &self.weight, &self.bias, self.eps);
+        }
+        self.composed(x)
+    }
+
+    /// The same from candle primitives, in any dtype and on any device.
+    pub fn composed(&self, x: &Tensor) -> Result<Tensor> {
         let mean = x.mean_keepdim(D::Minus1)?;
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + self.eps)?.sqrt()?)?;
         Ok(normed.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?)
     }
+}
+
+/// Whether `x` can go through our fused CPU kernels.
+fn fused(x: &Tensor) -> bool {
+    x.dtype() == DType::F32 && x.device().is_cpu()
+}
+
+/// Attention probabilities `softmax(scores * scale + bias)` over the last dimension; `scores`:
+/// (batch, heads, queries, keys), `bias`: (batch, 1, 1, keys) from [`attention_bias`].
+pub fn attention_probs(scores: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
+    if fused(scores) && bias.dtype() == DType::F32 {
+        return kernels::masked_softmax(scores, bias, scale);
+    }
+    softmax_last(&(scores * scale)?.broadcast_add(bias)?)
 }
 
 /// Softmax over the last dimension (max-subtracted for stability).
@@ -77,6 +102,7 @@ pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
 /// Applies an activation function.
 pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
     Ok(match act {
+        Activation::GeluErf if fused(x) => kernels::gelu_erf(x)?,
         Activation::GeluErf => x.gelu_erf()?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,

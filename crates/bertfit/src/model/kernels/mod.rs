@@ -1,0 +1,63 @@
+//! Our own fused CPU kernels, each a candle custom op with a hand-written backward: one pass over
+//! the data instead of a chain of allocating element-wise ops (and their composed backward).
+//!
+//! Rows are processed in parallel on rayon's pool (sized by `--threads`). Reductions across rows (the
+//! LayerNorm weight and bias gradients) sum fixed blocks of rows in a fixed order, so results are
+//! bit-identical whatever the number of threads. Kernels take f32; [`super::ops`] falls back to the
+//! composed candle ops for other dtypes and devices, which also serve as the tests' reference.
+
+mod gelu;
+mod layer_norm;
+mod softmax;
+
+pub use gelu::gelu_erf;
+pub use layer_norm::layer_norm;
+pub use softmax::masked_softmax;
+
+use candle_core::{CpuStorage, Layout};
+
+/// Rows per parallel task: large enough to amortise scheduling, small enough to balance two to
+/// sixteen threads on typical batch × sequence sizes.
+const ROW_BLOCK: usize = 32;
+
+/// The contiguous f32 data of a kernel input, or an error naming the op.
+fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(data) = s else { candle_core::bail!("{op}: expected f32 input") };
+    let Some((start, end)) = l.contiguous_offsets() else { candle_core::bail!("{op}: input must be contiguous") };
+    Ok(&data[start..end])
+}
+
+/// Runs `f(row_index, row_in..., row_out)` over rows of `width` in parallel blocks of [`ROW_BLOCK`].
+fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    use rayon::prelude::*;
+    if width == 0 {
+        return;
+    }
+    out.par_chunks_mut(width * ROW_BLOCK).enumerate().for_each(|(block, chunk)| {
+        for (i, row) in chunk.chunks_mut(width).enumerate() {
+            f(block * ROW_BLOCK + i, row);
+        }
+    });
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers shared by the kernels' tests: random inputs and comparisons.
+    use candle_core::{Device, Tensor};
+
+    /// A tensor of uniform values in [-scale, scale) from a fixed seed.
+    pub fn random(shape: &[usize], seed: u64, scale: f32) -> Tensor {
+        let n: usize = shape.iter().product();
+        let key = crate::rng::key(&[seed]);
+        let v: Vec<f32> = (0..n as u64).map(|i| (crate::rng::uniform_f32(key, i) * 2.0 - 1.0) * scale).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+    }
+
+    /// Largest absolute difference between two tensors of the same shape (compared in f64).
+    pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        assert_eq!(a.dims(), b.dims());
+        let a: Vec<f64> = a.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let b: Vec<f64> = b.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    }
+}
