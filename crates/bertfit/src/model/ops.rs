@@ -1,7 +1,7 @@
 //! The numerical building blocks of the model, kept behind plain functions so each can be swapped for a
 //! fused kernel without touching the layers that call it.
 //!
-//! On the CPU in f32, LayerNorm, the attention softmax and GELU run as our fused kernels
+//! On the CPU in f32, dense layers, LayerNorm, the attention softmax and GELU run as our fused kernels
 //! ([`super::kernels`]); otherwise they are composed from candle primitives that have a backward pass
 //! (which also serve as the kernels' test reference). candle-nn's fused LayerNorm has no backward on
 //! contiguous input, and its dropout is unseeded: neither is used.
@@ -29,6 +29,11 @@ impl Linear {
         let (last, lead) = dims.split_last().ok_or_else(|| candle_core::Error::Msg("linear on a scalar".into()))?;
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, *last))?;
+        if let (Some(b), true) = (&self.bias, fused(x)) {
+            let mut out_dims = lead.to_vec();
+            out_dims.push(self.weight.dim(0)?);
+            return Ok(kernels::linear(&x2, &self.weight, b)?.reshape(out_dims)?);
+        }
         let mut y = x2.matmul(&self.weight.t()?)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;
@@ -69,9 +74,11 @@ impl LayerNorm {
     }
 }
 
-/// Whether `x` can go through our fused CPU kernels.
+/// Whether `x` goes through our fused CPU kernels: f32 on the CPU, unless `BERTFIT_FUSED=0` asks for
+/// the composed ops (for measuring what the kernels bring).
 fn fused(x: &Tensor) -> bool {
-    x.dtype() == DType::F32 && x.device().is_cpu()
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var("BERTFIT_FUSED").map_or(true, |v| v != "0")) && x.dtype() == DType::F32 && x.device().is_cpu()
 }
 
 /// Attention probabilities `softmax(scores * scale + bias)` over the last dimension; `scores`:

@@ -8,10 +8,12 @@
 
 mod gelu;
 mod layer_norm;
+mod linear;
 mod softmax;
 
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
+pub use linear::linear;
 pub use softmax::masked_softmax;
 
 use candle_core::{CpuStorage, Layout};

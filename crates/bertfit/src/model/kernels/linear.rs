@@ -1,0 +1,204 @@
+//! A dense layer `y = x Wᵀ + b` as one op over the GEMM microkernels (the `gemm` crate candle itself
+//! uses): the bias is written into the output before the product accumulates onto it, and the
+//! backward gives `dx = dy W`, `dW = dyᵀ x` (both straight from the row-major buffers, no transposed
+//! copies) and `db` in two calls, instead of candle's matmul, broadcast-add, transposes and reshapes.
+
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
+
+use super::{for_rows, slice};
+use crate::error::Result;
+
+/// `x`: (rows, in), `weight`: (out, in) (Hugging Face layout), `bias`: (out) → (rows, out), f32.
+/// Differentiable in all three.
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward)?)
+}
+
+/// A row-major matrix view for [`gemm`]: data, row stride, column stride.
+#[derive(Clone, Copy)]
+struct Mat<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+}
+
+/// `dst (m × n, row-major) = (accumulate ? dst : 0) + lhs (m × k) · rhs (k × n)`, on the threads
+/// candle uses. The split of work depends only on the sizes and the thread count.
+fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> candle_core::Result<()> {
+    let reach = |a: Mat<'_>, rows: usize, cols: usize| rows == 0 || cols == 0 || (rows - 1) * a.rs + (cols - 1) * a.cs < a.data.len();
+    if dst.len() != m * n || !reach(lhs, m, k) || !reach(rhs, k, n) {
+        candle_core::bail!("gemm: operands too small for {m}×{k} · {k}×{n}");
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    if k == 0 {
+        if !accumulate {
+            dst.fill(0.0);
+        }
+        return Ok(());
+    }
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    // SAFETY: the bounds above keep every element the kernel touches inside the three slices;
+    // `dst` is exclusively borrowed and does not alias the inputs.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.cs as isize,
+            lhs.rs as isize,
+            rhs.data.as_ptr(),
+            rhs.cs as isize,
+            rhs.rs as isize,
+            if accumulate { 1.0 } else { 0.0 },
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+    Ok(())
+}
+
+/// Rows, inputs and outputs of a linear op, checked.
+fn sizes(x: &Layout, w: &Layout, b_len: usize) -> candle_core::Result<(usize, usize, usize)> {
+    let (xd, wd) = (x.dims(), w.dims());
+    if xd.len() != 2 || wd.len() != 2 || xd[1] != wd[1] || b_len != wd[0] {
+        candle_core::bail!("linear: input {xd:?}, weight {wd:?}, bias {b_len}");
+    }
+    Ok((xd[0], xd[1], wd[0]))
+}
+
+struct Forward;
+
+impl CustomOp3 for Forward {
+    fn name(&self) -> &'static str {
+        "bertfit-linear"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?, slice(self.name(), s3, l3)?);
+        let (rows, inp, out) = sizes(l1, l2, b.len())?;
+        let mut y = vec![0f32; rows * out];
+        for_rows(&mut y, out, |_, row| row.copy_from_slice(b));
+        // y += x · Wᵀ, where Wᵀ[k][n] = W[n][k].
+        gemm(&mut y, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
+        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let dx = grad.apply_op2_no_bwd(w, &InputGrad)?;
+        let (out, inp) = w.dims2()?;
+        let packed = grad.apply_op2_no_bwd(x, &ParamGrad)?;
+        let dw = packed.narrow(0, 0, out * inp)?.reshape((out, inp))?;
+        let db = packed.narrow(0, out * inp, out)?;
+        Ok((Some(dx), Some(dw), Some(db)))
+    }
+}
+
+/// `dx (rows × in) = dy (rows × out) · W (out × in)`.
+struct InputGrad;
+
+impl CustomOp2 for InputGrad {
+    fn name(&self) -> &'static str {
+        "bertfit-linear-input-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, w) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
+        let (rows, out) = l1.shape().dims2()?;
+        let (w_out, inp) = l2.shape().dims2()?;
+        if w_out != out {
+            candle_core::bail!("linear backward: gradient {:?} for weight {:?}", l1.dims(), l2.dims());
+        }
+        let mut dx = vec![0f32; rows * inp];
+        gemm(&mut dx, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false)?;
+        Ok((CpuStorage::F32(dx), Shape::from((rows, inp))))
+    }
+}
+
+/// `dW (out × in) = dyᵀ · x` followed by `db (out) = Σ_rows dy`, in one flat buffer.
+struct ParamGrad;
+
+impl CustomOp2 for ParamGrad {
+    fn name(&self) -> &'static str {
+        "bertfit-linear-param-grad"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (g, x) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
+        let (rows, out) = l1.shape().dims2()?;
+        let (x_rows, inp) = l2.shape().dims2()?;
+        if x_rows != rows {
+            candle_core::bail!("linear backward: gradient {:?} for input {:?}", l1.dims(), l2.dims());
+        }
+        let mut packed = vec![0f32; out * inp + out];
+        let (dw, db) = packed.split_at_mut(out * inp);
+        // dyᵀ[m][k] = dy[k][m].
+        gemm(dw, out, inp, rows, Mat { data: g, rs: 1, cs: out }, Mat { data: x, rs: inp, cs: 1 }, false)?;
+        // Rows in order: the same sums for any thread count.
+        for row in g.chunks(out.max(1)) {
+            for (d, v) in db.iter_mut().zip(row) {
+                *d += v;
+            }
+        }
+        Ok((CpuStorage::F32(packed), Shape::from(out * inp + out)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{max_diff, random};
+    use super::*;
+    use candle_core::{DType, Var};
+
+    fn composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
+        x.matmul(&w.t().expect("t")).expect("matmul").broadcast_add(b).expect("add")
+    }
+
+    #[test]
+    fn forward_and_gradients_match_float64_and_candle_autograd() {
+        for (rows, inp, out) in [(37usize, 19usize, 23usize), (128, 64, 96), (1, 1, 1)] {
+            let x = Var::from_tensor(&random(&[rows, inp], 1, 2.0)).expect("var");
+            let w = Var::from_tensor(&random(&[out, inp], 2, 0.5)).expect("var");
+            let b = Var::from_tensor(&random(&[out], 3, 1.0)).expect("var");
+            let up = random(&[rows, out], 4, 1.0);
+            let ours = linear(&x, &w, &b).expect("fused");
+            let g_ours = ours.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let candle = composed(&x, &w, &b);
+            let g_candle = candle.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
+            let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
+            let reference = composed(&x64, &w64, &b64);
+            let g_ref = reference.mul(&up.to_dtype(DType::F64).expect("f64")).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+
+            let tol = 1e-5 * (inp.max(rows) as f64);
+            assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
+            assert!(max_diff(&ours, &candle) < tol);
+            for (name, a, r) in [("x", &x, &x64), ("weight", &w, &w64), ("bias", &b, &b64)] {
+                let ga = g_ours.get(a.as_tensor()).expect("ours");
+                let gc = g_candle.get(a.as_tensor()).expect("candle");
+                let gr = g_ref.get(r.as_tensor()).expect("f64");
+                assert_eq!(ga.dims(), a.dims());
+                assert!(max_diff(ga, gr) < tol, "d{name} vs f64: {} ({rows}×{inp}→{out})", max_diff(ga, gr));
+                assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
+            }
+        }
+    }
+
+    #[test]
+    fn mismatched_shapes_are_errors() {
+        let x = random(&[4, 3], 1, 1.0);
+        assert!(linear(&x, &random(&[5, 2], 2, 1.0), &random(&[5], 3, 1.0)).is_err());
+        assert!(linear(&x, &random(&[5, 3], 2, 1.0), &random(&[4], 3, 1.0)).is_err());
+    }
+}
