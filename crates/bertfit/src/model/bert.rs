@@ -145,22 +145,13 @@ struct Layer {
 impl Layer {
     /// `x`: (batch, seq, hidden); `bias`: (batch, 1, 1, seq).
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
-        let (b, s, h) = x.dims3()?;
-        let d = h / self.heads;
-        let split = |t: Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, self.heads, d))?.transpose(1, 2)?.contiguous()?) };
-        let q = split(self.query.forward(x)?)?;
-        let k = split(self.key.forward(x)?)?;
-        let v = split(self.value.forward(x)?)?;
-        let probs = ops::attention_probs(&q.matmul(&k.t()?)?, bias, 1.0 / (d as f64).sqrt())?;
-        let probs = ops::dropout(&probs, self.attn_dropout, mode, site::attention_probs(self.index))?;
-        let ctx = probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?;
+        let (q, k, v) = (self.query.forward(x)?, self.key.forward(x)?, self.value.forward(x)?);
+        let ctx = ops::attention(&q, &k, &v, bias, self.heads, self.attn_dropout, mode, site::attention_probs(self.index))?;
         let attn = self.attn_out.forward(&ctx)?;
-        let attn = ops::dropout(&attn, self.hidden_dropout, mode, site::attention_output(self.index))?;
-        let x = self.attn_norm.forward(&attn.add(x)?)?;
+        let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.hidden_dropout, mode, site::attention_output(self.index))?)?;
         let inner = ops::activate(&self.intermediate.forward(&x)?, self.act)?;
         let out = self.output.forward(&inner)?;
-        let out = ops::dropout(&out, self.hidden_dropout, mode, site::ffn_output(self.index))?;
-        self.out_norm.forward(&out.add(&x)?)
+        self.out_norm.forward(&ops::dropout_add(&out, &x, self.hidden_dropout, mode, site::ffn_output(self.index))?)
     }
 }
 

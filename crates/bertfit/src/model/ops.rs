@@ -1,7 +1,7 @@
 //! The numerical building blocks of the model, kept behind plain functions so each can be swapped for a
 //! fused kernel without touching the layers that call it.
 //!
-//! On the CPU in f32, dense layers, LayerNorm, the attention softmax and GELU run as our fused kernels
+//! On the CPU in f32, dense layers, attention, dropout, LayerNorm and GELU run as our fused kernels
 //! ([`super::kernels`]); otherwise they are composed from candle primitives that have a backward pass
 //! (which also serve as the kernels' test reference). candle-nn's fused LayerNorm has no backward on
 //! contiguous input, and its dropout is unseeded: neither is used.
@@ -90,6 +90,24 @@ pub fn attention_probs(scores: &Tensor, bias: &Tensor, scale: f64) -> Result<Ten
     softmax_last(&(scores * scale)?.broadcast_add(bias)?)
 }
 
+/// Multi-head self-attention context from the projected `q`, `k`, `v` (batch, seq, hidden):
+/// `dropout(softmax(Q Kᵀ / √d + bias)) V` per head, merged back to (batch, seq, hidden).
+#[allow(clippy::too_many_arguments)]
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, heads: usize, dropout_p: f64, mode: Mode, site: u64) -> Result<Tensor> {
+    let (b, s, h) = q.dims3()?;
+    let d = h / heads.max(1);
+    let scale = 1.0 / (d as f64).sqrt();
+    if fused(q) && bias.dtype() == DType::F32 {
+        let drop = (mode.train && dropout_p > 0.0).then(|| kernels::AttentionDropout { p: dropout_p, key: rng::key(&[mode.dropout_key, site]) });
+        return kernels::attention(q, k, v, bias, heads, scale, drop);
+    }
+    let split = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()?) };
+    let (q, k, v) = (split(q)?, split(k)?, split(v)?);
+    let probs = attention_probs(&q.matmul(&k.t()?)?, bias, scale)?;
+    let probs = dropout(&probs, dropout_p, mode, site)?;
+    Ok(probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?)
+}
+
 /// Softmax over the last dimension (max-subtracted for stability).
 pub fn softmax_last(x: &Tensor) -> Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
@@ -143,6 +161,9 @@ pub fn dropout(x: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
         return Ok(x.clone());
     }
     let key = rng::key(&[mode.dropout_key, site]);
+    if fused(x) {
+        return kernels::dropout(x, p, key);
+    }
     let n = x.elem_count();
     let scale = (1.0 / (1.0 - p)) as f32;
     let p32 = p as f32;
@@ -150,6 +171,17 @@ pub fn dropout(x: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
         (0..n as u64).map(|i| if rng::uniform_f32(key, i) >= p32 { scale } else { 0.0 }).collect();
     let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
     Ok(x.mul(&mask)?)
+}
+
+/// `dropout(x) + residual` (the sublayer output joining the residual stream).
+pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
+    if !mode.train || p <= 0.0 {
+        return Ok(x.add(residual)?);
+    }
+    if fused(x) && residual.dtype() == DType::F32 {
+        return kernels::dropout_add(x, residual, p, rng::key(&[mode.dropout_key, site]));
+    }
+    Ok(dropout(x, p, mode, site)?.add(residual)?)
 }
 
 /// An embedding table lookup. `ids`: (batch, seq) u32 → (batch, seq, dim).

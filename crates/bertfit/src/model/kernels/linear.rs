@@ -5,6 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
+use super::gemm::{gemm, Mat, Threads};
 use super::{for_rows, slice};
 use crate::error::Result;
 
@@ -12,60 +13,6 @@ use crate::error::Result;
 /// Differentiable in all three.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward)?)
-}
-
-/// A row-major matrix view for [`gemm`]: data, row stride, column stride.
-#[derive(Clone, Copy)]
-struct Mat<'a> {
-    data: &'a [f32],
-    rs: usize,
-    cs: usize,
-}
-
-/// `dst (m × n, row-major) = (accumulate ? dst : 0) + lhs (m × k) · rhs (k × n)`, on the threads
-/// candle uses. The split of work depends only on the sizes and the thread count.
-fn gemm(dst: &mut [f32], m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> candle_core::Result<()> {
-    let reach = |a: Mat<'_>, rows: usize, cols: usize| rows == 0 || cols == 0 || (rows - 1) * a.rs + (cols - 1) * a.cs < a.data.len();
-    if dst.len() != m * n || !reach(lhs, m, k) || !reach(rhs, k, n) {
-        candle_core::bail!("gemm: operands too small for {m}×{k} · {k}×{n}");
-    }
-    if m == 0 || n == 0 {
-        return Ok(());
-    }
-    if k == 0 {
-        if !accumulate {
-            dst.fill(0.0);
-        }
-        return Ok(());
-    }
-    let threads = candle_core::utils::get_num_threads();
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-    // SAFETY: the bounds above keep every element the kernel touches inside the three slices;
-    // `dst` is exclusively borrowed and does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            n as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.cs as isize,
-            lhs.rs as isize,
-            rhs.data.as_ptr(),
-            rhs.cs as isize,
-            rhs.rs as isize,
-            if accumulate { 1.0 } else { 0.0 },
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-    Ok(())
 }
 
 /// Rows, inputs and outputs of a linear op, checked.
@@ -90,7 +37,7 @@ impl CustomOp3 for Forward {
         let mut y = vec![0f32; rows * out];
         for_rows(&mut y, out, |_, row| row.copy_from_slice(b));
         // y += x · Wᵀ, where Wᵀ[k][n] = W[n][k].
-        gemm(&mut y, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
+        gemm(&mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true, Threads::Pool)?;
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
@@ -121,7 +68,7 @@ impl CustomOp2 for InputGrad {
             candle_core::bail!("linear backward: gradient {:?} for weight {:?}", l1.dims(), l2.dims());
         }
         let mut dx = vec![0f32; rows * inp];
-        gemm(&mut dx, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false)?;
+        gemm(&mut dx, inp, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false, Threads::Pool)?;
         Ok((CpuStorage::F32(dx), Shape::from((rows, inp))))
     }
 }
@@ -144,7 +91,7 @@ impl CustomOp2 for ParamGrad {
         let mut packed = vec![0f32; out * inp + out];
         let (dw, db) = packed.split_at_mut(out * inp);
         // dyᵀ[m][k] = dy[k][m].
-        gemm(dw, out, inp, rows, Mat { data: g, rs: 1, cs: out }, Mat { data: x, rs: inp, cs: 1 }, false)?;
+        gemm(dw, inp, out, inp, rows, Mat { data: g, rs: 1, cs: out }, Mat { data: x, rs: inp, cs: 1 }, false, Threads::Pool)?;
         // Rows in order: the same sums for any thread count.
         for row in g.chunks(out.max(1)) {
             for (d, v) in db.iter_mut().zip(row) {

@@ -6,11 +6,16 @@
 //! bit-identical whatever the number of threads. Kernels take f32; [`super::ops`] falls back to the
 //! composed candle ops for other dtypes and devices, which also serve as the tests' reference.
 
+mod attention;
+mod dropout;
 mod gelu;
+mod gemm;
 mod layer_norm;
 mod linear;
 mod softmax;
 
+pub use attention::{attention, AttentionDropout};
+pub use dropout::{dropout, dropout_add};
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
