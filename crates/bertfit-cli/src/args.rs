@@ -198,6 +198,10 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<usize>,
+    /// Matmul precision: f32, or bf16 (bf16 operands, f32 accumulation and master weights) [default: f32].
+    #[arg(long, value_name = "f32|bf16")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
     /// Compute threads [default: all cores].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -266,6 +270,9 @@ pub struct EvalArgs {
     /// Compute threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
+    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    pub precision: Option<bertfit::model::kernels::Precision>,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -298,6 +305,9 @@ pub struct PredictArgs {
     /// Compute threads [default: all cores].
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
+    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    pub precision: Option<bertfit::model::kernels::Precision>,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -316,6 +326,9 @@ pub struct BenchArgs {
     /// Compute threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Matmul precision: f32 or bf16.
+    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    pub precision: bertfit::model::kernels::Precision,
 }
 
 /// `bertfit report RUN_DIR`.
@@ -326,4 +339,8 @@ pub struct ReportArgs {
     /// Also export each chart as PNG into RUN_DIR/report/.
     #[arg(long)]
     pub png: bool,
+}
+
+fn parse_precision(s: &str) -> Result<bertfit::model::kernels::Precision, String> {
+    bertfit::model::kernels::Precision::parse(s)
 }

@@ -58,7 +58,11 @@ pub fn run(a: &BenchArgs) -> Result<()> {
         LoadOptions { labels: Some(vec!["0".into(), "1".into()]), freeze: Freeze::default(), ..Default::default() },
     )?;
     let params = model.params().num_params();
-    println!("bertfit size={} mode={} dtype=f32 params={params} threads={}", a.size, a.mode, std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
+    let dtype = match a.precision {
+        bertfit::model::kernels::Precision::F32 => "f32",
+        bertfit::model::kernels::Precision::Bf16 => "bf16",
+    };
+    println!("bertfit size={} mode={} dtype={dtype} params={params} threads={}", a.size, a.mode, std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
     let (warmup, steps) = (2, a.steps);
     let mut times = Vec::with_capacity(steps);
     match a.mode.as_str() {
@@ -101,8 +105,8 @@ pub fn run(a: &BenchArgs) -> Result<()> {
     times.sort_by(|x, y| x.total_cmp(y));
     let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
     match a.mode.as_str() {
-        "train" => println!("RESULT bertfit {} train f32 median_ms={med:.1}", a.size),
-        _ => println!("RESULT bertfit {} infer f32 median_ms={med:.1} seq_per_s={:.1}", a.size, 64.0 / (med / 1e3)),
+        "train" => println!("RESULT bertfit {} train {dtype} median_ms={med:.1}", a.size),
+        _ => println!("RESULT bertfit {} infer {dtype} median_ms={med:.1} seq_per_s={:.1}", a.size, 64.0 / (med / 1e3)),
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::BenchStep(a) => {
             set_threads(Some(a.threads));
+            bertfit::model::kernels::set_matmul_precision(a.precision);
             crate::bench::run(&a)
         }
     }
@@ -128,6 +129,9 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
 
 fn eval(a: &EvalArgs) -> Result<()> {
     set_threads(a.threads);
+    if let Some(p) = a.precision {
+        bertfit::model::kernels::set_matmul_precision(p);
+    }
     let predictor = Ensemble::load(&a.model, a.max_len)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
@@ -184,6 +188,9 @@ fn eval(a: &EvalArgs) -> Result<()> {
 
 fn predict(a: &PredictArgs) -> Result<()> {
     set_threads(a.threads);
+    if let Some(p) = a.precision {
+        bertfit::model::kernels::set_matmul_precision(p);
+    }
     let predictor = Ensemble::load(&a.model, a.max_len)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {

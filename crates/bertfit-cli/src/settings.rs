@@ -5,6 +5,7 @@ use std::path::Path;
 use std::str::FromStr;
 
 use anyhow::{Context, Result};
+use bertfit::model::kernels::Precision;
 use bertfit::model::{Activation, HeadConfig, Pooling};
 use bertfit::train::schedule::ScheduleKind;
 use bertfit::train::{ClassWeights, DataConfig, RunConfig, TrainConfig};
@@ -97,6 +98,10 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         group_by_length: a.group_by_length.unwrap_or(d.group_by_length),
         save_every_steps: a.save_every_steps.or(d.save_every_steps),
         keep_checkpoints: a.keep_checkpoints.unwrap_or(d.keep_checkpoints),
+        precision: match &a.precision {
+            Some(p) => Precision::parse(p).map_err(|e| Error::config("precision", e))?,
+            None => d.precision,
+        },
     };
     let dd = base.map(|b| b.data.clone()).unwrap_or_default();
     let data = DataConfig {

@@ -117,6 +117,25 @@ fn train_eval_predict_end_to_end() {
 }
 
 #[test]
+fn bf16_precision_trains_and_is_recorded() {
+    let f = fixture();
+    let out = f.root.join("run");
+    let mut args = train_args(&f, p(&out));
+    args.extend(["--precision".into(), "bf16".into()]);
+    let o = bin().args(&args).output().expect("train");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run_config.json")).expect("cfg")).expect("json");
+    assert_eq!(saved["train"]["precision"], "bf16");
+    let o = run(&["eval", "--model", p(&out.join("best")), "--data", p(&f.root.join("data.csv")), "--json", "--quiet", "--precision", "bf16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(json["accuracy"], 1.0, "the tiny task is learnt in bf16 too: {json}");
+    let o = run(&["eval", "--model", p(&out.join("best")), "--data", p(&f.root.join("data.csv")), "--precision", "f16"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn config_file_is_read_and_flags_override_it() {
     let f = fixture();
     let out = f.root.join("run");

@@ -187,6 +187,10 @@ fn resume_refuses_flags_that_change_the_run() {
     let o = bin().args(["train", "--resume", p(&run), "--lr", "0.1"]).output().expect("resume");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--lr"), "{}", stderr(&o));
+    // The matmul precision changes the arithmetic: refused too.
+    let o = bin().args(["train", "--resume", p(&run), "--precision", "bf16"]).output().expect("resume");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("precision"), "{}", stderr(&o));
     // Extending a finished run is allowed: two more epochs.
     let o = bin().args(["train", "--resume", p(&run), "--epochs", "5", "--quiet"]).output().expect("extend");
     assert!(o.status.success(), "{}", stderr(&o));

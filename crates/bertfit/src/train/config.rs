@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use super::schedule::ScheduleKind;
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
+use crate::model::kernels::Precision;
 use crate::model::HeadConfig;
 
 /// Per-class loss weights.
@@ -99,6 +100,9 @@ pub struct TrainConfig {
     pub save_every_steps: Option<usize>,
     /// Checkpoints kept in `checkpoints/` (the newest ones; `best/` is kept apart).
     pub keep_checkpoints: usize,
+    /// Matmul precision of the dense layers: f32, or bf16 operands with f32 accumulation and f32
+    /// master weights.
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -127,6 +131,7 @@ impl Default for TrainConfig {
             group_by_length: true,
             save_every_steps: None,
             keep_checkpoints: 2,
+            precision: Precision::F32,
         }
     }
 }

@@ -234,6 +234,7 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
 pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
     cfg.validate()?;
     let tc = &cfg.train;
+    crate::model::kernels::set_matmul_precision(tc.precision);
     let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
     let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;

@@ -5,14 +5,26 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
+use super::bf16::gemm_bf16;
 use super::gemm::{gemm, Mat, Threads};
+use super::{matmul_precision, Precision};
 use super::{for_rows, slice};
 use crate::error::Result;
 
 /// `x`: (rows, in), `weight`: (out, in) (Hugging Face layout), `bias`: (out) → (rows, out), f32.
 /// Differentiable in all three.
+/// Products use the precision set with [`super::set_matmul_precision`] (forward and backward alike).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward)?)
+    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward(matmul_precision()))?)
+}
+
+/// A product in the op's precision, on candle's threads.
+#[allow(clippy::too_many_arguments)]
+fn product(p: Precision, dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> candle_core::Result<()> {
+    match p {
+        Precision::F32 => gemm(dst, dst_rs, m, n, k, lhs, rhs, accumulate, Threads::Pool),
+        Precision::Bf16 => gemm_bf16(dst, dst_rs, m, n, k, lhs, rhs, accumulate),
+    }
 }
 
 /// Rows, inputs and outputs of a linear op, checked.
@@ -24,7 +36,7 @@ fn sizes(x: &Layout, w: &Layout, b_len: usize) -> candle_core::Result<(usize, us
     Ok((xd[0], xd[1], wd[0]))
 }
 
-struct Forward;
+struct Forward(Precision);
 
 impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
@@ -37,15 +49,15 @@ impl CustomOp3 for Forward {
         let mut y = vec![0f32; rows * out];
         for_rows(&mut y, out, |_, row| row.copy_from_slice(b));
         // y += x · Wᵀ, where Wᵀ[k][n] = W[n][k].
-        gemm(&mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true, Threads::Pool)?;
+        product(self.0, &mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
         Ok((CpuStorage::F32(y), Shape::from((rows, out))))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &InputGrad)?;
+        let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.0))?;
         let (out, inp) = w.dims2()?;
-        let packed = grad.apply_op2_no_bwd(x, &ParamGrad)?;
+        let packed = grad.apply_op2_no_bwd(x, &ParamGrad(self.0))?;
         let dw = packed.narrow(0, 0, out * inp)?.reshape((out, inp))?;
         let db = packed.narrow(0, out * inp, out)?;
         Ok((Some(dx), Some(dw), Some(db)))
@@ -53,7 +65,7 @@ impl CustomOp3 for Forward {
 }
 
 /// `dx (rows × in) = dy (rows × out) · W (out × in)`.
-struct InputGrad;
+struct InputGrad(Precision);
 
 impl CustomOp2 for InputGrad {
     fn name(&self) -> &'static str {
@@ -68,13 +80,13 @@ impl CustomOp2 for InputGrad {
             candle_core::bail!("linear backward: gradient {:?} for weight {:?}", l1.dims(), l2.dims());
         }
         let mut dx = vec![0f32; rows * inp];
-        gemm(&mut dx, inp, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false, Threads::Pool)?;
+        product(self.0, &mut dx, inp, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false)?;
         Ok((CpuStorage::F32(dx), Shape::from((rows, inp))))
     }
 }
 
 /// `dW (out × in) = dyᵀ · x` followed by `db (out) = Σ_rows dy`, in one flat buffer.
-struct ParamGrad;
+struct ParamGrad(Precision);
 
 impl CustomOp2 for ParamGrad {
     fn name(&self) -> &'static str {
@@ -91,7 +103,7 @@ impl CustomOp2 for ParamGrad {
         let mut packed = vec![0f32; out * inp + out];
         let (dw, db) = packed.split_at_mut(out * inp);
         // dyᵀ[m][k] = dy[k][m].
-        gemm(dw, inp, out, inp, rows, Mat { data: g, rs: 1, cs: out }, Mat { data: x, rs: inp, cs: 1 }, false, Threads::Pool)?;
+        product(self.0, dw, inp, out, inp, rows, Mat { data: g, rs: 1, cs: out }, Mat { data: x, rs: inp, cs: 1 }, false)?;
         // Rows in order: the same sums for any thread count.
         for row in g.chunks(out.max(1)) {
             for (d, v) in db.iter_mut().zip(row) {
@@ -140,6 +152,29 @@ mod tests {
                 assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
             }
         }
+    }
+
+    #[test]
+    fn bf16_products_stay_close_to_float64() {
+        let (rows, inp, out) = (64usize, 96usize, 40usize);
+        let x = Var::from_tensor(&random(&[rows, inp], 5, 1.0)).expect("var");
+        let w = Var::from_tensor(&random(&[out, inp], 6, 0.2)).expect("var");
+        let b = Var::from_tensor(&random(&[out], 7, 1.0)).expect("var");
+        let up = random(&[rows, out], 8, 1.0);
+        let op = |t: &Var| t.as_tensor().contiguous().expect("c");
+        let y = op(&x).apply_op3(&op(&w), &op(&b), Forward(Precision::Bf16)).expect("bf16");
+        let g = y.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+        let reference = composed(&x, &w, &b);
+        let g_ref = reference.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+        // bf16 keeps 8 bits of mantissa: errors of about 2^-9 relative per product.
+        let scale = |t: &Tensor| t.abs().expect("abs").max_all().expect("max").to_scalar::<f32>().expect("scalar") as f64;
+        assert!(max_diff(&y, &reference) < 1e-2 * scale(&reference), "forward: {}", max_diff(&y, &reference));
+        for t in [&x, &w, &b] {
+            let (ga, gr) = (g.get(t.as_tensor()).expect("ours"), g_ref.get(t.as_tensor()).expect("ref"));
+            assert!(max_diff(ga, gr) < 1e-2 * scale(gr), "gradient: {} of {}", max_diff(ga, gr), scale(gr));
+        }
+        // ...and differ from f32 (the bf16 path really ran).
+        assert!(max_diff(&y, &reference) > 0.0);
     }
 
     #[test]

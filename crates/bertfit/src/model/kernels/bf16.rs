@@ -1,0 +1,243 @@
+//! A bf16 GEMM for mixed precision: f32 operands are rounded to bf16 while being packed, products
+//! accumulate in f32 with the AVX512-BF16 dot-product instruction (`vdpbf16ps`, two bf16 products
+//! per f32 lane). CPUs without it take the same rounding and an f32 GEMM, so results agree up to
+//! summation order. The packing reads operands through strides, so transposed operands are free.
+
+use candle_core::Result;
+
+use super::gemm::{gemm, Mat, Threads};
+
+/// Rows of the register tile.
+const MR: usize = 12;
+/// Columns of the register tile (two 16-lane vectors).
+const NR: usize = 32;
+/// Rows of A packed per parallel task.
+const MC: usize = 4 * MR;
+/// Pairs of k per pass over a panel.
+const KP: usize = 128;
+
+/// Rounds to the nearest bf16 (ties to even), as the upper 16 bits of the f32.
+#[inline]
+pub(super) fn to_bf16(x: f32) -> u16 {
+    let bits = x.to_bits();
+    if x.is_nan() {
+        return ((bits >> 16) | 0x40) as u16;
+    }
+    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
+}
+
+/// The f32 value of a bf16.
+#[inline]
+pub(super) fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// Whether this CPU runs the bf16 dot-product kernel.
+pub fn native() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `dst (m × n, row stride dst_rs) = (accumulate ? dst : 0) + bf16(lhs) · bf16(rhs)`, f32 accumulation.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> Result<()> {
+    let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
+    let fits = |a: &Mat<'_>, r: usize, c: usize| r == 0 || c == 0 || (r - 1) * a.rs + (c - 1) * a.cs < a.data.len();
+    if !dst_fits || !fits(&lhs, m, k) || !fits(&rhs, k, n) {
+        candle_core::bail!("bf16 gemm: operands too small for {m}×{k} · {k}×{n}");
+    }
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if native() && k > 0 {
+        let packed_b = pack_b(rhs, k, n);
+        return x86::run(dst, dst_rs, m, n, k, lhs, &packed_b, accumulate);
+    }
+    // Fallback: the same bf16 rounding, f32 products.
+    let round = |a: Mat<'_>, r: usize, c: usize| -> Vec<f32> {
+        let mut v = Vec::with_capacity(r * c);
+        for i in 0..r {
+            v.extend((0..c).map(|j| from_bf16(to_bf16(a.data[i * a.rs + j * a.cs]))));
+        }
+        v
+    };
+    let (a, b) = (round(lhs, m, k), round(rhs, k, n));
+    gemm(dst, dst_rs, m, n, k, Mat { data: &a, rs: k, cs: 1 }, Mat { data: &b, rs: n, cs: 1 }, accumulate, Threads::Pool)
+}
+
+/// Packs `rhs` (k × n) into panels of NR columns; within a panel, for each pair of rows `(2p, 2p+1)`,
+/// NR 32-bit words holding the two bf16 values of a column (row 2p in the low half). Zero-padded.
+fn pack_b(rhs: Mat<'_>, k: usize, n: usize) -> Vec<u32> {
+    use rayon::prelude::*;
+    let pairs = k.div_ceil(2);
+    let panels = n.div_ceil(NR);
+    let mut out = vec![0u32; panels * pairs * NR];
+    out.par_chunks_mut(pairs * NR).enumerate().for_each(|(panel, dst)| {
+        let j0 = panel * NR;
+        let cols = NR.min(n - j0);
+        for p in 0..pairs {
+            let row = &mut dst[p * NR..(p + 1) * NR];
+            for (j, w) in row.iter_mut().enumerate().take(cols) {
+                let at = |kk: usize| if kk < k { to_bf16(rhs.data[kk * rhs.rs + (j0 + j) * rhs.cs]) as u32 } else { 0 };
+                *w = at(2 * p) | (at(2 * p + 1) << 16);
+            }
+        }
+    });
+    out
+}
+
+/// Packs rows `i0..i0 + rows` of `lhs` (m × k) into blocks of MR rows: for each pair of columns, MR
+/// words holding the row's two bf16 values. Zero-padded.
+fn pack_a(lhs: Mat<'_>, i0: usize, rows: usize, k: usize, out: &mut Vec<u32>) {
+    let pairs = k.div_ceil(2);
+    let blocks = rows.div_ceil(MR);
+    out.clear();
+    out.resize(blocks * pairs * MR, 0);
+    for blk in 0..blocks {
+        let dst = &mut out[blk * pairs * MR..(blk + 1) * pairs * MR];
+        for r in 0..MR.min(rows - blk * MR) {
+            let i = i0 + blk * MR + r;
+            let at = |kk: usize| if kk < k { to_bf16(lhs.data[i * lhs.rs + kk * lhs.cs]) as u32 } else { 0 };
+            for p in 0..pairs {
+                dst[p * MR + r] = at(2 * p) | (at(2 * p + 1) << 16);
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{pack_a, Mat, KP, MC, MR, NR};
+
+    /// Raw output pointer shared by tasks that write disjoint row ranges.
+    #[derive(Clone, Copy)]
+    struct Out(*mut f32);
+    // SAFETY: each task writes only its own rows of the output (see `run`).
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn run(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, packed_b: &[u32], accumulate: bool) -> candle_core::Result<()> {
+        use rayon::prelude::*;
+        let pairs = k.div_ceil(2);
+        let out = Out(dst.as_mut_ptr());
+        // Tasks own disjoint row blocks [t * MC, (t + 1) * MC) of dst.
+        (0..m.div_ceil(MC)).into_par_iter().for_each_init(Vec::new, |apack, t| {
+            let i0 = t * MC;
+            let rows = MC.min(m - i0);
+            pack_a(lhs, i0, rows, k, apack);
+            let out = out;
+            // k in blocks of KP pairs, so a panel's slice of B stays in L1 across the row blocks.
+            for kb in (0..pairs).step_by(KP) {
+                let kp = KP.min(pairs - kb);
+                let add = accumulate || kb > 0;
+                for panel in 0..n.div_ceil(NR) {
+                    let j0 = panel * NR;
+                    let cols = NR.min(n - j0);
+                    let b = &packed_b[(panel * pairs + kb) * NR..];
+                    for blk in 0..rows.div_ceil(MR) {
+                        let a = &apack[(blk * pairs + kb) * MR..];
+                        let r0 = i0 + blk * MR;
+                        let valid_rows = MR.min(m - r0);
+                        let mut tile = [[0f32; NR]; MR];
+                        // SAFETY: the CPU has AVX512-BF16 (checked by the caller); `a` and `b`
+                        // hold at least `kp` more steps of MR and NR words.
+                        unsafe { tile_kernel(kp, a.as_ptr(), b.as_ptr(), &mut tile) };
+                        for (r, row) in tile.iter().enumerate().take(valid_rows) {
+                            // SAFETY: row r0 + r < m and columns j0..j0 + cols < n lie inside
+                            // dst, and only this task writes rows i0..i0 + rows.
+                            let d = unsafe { std::slice::from_raw_parts_mut(out.0.add((r0 + r) * dst_rs + j0), cols) };
+                            if add {
+                                d.iter_mut().zip(row).for_each(|(x, v)| *x += v);
+                            } else {
+                                d.copy_from_slice(&row[..cols]);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// One MR × NR tile: `tile = Σ_p a[p] ⊗ b[p]` over bf16 pairs.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn tile_kernel(pairs: usize, a: *const u32, b: *const u32, tile: &mut [[f32; NR]; MR]) {
+        let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+        for p in 0..pairs {
+            // SAFETY: p < pairs, so the loads stay inside the packed panels.
+            let (b0, b1) = unsafe {
+                (
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR) as *const _)),
+                    std::mem::transmute::<__m512i, __m512bh>(_mm512_loadu_si512(b.add(p * NR + 16) as *const _)),
+                )
+            };
+            for (r, row) in acc.iter_mut().enumerate() {
+                // SAFETY: as above, for the MR words of step p.
+                let av = unsafe { std::mem::transmute::<__m512i, __m512bh>(_mm512_set1_epi32(*a.add(p * MR + r) as i32)) };
+                row[0] = _mm512_dpbf16_ps(row[0], av, b0);
+                row[1] = _mm512_dpbf16_ps(row[1], av, b1);
+            }
+        }
+        for (r, row) in acc.iter().enumerate() {
+            // SAFETY: each tile row holds NR = 32 floats.
+            unsafe {
+                _mm512_storeu_ps(tile[r].as_mut_ptr(), row[0]);
+                _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), row[1]);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn data(n: usize, seed: u64) -> Vec<f32> {
+        let key = crate::rng::key(&[seed]);
+        (0..n as u64).map(|i| crate::rng::uniform_f32(key, i) * 2.0 - 1.0).collect()
+    }
+
+    #[test]
+    fn rounding_is_to_nearest_even() {
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        assert_eq!(from_bf16(to_bf16(1.0 + 1.0 / 256.0)), 1.0, "a tie rounds to the even neighbour");
+        assert_eq!(from_bf16(to_bf16(1.0 + 3.0 / 256.0)), 1.0 + 4.0 / 256.0);
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+    }
+
+    /// Against a float64 product of the bf16-rounded operands (what the instruction computes), for
+    /// sizes with ragged edges, transposed operands, and accumulation.
+    #[test]
+    fn matches_a_float64_product_of_the_rounded_operands() {
+        for (m, n, k) in [(37usize, 45usize, 19usize), (100, 70, 384), (1, 1, 1), (13, 33, 2)] {
+            let a = data(m * k, 1);
+            let b = data(n * k, 2); // stored as (n × k): rhs is its transpose
+            let init = data(m * n, 3);
+            let r = |x: f32| from_bf16(to_bf16(x)) as f64;
+            for accumulate in [false, true] {
+                let mut dst = init.clone();
+                gemm_bf16(&mut dst, n, m, n, k, Mat { data: &a, rs: k, cs: 1 }, Mat { data: &b, rs: 1, cs: k }, accumulate).expect("gemm");
+                for i in 0..m {
+                    for j in 0..n {
+                        let dot: f64 = (0..k).map(|kk| r(a[i * k + kk]) * r(b[j * k + kk])).sum();
+                        let want = dot + if accumulate { init[i * n + j] as f64 } else { 0.0 };
+                        let got = dst[i * n + j] as f64;
+                        assert!((got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-6, "({i},{j}) of {m}×{n}×{k}: {got} vs {want}");
+                    }
+                }
+            }
+        }
+    }
+}
