@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """bertfit vs PyTorch + transformers, side by side, on this machine.
 
-usage: python3 bench/run.py [--cases S-train,S-infer,B-train,B-infer] [--rounds 3] [--steps 5]
+usage: python3 bench/run.py [--cases S-train,S-infer,B-train,B-infer,S-train-bf16,S-infer-bf16-vs-f32]
+                            [--rounds 3] [--steps 5]
                             [--threads 2] [--e2e] [--out bench/results]
 
 For each synthetic case, runs `bertfit bench-step` and the reference `hf_step.py` (../shared/bench) in
@@ -46,10 +47,15 @@ def step_times(out, warmup=2):
 
 
 def synthetic(case, rounds, steps, threads):
-    size, mode = case.split("-")
+    # SIZE-MODE[-DTYPE]: S-train, B-infer, S-train-bf16 (ours --precision bf16, reference bf16 autocast),
+    # S-infer-bf16-vs-f32 (ours in bf16 against the reference in f32: the inference throughput target).
+    parts = case.split("-")
+    size, mode = parts[0], parts[1]
+    ours_dtype = parts[2] if len(parts) > 2 else "f32"
+    ref_dtype = parts[4] if len(parts) > 4 else ours_dtype
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    ours = [BERTFIT, "bench-step", size, mode, "--steps", str(steps), "--threads", str(threads)]
-    ref = [REF_PY, os.path.join(SHARED, "hf_step.py"), size, mode, "f32", "--steps", str(steps)]
+    ours = [BERTFIT, "bench-step", size, mode, "--steps", str(steps), "--threads", str(threads), "--precision", ours_dtype]
+    ref = [REF_PY, os.path.join(SHARED, "hf_step.py"), size, mode, ref_dtype, "--steps", str(steps)]
     res = {"ours": {"times": [], "rss": []}, "ref": {"times": [], "rss": []}}
     for r in range(rounds):
         for name, cmd in (("ours", ours), ("ref", ref)) if r % 2 == 0 else (("ref", ref), ("ours", ours)):
@@ -71,26 +77,26 @@ def summarize(case, res):
     return row
 
 
-def e2e(threads):
+def e2e(threads, precision="f32"):
     data = os.path.join(CACHE, "data", "rotten-tomatoes")
     model = os.path.join(CACHE, "models", "all-MiniLM-L6-v2")
     hp = ["--epochs", "1", "--batch-size", "32", "--lr", "5e-5", "--max-len", "64", "--seed", "42"]
     tmp = tempfile.mkdtemp(prefix="bertfit-e2e-")
     ours = [BERTFIT, "train", "--model", model, "--train", f"{data}/train.jsonl", "--valid", f"{data}/valid.jsonl",
             "--test", f"{data}/test.jsonl", "--output", os.path.join(tmp, "run"), "--threads", str(threads),
-            "--quiet", "--warmup-ratio", "0.1", "--weight-decay", "0.01"] + hp
+            "--quiet", "--warmup-ratio", "0.1", "--weight-decay", "0.01", "--precision", precision] + hp
     ref_out = os.path.join(tmp, "ref.json")
     # Random sampling for the reference: its --group-by-length also reorders evaluation/prediction batches,
     # which its metric code does not undo (test labels would be compared against shuffled predictions).
     ref = [REF_PY, os.path.join(SHARED, "hf_finetune.py"), "--model", model, "--train", f"{data}/train.jsonl",
            "--valid", f"{data}/valid.jsonl", "--test", f"{data}/test.jsonl", "--threads", str(threads),
-           "--out", ref_out] + hp
+           "--out", ref_out] + hp + (["--bf16"] if precision == "bf16" else [])
     _, rss_ref = run_rss(ref)
     r = json.load(open(ref_out))
     _, rss_ours = run_rss(ours)
     s = json.load(open(os.path.join(tmp, "run", "summary.json")))
     shutil.rmtree(tmp, ignore_errors=True)
-    return {"case": "e2e-rt-minilm-l6-1ep",
+    return {"case": "e2e-rt-minilm-l6-1ep" + ("-bf16" if precision == "bf16" else ""),
             "ours": {"train_s": s["train_seconds"], "tokens_per_s": s["train_tokens_per_s"],
                      "test_accuracy": s["test"]["accuracy"], "peak_rss_mb": rss_ours},
             "ref": {"train_s": r["train_seconds"], "tokens_per_s": r["train_tokens_per_s_unpadded"],
@@ -122,7 +128,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--e2e", action="store_true")
+    ap.add_argument("--e2e", nargs="?", const="f32", default=None,
+                    help="end-to-end fine-tune, for each listed precision (f32, bf16; default f32)")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
     a = ap.parse_args()
     for path, hint in ((BERTFIT, "cargo build --release -p bertfit-cli"), (REF_PY, "bash scripts/setup-reference.sh")):
@@ -137,9 +144,9 @@ def main():
     for case in [c for c in a.cases.split(",") if c]:
         print(f"{case}:", flush=True)
         rows.append(synthetic(case, a.rounds, a.steps, a.threads))
-    if a.e2e:
-        print("e2e:", flush=True)
-        rows.append(e2e(a.threads))
+    for precision in [p for p in (a.e2e or "").split(",") if p]:
+        print(f"e2e {precision}:", flush=True)
+        rows.append(e2e(a.threads, precision))
     os.makedirs(a.out, exist_ok=True)
     json.dump({"meta": meta, "rows": rows}, open(os.path.join(a.out, "RESULTS.json"), "w"), indent=1)
     md = markdown(rows, meta)
