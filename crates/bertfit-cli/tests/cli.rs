@@ -127,6 +127,12 @@ fn bf16_precision_trains_and_is_recorded() {
     let saved: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("run_config.json")).expect("cfg")).expect("json");
     assert_eq!(saved["train"]["precision"], "bf16");
+    // The same run in f32 ends with different weights: the bf16 products really ran.
+    let f32_out = f.root.join("run-f32");
+    let o = bin().args(train_args(&f, p(&f32_out))).output().expect("train f32");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let weights = |dir: &Path| std::fs::read(dir.join("best/model.safetensors")).expect("weights");
+    assert_ne!(weights(&out), weights(&f32_out));
     let o = run(&["eval", "--model", p(&out.join("best")), "--data", p(&f.root.join("data.csv")), "--json", "--quiet", "--precision", "bf16"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");

@@ -7,7 +7,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
 use super::gemm::{gemm, Mat, Threads};
-use super::slice;
+use super::{simd, slice};
 use crate::error::Result;
 use crate::rng;
 
@@ -60,20 +60,16 @@ impl Attention {
         // Kᵀ[c][j] = K[j][c].
         gemm(p, n.s, n.s, n.s, n.d, Mat { data: &q[at..], rs: n.h, cs: 1 }, Mat { data: &k[at..], rs: 1, cs: n.h }, false, Threads::One)?;
         let bias = &self.bias[bi * n.s..(bi + 1) * n.s];
-        for row in p.chunks_mut(n.s) {
-            let mut max = f32::NEG_INFINITY;
-            for (x, b) in row.iter_mut().zip(bias) {
-                *x = *x * self.scale + b;
-                max = max.max(*x);
+        simd::fast(|| {
+            for row in p.chunks_mut(n.s) {
+                for (x, b) in row.iter_mut().zip(bias) {
+                    *x = *x * self.scale + b;
+                }
+                let sum = simd::exp_shifted(row, simd::max(row));
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|x| *x *= inv);
             }
-            let mut sum = 0f32;
-            for x in row.iter_mut() {
-                *x = (*x - max).exp();
-                sum += *x;
-            }
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|x| *x *= inv);
-        }
+        });
         Ok(())
     }
 
@@ -82,9 +78,11 @@ impl Attention {
         let Some(d) = self.dropout else { return };
         let (keep_p, scale) = (d.p as f32, (1.0 / (1.0 - d.p)) as f32);
         let base = ((bi * self.heads + hd) * n.s * n.s) as u64;
-        for (i, x) in p.iter_mut().enumerate() {
-            *x *= if rng::uniform_f32(d.key, base + i as u64) >= keep_p { scale } else { 0.0 };
-        }
+        simd::fast(|| {
+            for (i, x) in p.iter_mut().enumerate() {
+                *x *= if rng::uniform_f32(d.key, base + i as u64) >= keep_p { scale } else { 0.0 };
+            }
+        });
     }
 }
 
@@ -151,12 +149,14 @@ impl CustomOp3 for Attention {
                     gemm(&mut dp, n.s, n.s, n.s, n.d, dout, Mat { data: &vd[at..], rs: 1, cs: n.h }, false, Threads::One)?;
                     self.drop(&mut dp, bi, hd, n);
                     // dS = scale · P ∘ (dP − rowsum(dP ∘ P)).
-                    for (prow, drow) in p.chunks(n.s).zip(dp.chunks_mut(n.s)) {
-                        let dot: f32 = prow.iter().zip(drow.iter()).map(|(a, b)| a * b).sum();
-                        for (x, &pv) in drow.iter_mut().zip(prow) {
-                            *x = self.scale * pv * (*x - dot);
+                    simd::fast(|| {
+                        for (prow, drow) in p.chunks(n.s).zip(dp.chunks_mut(n.s)) {
+                            let dot = simd::dot(prow, drow);
+                            for (x, &pv) in drow.iter_mut().zip(prow) {
+                                *x = self.scale * pv * (*x - dot);
+                            }
                         }
-                    }
+                    });
                     // dQ = dS K, dK = dSᵀ Q.
                     gemm(&mut dqb[hd * n.d..], n.h, n.s, n.d, n.s, Mat { data: &dp, rs: n.s, cs: 1 }, km, false, Threads::One)?;
                     gemm(&mut dkb[hd * n.d..], n.h, n.s, n.d, n.s, Mat { data: &dp, rs: 1, cs: n.s }, qm, false, Threads::One)?;

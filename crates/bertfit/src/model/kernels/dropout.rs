@@ -4,7 +4,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use super::slice;
+use super::{simd, slice};
 use crate::error::Result;
 use crate::rng;
 
@@ -24,7 +24,7 @@ impl Mask {
         Mask { key, p: p as f32, scale: (1.0 / (1.0 - p)) as f32 }
     }
 
-    #[inline]
+    #[inline(always)]
     fn at(&self, i: usize) -> f32 {
         if rng::uniform_f32(self.key, i as u64) >= self.p {
             self.scale
@@ -39,10 +39,19 @@ impl Mask {
         let mut out = vec![0f32; a.len()];
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
             let at = c * CHUNK;
-            for (j, y) in chunk.iter_mut().enumerate() {
-                let i = at + j;
-                *y = a[i] * self.at(i) + if b.is_empty() { 0.0 } else { b[i] };
-            }
+            simd::fast(|| {
+                let a = &a[at..at + chunk.len()];
+                if b.is_empty() {
+                    for (j, (y, &x)) in chunk.iter_mut().zip(a).enumerate() {
+                        *y = x * self.at(at + j);
+                    }
+                } else {
+                    let b = &b[at..at + chunk.len()];
+                    for (j, ((y, &x), &r)) in chunk.iter_mut().zip(a).zip(b).enumerate() {
+                        *y = x * self.at(at + j) + r;
+                    }
+                }
+            })
         });
         out
     }

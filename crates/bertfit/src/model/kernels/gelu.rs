@@ -1,11 +1,12 @@
 //! GELU (the exact, erf form BERT uses) as one fused op with a one-pass backward.
 //!
 //! erf comes from Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7), whose exponential is the same
-//! `exp(-x²/2)` the derivative needs, so forward and backward each take one `exp` per element.
+//! `exp(-x²/2)` the derivative needs, so forward and backward each take one (branch-free, vectorised)
+//! `exp` per element.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor};
 
-use super::{for_rows, slice};
+use super::{for_rows, simd, slice};
 use crate::error::Result;
 
 /// Elements per parallel row (the kernels parallelise over rows; GELU has no row structure).
@@ -17,14 +18,14 @@ pub fn gelu_erf(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Returns `(Φ(z), φ(z))`: the standard normal CDF and density at `z`.
-#[inline]
+#[inline(always)]
 fn cdf_pdf(z: f32) -> (f32, f32) {
     const P: f32 = 0.327_591_1;
     const A: [f32; 5] = [0.254_829_6, -0.284_496_74, 1.421_413_8, -1.453_152_1, 1.061_405_4];
     const INV_SQRT_2: f32 = std::f32::consts::FRAC_1_SQRT_2;
     const INV_SQRT_2PI: f32 = 0.398_942_3;
     let x = (z * INV_SQRT_2).abs();
-    let e = (-0.5 * z * z).exp();
+    let e = simd::exp(-0.5 * z * z);
     let t = 1.0 / (1.0 + P * x);
     let poly = t * (A[0] + t * (A[1] + t * (A[2] + t * (A[3] + t * A[4]))));
     let erf_abs = 1.0 - poly * e;
@@ -56,9 +57,11 @@ impl CustomOp1 for Forward {
         let x = slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
         chunks(&mut out, |at, y| {
-            for (v, &z) in y.iter_mut().zip(&x[at..]) {
-                *v = z * cdf_pdf(z).0;
-            }
+            simd::fast(|| {
+                for (v, &z) in y.iter_mut().zip(&x[at..]) {
+                    *v = z * cdf_pdf(z).0;
+                }
+            })
         });
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -84,10 +87,12 @@ impl CustomOp2 for Backward {
         }
         let mut out = vec![0f32; x.len()];
         chunks(&mut out, |at, d| {
-            for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
-                let (cdf, pdf) = cdf_pdf(z);
-                *v = gz * (cdf + z * pdf);
-            }
+            simd::fast(|| {
+                for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
+                    let (cdf, pdf) = cdf_pdf(z);
+                    *v = gz * (cdf + z * pdf);
+                }
+            })
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }

@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 
-use super::{for_rows, slice, ROW_BLOCK};
+use super::{for_rows, simd, slice, ROW_BLOCK};
 use crate::error::Result;
 
 /// `y = (x - mean) / sqrt(var + eps) * weight + bias` over the last dimension of `x` (f32,
@@ -12,11 +12,12 @@ pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Resul
     Ok(x.contiguous()?.apply_op3(weight, bias, Forward { eps: eps as f32 })?)
 }
 
-/// Mean and reciprocal standard deviation of a row (two passes, f32; rows are a few hundred wide).
+/// Mean and reciprocal standard deviation of a row (two passes, lane-split sums).
+#[inline(always)]
 fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = simd::sum_map(row, |v| v) / n;
+    let var = simd::sum_map(row, |v| (v - mean) * (v - mean)) / n;
     (mean, 1.0 / (var + eps).sqrt())
 }
 
@@ -39,11 +40,13 @@ impl CustomOp3 for Forward {
         }
         let mut out = vec![0f32; x.len()];
         for_rows(&mut out, h, |r, y| {
-            let row = &x[r * h..(r + 1) * h];
-            let (mean, rstd) = moments(row, self.eps);
-            for j in 0..h {
-                y[j] = (row[j] - mean) * rstd * w[j] + b[j];
-            }
+            simd::fast(|| {
+                let row = &x[r * h..(r + 1) * h];
+                let (mean, rstd) = moments(row, self.eps);
+                for j in 0..h {
+                    y[j] = (row[j] - mean) * rstd * w[j] + b[j];
+                }
+            })
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -92,21 +95,22 @@ impl CustomOp3 for Backward {
                     let r = block * ROW_BLOCK + i;
                     let xr = &x[r * h..(r + 1) * h];
                     let gr = &g[r * h..(r + 1) * h];
-                    let (mean, rstd) = moments(xr, self.eps);
-                    let (mut sum_gw, mut sum_gw_xhat) = (0f32, 0f32);
-                    for j in 0..h {
-                        let xhat = (xr[j] - mean) * rstd;
-                        let gw = gr[j] * w[j];
-                        sum_gw += gw;
-                        sum_gw_xhat += gw * xhat;
-                        pw[j] += gr[j] * xhat;
-                        pb[j] += gr[j];
-                    }
-                    let (a, c) = (sum_gw / h as f32, sum_gw_xhat / h as f32);
-                    for j in 0..h {
-                        let xhat = (xr[j] - mean) * rstd;
-                        dxr[j] = rstd * (gr[j] * w[j] - a - xhat * c);
-                    }
+                    simd::fast(|| {
+                        let (mean, rstd) = moments(xr, self.eps);
+                        // dxr holds g·w for a moment.
+                        for j in 0..h {
+                            dxr[j] = gr[j] * w[j];
+                        }
+                        let sum_gw = simd::sum_map(dxr, |v| v);
+                        let sum_gw_x = simd::dot(dxr, xr);
+                        let (a, c) = (sum_gw / h as f32, rstd * (sum_gw_x - mean * sum_gw) / h as f32);
+                        for j in 0..h {
+                            let xhat = (xr[j] - mean) * rstd;
+                            pw[j] += gr[j] * xhat;
+                            pb[j] += gr[j];
+                            dxr[j] = rstd * (dxr[j] - a - xhat * c);
+                        }
+                    });
                 }
                 part
             })

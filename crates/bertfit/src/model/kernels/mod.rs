@@ -13,6 +13,7 @@ mod gelu;
 mod gemm;
 mod layer_norm;
 mod linear;
+mod simd;
 mod softmax;
 
 pub use attention::{attention, AttentionDropout};

@@ -3,7 +3,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 
-use super::{for_rows, slice};
+use super::{for_rows, simd, slice};
 use crate::error::Result;
 
 /// `scores`: (batch, heads, queries, keys) f32; `bias`: (batch, 1, 1, keys), added after scaling
@@ -41,22 +41,16 @@ impl CustomOp2 for Forward {
         }
         let mut out = vec![0f32; x.len()];
         for_rows(&mut out, keys, |r, y| {
-            let row = &x[r * keys..(r + 1) * keys];
-            let brow = &bias[(r / per_batch) * keys..][..keys];
-            let mut max = f32::NEG_INFINITY;
-            for j in 0..keys {
-                y[j] = row[j] * self.scale + brow[j];
-                max = max.max(y[j]);
-            }
-            let mut sum = 0f32;
-            for v in y.iter_mut() {
-                *v = (*v - max).exp();
-                sum += *v;
-            }
-            let inv = 1.0 / sum;
-            for v in y.iter_mut() {
-                *v *= inv;
-            }
+            simd::fast(|| {
+                let row = &x[r * keys..(r + 1) * keys];
+                let brow = &bias[(r / per_batch) * keys..][..keys];
+                for j in 0..keys {
+                    y[j] = row[j] * self.scale + brow[j];
+                }
+                let sum = simd::exp_shifted(y, simd::max(y));
+                let inv = 1.0 / sum;
+                y.iter_mut().for_each(|v| *v *= inv);
+            })
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
@@ -86,11 +80,13 @@ impl CustomOp2 for Backward {
         }
         let mut out = vec![0f32; p.len()];
         for_rows(&mut out, keys, |r, d| {
-            let (pr, gr) = (&p[r * keys..(r + 1) * keys], &g[r * keys..(r + 1) * keys]);
-            let dot: f32 = pr.iter().zip(gr).map(|(a, b)| a * b).sum();
-            for j in 0..keys {
-                d[j] = self.scale * pr[j] * (gr[j] - dot);
-            }
+            simd::fast(|| {
+                let (pr, gr) = (&p[r * keys..(r + 1) * keys], &g[r * keys..(r + 1) * keys]);
+                let dot = simd::dot(pr, gr);
+                for j in 0..keys {
+                    d[j] = self.scale * pr[j] * (gr[j] - dot);
+                }
+            })
         });
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
