@@ -6,6 +6,7 @@
 use candle_core::Result;
 
 use super::gemm::{gemm, Mat, Threads};
+use super::simd;
 
 /// Rows of the register tile.
 const MR: usize = 12;
@@ -17,13 +18,16 @@ const MC: usize = 4 * MR;
 const KP: usize = 128;
 
 /// Rounds to the nearest bf16 (ties to even), as the upper 16 bits of the f32.
-#[inline]
+#[inline(always)]
 pub(super) fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
+    let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
+    // A NaN stays a (quiet) NaN; written as a select so the loops around it vectorise.
     if x.is_nan() {
-        return ((bits >> 16) | 0x40) as u16;
+        ((bits >> 16) | 0x40) as u16
+    } else {
+        rounded
     }
-    ((bits + 0x7fff + ((bits >> 16) & 1)) >> 16) as u16
 }
 
 /// The f32 value of a bf16.
@@ -73,6 +77,45 @@ pub(super) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: u
     gemm(dst, dst_rs, m, n, k, Mat { data: &a, rs: k, cs: 1 }, Mat { data: &b, rs: n, cs: 1 }, accumulate, Threads::Pool)
 }
 
+/// One bf16 word pair: `lo` in the low half, `hi` in the high half.
+#[inline(always)]
+fn word(lo: f32, hi: f32) -> u32 {
+    to_bf16(lo) as u32 | ((to_bf16(hi) as u32) << 16)
+}
+
+/// Fills `out[p * step]` for each pair `p` with the pair of a line of the matrix along k:
+/// `line(kk)` is the element at position kk of that line, `k` its length (odd lengths pad a zero).
+/// When the line is contiguous (`stride == 1`) the conversion runs as one vectorised pass.
+#[inline(always)]
+fn pack_line(out: &mut [u32], step: usize, data: &[f32], start: usize, stride: usize, k: usize) {
+    let pairs = k.div_ceil(2);
+    if stride == 1 {
+        let run = &data[start..start + k];
+        let (even, odd) = (run.chunks_exact(2), run.chunks_exact(2).remainder());
+        for (p, two) in even.enumerate() {
+            out[p * step] = word(two[0], two[1]);
+        }
+        if let [last] = odd {
+            out[(pairs - 1) * step] = word(*last, 0.0);
+        }
+    } else {
+        for p in 0..pairs {
+            let at = |kk: usize| if kk < k { data[start + kk * stride] } else { 0.0 };
+            out[p * step] = word(at(2 * p), at(2 * p + 1));
+        }
+    }
+}
+
+/// Fills `out[j]` for `j < cols` with the pairs of two neighbouring k-lines that are contiguous
+/// along the other dimension (`row0`, and `row1` or zeros past the end of k): one vectorised pass.
+#[inline(always)]
+fn pack_two_rows(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
+    match row1 {
+        Some(row1) => out.iter_mut().zip(row0).zip(row1).for_each(|((w, &a), &b)| *w = word(a, b)),
+        None => out.iter_mut().zip(row0).for_each(|(w, &a)| *w = word(a, 0.0)),
+    }
+}
+
 /// Packs `rhs` (k × n) into panels of NR columns; within a panel, for each pair of rows `(2p, 2p+1)`,
 /// NR 32-bit words holding the two bf16 values of a column (row 2p in the low half). Zero-padded.
 fn pack_b(rhs: Mat<'_>, k: usize, n: usize) -> Vec<u32> {
@@ -83,13 +126,22 @@ fn pack_b(rhs: Mat<'_>, k: usize, n: usize) -> Vec<u32> {
     out.par_chunks_mut(pairs * NR).enumerate().for_each(|(panel, dst)| {
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
-        for p in 0..pairs {
-            let row = &mut dst[p * NR..(p + 1) * NR];
-            for (j, w) in row.iter_mut().enumerate().take(cols) {
-                let at = |kk: usize| if kk < k { to_bf16(rhs.data[kk * rhs.rs + (j0 + j) * rhs.cs]) as u32 } else { 0 };
-                *w = at(2 * p) | (at(2 * p + 1) << 16);
+        simd::fast(|| {
+            if rhs.cs == 1 && rhs.rs != 1 {
+                // Rows contiguous along n: two rows at a time.
+                for p in 0..pairs {
+                    let row = |kk: usize| (kk < k).then(|| &rhs.data[kk * rhs.rs + j0..kk * rhs.rs + j0 + cols]);
+                    if let Some(row0) = row(2 * p) {
+                        pack_two_rows(&mut dst[p * NR..p * NR + cols], row0, row(2 * p + 1));
+                    }
+                }
+            } else {
+                // Columns contiguous along k (a transposed operand), or general strides.
+                for j in 0..cols {
+                    pack_line(&mut dst[j..], NR, rhs.data, (j0 + j) * rhs.cs, rhs.rs, k);
+                }
             }
-        }
+        })
     });
     out
 }
@@ -101,16 +153,26 @@ fn pack_a(lhs: Mat<'_>, i0: usize, rows: usize, k: usize, out: &mut Vec<u32>) {
     let blocks = rows.div_ceil(MR);
     out.clear();
     out.resize(blocks * pairs * MR, 0);
-    for blk in 0..blocks {
-        let dst = &mut out[blk * pairs * MR..(blk + 1) * pairs * MR];
-        for r in 0..MR.min(rows - blk * MR) {
-            let i = i0 + blk * MR + r;
-            let at = |kk: usize| if kk < k { to_bf16(lhs.data[i * lhs.rs + kk * lhs.cs]) as u32 } else { 0 };
-            for p in 0..pairs {
-                dst[p * MR + r] = at(2 * p) | (at(2 * p + 1) << 16);
+    simd::fast(|| {
+        for blk in 0..blocks {
+            let dst = &mut out[blk * pairs * MR..(blk + 1) * pairs * MR];
+            let r0 = i0 + blk * MR;
+            let valid = MR.min(rows - blk * MR);
+            if lhs.rs == 1 && lhs.cs != 1 {
+                // Columns contiguous along m (a transposed operand): two columns at a time.
+                for p in 0..pairs {
+                    let col = |kk: usize| (kk < k).then(|| &lhs.data[kk * lhs.cs + r0..kk * lhs.cs + r0 + valid]);
+                    if let Some(c0) = col(2 * p) {
+                        pack_two_rows(&mut dst[p * MR..p * MR + valid], c0, col(2 * p + 1));
+                    }
+                }
+            } else {
+                for r in 0..valid {
+                    pack_line(&mut dst[r..], MR, lhs.data, (r0 + r) * lhs.rs, lhs.cs, k);
+                }
             }
         }
-    }
+    });
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -218,23 +280,28 @@ mod tests {
     }
 
     /// Against a float64 product of the bf16-rounded operands (what the instruction computes), for
-    /// sizes with ragged edges, transposed operands, and accumulation.
+    /// sizes with ragged edges, every operand layout (row-major and transposed), and accumulation.
     #[test]
     fn matches_a_float64_product_of_the_rounded_operands() {
-        for (m, n, k) in [(37usize, 45usize, 19usize), (100, 70, 384), (1, 1, 1), (13, 33, 2)] {
+        for (m, n, k) in [(37usize, 45usize, 19usize), (100, 70, 384), (1, 1, 1), (13, 33, 2), (5, 40, 7)] {
             let a = data(m * k, 1);
-            let b = data(n * k, 2); // stored as (n × k): rhs is its transpose
+            let b = data(n * k, 2);
             let init = data(m * n, 3);
             let r = |x: f32| from_bf16(to_bf16(x)) as f64;
-            for accumulate in [false, true] {
-                let mut dst = init.clone();
-                gemm_bf16(&mut dst, n, m, n, k, Mat { data: &a, rs: k, cs: 1 }, Mat { data: &b, rs: 1, cs: k }, accumulate).expect("gemm");
-                for i in 0..m {
-                    for j in 0..n {
-                        let dot: f64 = (0..k).map(|kk| r(a[i * k + kk]) * r(b[j * k + kk])).sum();
-                        let want = dot + if accumulate { init[i * n + j] as f64 } else { 0.0 };
-                        let got = dst[i * n + j] as f64;
-                        assert!((got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-6, "({i},{j}) of {m}×{n}×{k}: {got} vs {want}");
+            // a is read as A (m × k) either row-major or from a (k × m) buffer; b likewise as B (k × n).
+            for (a_t, b_t) in [(false, false), (false, true), (true, false), (true, true)] {
+                let lhs = if a_t { Mat { data: &a, rs: 1, cs: m } } else { Mat { data: &a, rs: k, cs: 1 } };
+                let rhs = if b_t { Mat { data: &b, rs: 1, cs: k } } else { Mat { data: &b, rs: n, cs: 1 } };
+                for accumulate in [false, true] {
+                    let mut dst = init.clone();
+                    gemm_bf16(&mut dst, n, m, n, k, lhs, rhs, accumulate).expect("gemm");
+                    for i in 0..m {
+                        for j in 0..n {
+                            let dot: f64 = (0..k).map(|kk| r(a[i * lhs.rs + kk * lhs.cs]) * r(b[kk * rhs.rs + j * rhs.cs])).sum();
+                            let want = dot + if accumulate { init[i * n + j] as f64 } else { 0.0 };
+                            let got = dst[i * n + j] as f64;
+                            assert!((got - want).abs() < 1e-5 * (k as f64).sqrt() + 1e-6, "({i},{j}) of {m}×{n}×{k}, transposed {a_t}/{b_t}: {got} vs {want}");
+                        }
                     }
                 }
             }
