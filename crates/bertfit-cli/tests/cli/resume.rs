@@ -241,7 +241,13 @@ fn interrupted_cross_validation_resumes_at_the_fold_and_step_and_ensembles_predi
     assert_eq!(std::fs::read_to_string(run.join("oof.csv")).expect("oof"), oof_ref, "resumed cv differs");
     for k in 0..3 {
         assert_eq!(sha(&run.join(format!("fold-{k}/best/model.safetensors"))), sha(&reference.join(format!("fold-{k}/best/model.safetensors"))));
+        // Each fold has its own report page.
+        assert!(std::fs::read_to_string(run.join(format!("fold-{k}/report.html"))).expect("fold report").contains("<section id=\"loss\">"));
     }
+    // The cv page: per-fold metrics with their spread, and the out-of-fold scores.
+    let page = std::fs::read_to_string(run.join("report.html")).expect("cv report");
+    assert!(page.contains("<section id=\"runs\">") && page.contains("<section id=\"oof\">"), "cv report sections");
+    assert!(page.contains("fold-2") && page.contains("id=\"fig-runs\""), "per-fold chart and rows");
 
     // The cv directory predicts as an ensemble of its folds, in the single-model CSV format.
     let out = f.root.join("ens.csv");
