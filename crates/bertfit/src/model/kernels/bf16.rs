@@ -198,6 +198,8 @@ mod x86 {
             let i0 = t * MC;
             let rows = MC.min(m - i0);
             pack_a(lhs, i0, rows, k, apack);
+            // Use the wrapper as a whole, so the closure captures it (Send) and not its raw pointer.
+            #[allow(clippy::redundant_locals)]
             let out = out;
             // k in blocks of KP pairs, so a panel's slice of B stays in L1 across the row blocks.
             for kb in (0..pairs).step_by(KP) {

@@ -37,7 +37,7 @@ fn cdf_pdf(z: f32) -> (f32, f32) {
 fn chunks(out: &mut [f32], f: impl Fn(usize, &mut [f32]) + Sync) {
     let n = out.len();
     let width = CHUNK.min(n.max(1));
-    if n % width == 0 {
+    if n.is_multiple_of(width) {
         for_rows(out, width, |r, piece| f(r * width, piece));
     } else {
         let (head, tail) = out.split_at_mut(n - n % width);

@@ -31,6 +31,7 @@ pub(super) enum Threads {
 /// `dst = (accumulate ? dst : 0) + lhs (m × k) · rhs (k × n)`, where `dst` is row-major with row
 /// stride `dst_rs` (≥ n) and must hold `(m - 1) * dst_rs + n` elements. The split of work depends
 /// only on the sizes and the thread count, so results are reproducible.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn gemm(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, threads: Threads) -> Result<()> {
     let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
     if !dst_fits || !lhs.fits(m, k) || !rhs.fits(k, n) {

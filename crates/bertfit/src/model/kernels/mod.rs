@@ -107,8 +107,8 @@ pub(crate) mod testing {
     /// Largest absolute difference between two tensors of the same shape (compared in f64).
     pub fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
         assert_eq!(a.dims(), b.dims());
-        let a: Vec<f64> = a.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
-        let b: Vec<f64> = b.to_dtype(candle_core::DType::F64).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+        let flat = |t: &Tensor| -> Vec<f64> { t.to_dtype(candle_core::DType::F64).and_then(|t| t.flatten_all()).and_then(|t| t.to_vec1()).expect("f64 values") };
+        let (a, b) = (flat(a), flat(b));
         a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
     }
 }
