@@ -8,8 +8,8 @@ use candle_core::Result;
 use super::gemm::{gemm, Mat, Threads};
 use super::simd;
 
-/// Rows of the register tile.
-const MR: usize = 12;
+/// Rows of the register tile (6 × 2 accumulators: measured faster than 8, 10, 12 or 14 rows here).
+const MR: usize = 6;
 /// Columns of the register tile (two 16-lane vectors).
 const NR: usize = 32;
 /// Rows of A packed per parallel task.
