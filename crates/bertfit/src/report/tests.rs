@@ -268,13 +268,3 @@ fn an_evaluation_report_for_binary_and_multiclass_tasks() {
     assert!(write_eval_report(&path3, "bad", &three, &[0, 3], &probs3[..2], &[], &ReportOptions::default()).is_err());
     assert!(write_eval_report(&path3, "bad", &three, &[0], &probs3[..1], &three, &ReportOptions::default()).is_err());
 }
-
-/// Writes demo reports for looking at: `BERTFIT_REPORT_DEMO=DIR cargo test -p bertfit --lib report -- --ignored`.
-#[test]
-#[ignore]
-fn write_demo_reports() {
-    let Ok(out) = std::env::var("BERTFIT_REPORT_DEMO") else { return };
-    let out = Path::new(&out);
-    full_run(&out.join("run"));
-    write_run_report(&out.join("run"), &ReportOptions { png: true }).expect("report");
-}
