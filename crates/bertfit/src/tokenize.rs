@@ -101,14 +101,7 @@ impl TextTokenizer {
 
     /// Tokenizes texts (and optional second segments) in parallel.
     pub fn encode_all(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<Encoded>> {
-        let inputs: Vec<EncodeInput<'_>> = texts
-            .iter()
-            .map(|(a, b)| match b {
-                Some(b) => EncodeInput::from((*a, *b)),
-                None => EncodeInput::from(*a),
-            })
-            .collect();
-        let encodings = self.inner.encode_batch(inputs, true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        let encodings = self.inner.encode_batch(encode_inputs(texts), true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
         Ok(encodings
             .into_iter()
             .map(|e| Encoded {
@@ -123,14 +116,7 @@ impl TextTokenizer {
     pub fn full_lengths(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<usize>> {
         let mut untruncated = self.inner.clone();
         untruncated.with_truncation(None).map_err(tok_err(&self.source, "cannot clear truncation"))?;
-        let inputs: Vec<EncodeInput<'_>> = texts
-            .iter()
-            .map(|(a, b)| match b {
-                Some(b) => EncodeInput::from((*a, *b)),
-                None => EncodeInput::from(*a),
-            })
-            .collect();
-        let encodings = untruncated.encode_batch(inputs, true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        let encodings = untruncated.encode_batch(encode_inputs(texts), true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
         Ok(encodings.iter().map(|e| e.get_ids().len()).collect())
     }
 
@@ -139,6 +125,17 @@ impl TextTokenizer {
         let json = self.inner.to_string(true).map_err(tok_err(path, "cannot serialise tokenizer"))?;
         std::fs::write(path, json).map_err(|e| Error::io("cannot write", path, e))
     }
+}
+
+/// Single texts and text pairs as the tokenizer's batch inputs.
+fn encode_inputs<'a>(texts: &[(&'a str, Option<&'a str>)]) -> Vec<EncodeInput<'a>> {
+    texts
+        .iter()
+        .map(|&(a, b)| match b {
+            Some(b) => EncodeInput::from((a, b)),
+            None => EncodeInput::from(a),
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -81,15 +81,6 @@ fn fused(x: &Tensor) -> bool {
     *ENABLED.get_or_init(|| std::env::var("BERTFIT_FUSED").map_or(true, |v| v != "0")) && x.dtype() == DType::F32 && x.device().is_cpu()
 }
 
-/// Attention probabilities `softmax(scores * scale + bias)` over the last dimension; `scores`:
-/// (batch, heads, queries, keys), `bias`: (batch, 1, 1, keys) from [`attention_bias`].
-pub fn attention_probs(scores: &Tensor, bias: &Tensor, scale: f64) -> Result<Tensor> {
-    if fused(scores) && bias.dtype() == DType::F32 {
-        return kernels::masked_softmax(scores, bias, scale);
-    }
-    softmax_last(&(scores * scale)?.broadcast_add(bias)?)
-}
-
 /// Multi-head self-attention context from the projected `q`, `k`, `v` (batch, seq, hidden):
 /// `dropout(softmax(Q Kᵀ / √d + bias)) V` per head, merged back to (batch, seq, hidden).
 #[allow(clippy::too_many_arguments)]
@@ -103,7 +94,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, heads: usize
     }
     let split = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()?) };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
-    let probs = attention_probs(&q.matmul(&k.t()?)?, bias, scale)?;
+    let probs = softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?)?;
     let probs = dropout(&probs, dropout_p, mode, site)?;
     Ok(probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?)
 }

@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -247,6 +248,22 @@ fn bounds(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - d, hi + d)
 }
 
+/// The series legend in a white box at `pos`.
+fn legend<'a, DB: DrawingBackend + 'a>(chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>, pos: SeriesLabelPosition) -> Drawn
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(pos)
+        .label_font(text(12.0))
+        .background_style(WHITE.mix(0.85))
+        .border_style(RGBColor(200, 200, 200))
+        .margin(px(8.0))
+        .draw()
+        .map_err(err)
+}
+
 fn draw_plot<DB: DrawingBackend>(p: &Plot, root: &DrawingArea<DB, Shift>) -> Drawn
 where
     DB::ErrorType: 'static,
@@ -327,15 +344,7 @@ where
             Corner::UpperRight => SeriesLabelPosition::UpperRight,
             Corner::LowerRight => SeriesLabelPosition::LowerRight,
         };
-        chart
-            .configure_series_labels()
-            .position(pos)
-            .label_font(text(12.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .margin(px(8.0))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, pos)?;
     }
     Ok(())
 }
@@ -418,15 +427,7 @@ where
         }
     }
     if b.groups.len() > 1 {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(text(12.0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(RGBColor(200, 200, 200))
-            .margin(px(8.0))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     }
     let centres: Vec<(i32, i32)> = (0..b.categories.len()).map(|i| chart.backend_coord(&(i as f64 + 0.5, 0.0))).collect();
     category_labels(root, &b.categories, &centres, slot)

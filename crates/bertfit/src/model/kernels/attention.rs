@@ -175,7 +175,7 @@ impl CustomOp3 for Attention {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, random};
+    use super::super::testing::{backward, max_diff, random};
     use super::*;
     use crate::model::ops;
     use candle_core::{DType, Device, Var};
@@ -211,12 +211,12 @@ mod tests {
             let vars: Vec<Var> = (0..3).map(|i| Var::from_tensor(&random(&[b, s, h], 10 + i, 1.5)).expect("var")).collect();
             let up = random(&[b, s, h], 20, 1.0);
             let ours = attention(&vars[0], &vars[1], &vars[2], &bias, heads, scale, drop).expect("fused");
-            let g_ours = ours.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ours = backward(&ours, &up);
             let candle = composed(&vars[0], &vars[1], &vars[2], &bias, heads, scale, drop);
-            let g_candle = candle.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_candle = backward(&candle, &up);
             let v64: Vec<Var> = vars.iter().map(|v| Var::from_tensor(&v.to_dtype(DType::F64).expect("f64")).expect("var")).collect();
             let reference = composed(&v64[0], &v64[1], &v64[2], &bias.to_dtype(DType::F64).expect("f64"), heads, scale, drop);
-            let g_ref = reference.mul(&up.to_dtype(DType::F64).expect("f64")).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ref = backward(&reference, &up);
 
             assert!(max_diff(&ours, &reference) < 1e-5, "forward vs f64: {}", max_diff(&ours, &reference));
             assert!(max_diff(&ours, &candle) < 1e-5, "forward vs candle");

@@ -100,7 +100,7 @@ impl CustomOp2 for Backward {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, random};
+    use super::super::testing::{backward, max_diff, random};
     use super::*;
     use candle_core::{DType, Var};
 
@@ -111,12 +111,12 @@ mod tests {
             let x = Var::from_tensor(&random(&shape, 3, scale)).expect("var");
             let up = random(&shape, 4, 1.0);
             let ours = gelu_erf(&x).expect("fused");
-            let g_ours = ours.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ours = backward(&ours, &up);
             let candle = x.gelu_erf().expect("candle");
-            let g_candle = candle.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_candle = backward(&candle, &up);
             let x64 = Var::from_tensor(&x.to_dtype(DType::F64).expect("f64")).expect("var");
             let reference = x64.gelu_erf().expect("f64");
-            let g_ref = reference.mul(&up.to_dtype(DType::F64).expect("f64")).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ref = backward(&reference, &up);
 
             let tol = 2e-6 * scale as f64;
             assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));

@@ -128,7 +128,7 @@ impl CustomOp3 for Backward {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, random};
+    use super::super::testing::{backward, max_diff, random};
     use super::*;
     use crate::model::ops::LayerNorm;
     use candle_core::{DType, Var};
@@ -148,13 +148,13 @@ mod tests {
             let up = random(&shape, seed + 30, 1.0);
 
             let ours = layer_norm(&x, &w, &b, 1e-12).expect("fused");
-            let g_ours = ours.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ours = backward(&ours, &up);
             let candle = composed(&x, &w, &b);
-            let g_candle = candle.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_candle = backward(&candle, &up);
             let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
             let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
             let reference = composed(&x64, &w64, &b64);
-            let g_ref = reference.mul(&up.to_dtype(DType::F64).expect("f64")).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ref = backward(&reference, &up);
 
             assert!(max_diff(&ours, &reference) < 1e-5, "forward vs f64: {}", max_diff(&ours, &reference));
             assert!(max_diff(&ours, &candle) < 1e-5, "forward vs candle");

@@ -116,7 +116,7 @@ impl CustomOp2 for ParamGrad {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{max_diff, random};
+    use super::super::testing::{backward, max_diff, random};
     use super::*;
     use candle_core::{DType, Var};
 
@@ -132,13 +132,13 @@ mod tests {
             let b = Var::from_tensor(&random(&[out], 3, 1.0)).expect("var");
             let up = random(&[rows, out], 4, 1.0);
             let ours = linear(&x, &w, &b).expect("fused");
-            let g_ours = ours.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ours = backward(&ours, &up);
             let candle = composed(&x, &w, &b);
-            let g_candle = candle.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_candle = backward(&candle, &up);
             let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
             let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
             let reference = composed(&x64, &w64, &b64);
-            let g_ref = reference.mul(&up.to_dtype(DType::F64).expect("f64")).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+            let g_ref = backward(&reference, &up);
 
             let tol = 1e-5 * (inp.max(rows) as f64);
             assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
@@ -163,9 +163,9 @@ mod tests {
         let up = random(&[rows, out], 8, 1.0);
         let op = |t: &Var| t.as_tensor().contiguous().expect("c");
         let y = op(&x).apply_op3(&op(&w), &op(&b), Forward(Precision::Bf16)).expect("bf16");
-        let g = y.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+        let g = backward(&y, &up);
         let reference = composed(&x, &w, &b);
-        let g_ref = reference.mul(&up).expect("mul").sum_all().expect("sum").backward().expect("bwd");
+        let g_ref = backward(&reference, &up);
         // bf16 keeps 8 bits of mantissa: errors of about 2^-9 relative per product.
         let scale = |t: &Tensor| t.abs().expect("abs").max_all().expect("max").to_scalar::<f32>().expect("scalar") as f64;
         assert!(max_diff(&y, &reference) < 1e-2 * scale(&reference), "forward: {}", max_diff(&y, &reference));

@@ -14,14 +14,12 @@ mod gemm;
 mod layer_norm;
 mod linear;
 mod simd;
-mod softmax;
 
 pub use attention::{attention, AttentionDropout};
 pub use dropout::{dropout, dropout_add};
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
-pub use softmax::masked_softmax;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -102,6 +100,12 @@ pub(crate) mod testing {
         let key = crate::rng::key(&[seed]);
         let v: Vec<f32> = (0..n as u64).map(|i| (crate::rng::uniform_f32(key, i) * 2.0 - 1.0) * scale).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).expect("tensor")
+    }
+
+    /// Gradients of `Σ out ∘ up` (an arbitrary upstream gradient `up`, cast to `out`'s dtype).
+    pub fn backward(out: &Tensor, up: &Tensor) -> candle_core::backprop::GradStore {
+        let up = up.to_dtype(out.dtype()).expect("dtype");
+        out.mul(&up).and_then(|t| t.sum_all()).and_then(|t| t.backward()).expect("backward")
     }
 
     /// Largest absolute difference between two tensors of the same shape (compared in f64).
