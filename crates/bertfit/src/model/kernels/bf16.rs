@@ -126,7 +126,7 @@ fn pack_b(rhs: Mat<'_>, k: usize, n: usize) -> Vec<u32> {
     out.par_chunks_mut(pairs * NR).enumerate().for_each(|(panel, dst)| {
         let j0 = panel * NR;
         let cols = NR.min(n - j0);
-        simd::fast(|| {
+        simd::fast(#[inline(always)] || {
             if rhs.cs == 1 && rhs.rs != 1 {
                 // Rows contiguous along n: two rows at a time.
                 for p in 0..pairs {
@@ -153,7 +153,7 @@ fn pack_a(lhs: Mat<'_>, i0: usize, rows: usize, k: usize, out: &mut Vec<u32>) {
     let blocks = rows.div_ceil(MR);
     out.clear();
     out.resize(blocks * pairs * MR, 0);
-    simd::fast(|| {
+    simd::fast(#[inline(always)] || {
         for blk in 0..blocks {
             let dst = &mut out[blk * pairs * MR..(blk + 1) * pairs * MR];
             let r0 = i0 + blk * MR;
@@ -213,20 +213,11 @@ mod x86 {
                         let a = &apack[(blk * pairs + kb) * MR..];
                         let r0 = i0 + blk * MR;
                         let valid_rows = MR.min(m - r0);
-                        let mut tile = [[0f32; NR]; MR];
                         // SAFETY: the CPU has AVX512-BF16 (checked by the caller); `a` and `b`
-                        // hold at least `kp` more steps of MR and NR words.
-                        unsafe { tile_kernel(kp, a.as_ptr(), b.as_ptr(), &mut tile) };
-                        for (r, row) in tile.iter().enumerate().take(valid_rows) {
-                            // SAFETY: row r0 + r < m and columns j0..j0 + cols < n lie inside
-                            // dst, and only this task writes rows i0..i0 + rows.
-                            let d = unsafe { std::slice::from_raw_parts_mut(out.0.add((r0 + r) * dst_rs + j0), cols) };
-                            if add {
-                                d.iter_mut().zip(row).for_each(|(x, v)| *x += v);
-                            } else {
-                                d.copy_from_slice(&row[..cols]);
-                            }
-                        }
+                        // hold at least `kp` more steps of MR and NR words; rows r0..r0 + valid_rows
+                        // < m and columns j0..j0 + cols <= n lie inside dst, and only this task
+                        // writes rows i0..i0 + rows.
+                        unsafe { tile_kernel(kp, a.as_ptr(), b.as_ptr(), out.0.add(r0 * dst_rs + j0), dst_rs, valid_rows, cols, add) };
                     }
                 }
             }
@@ -234,9 +225,11 @@ mod x86 {
         Ok(())
     }
 
-    /// One MR × NR tile: `tile = Σ_p a[p] ⊗ b[p]` over bf16 pairs.
+    /// One MR × NR tile: `dst[r][c] = (add ? dst[r][c] : 0) + Σ_p a[p] ⊗ b[p]` for `r < rows`,
+    /// `c < cols`, written straight from the accumulators with masked stores.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx512bf16")]
-    unsafe fn tile_kernel(pairs: usize, a: *const u32, b: *const u32, tile: &mut [[f32; NR]; MR]) {
+    unsafe fn tile_kernel(pairs: usize, a: *const u32, b: *const u32, dst: *mut f32, dst_rs: usize, rows: usize, cols: usize, add: bool) {
         let mut acc = [[_mm512_setzero_ps(); 2]; MR];
         for p in 0..pairs {
             // SAFETY: p < pairs, so the loads stay inside the packed panels.
@@ -253,11 +246,25 @@ mod x86 {
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }
         }
+        let lanes = |c: usize| -> __mmask16 { if c >= 16 { 0xffff } else { ((1u32 << c) - 1) as __mmask16 } };
+        let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
         for (r, row) in acc.iter().enumerate() {
-            // SAFETY: each tile row holds NR = 32 floats.
-            unsafe {
-                _mm512_storeu_ps(tile[r].as_mut_ptr(), row[0]);
-                _mm512_storeu_ps(tile[r].as_mut_ptr().add(16), row[1]);
+            if r < rows {
+                // Masked-off lanes are neither read nor written, so the pointers may run past the
+                // last column (hence `wrapping_add`).
+                let d0 = dst.wrapping_add(r * dst_rs);
+                let d1 = d0.wrapping_add(16);
+                // SAFETY: the caller guarantees that columns 0..cols of rows 0..rows are inside dst;
+                // the masks cover exactly those columns.
+                unsafe {
+                    let (mut v0, mut v1) = (row[0], row[1]);
+                    if add {
+                        v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, d0), v0);
+                        v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, d1), v1);
+                    }
+                    _mm512_mask_storeu_ps(d0, m0, v0);
+                    _mm512_mask_storeu_ps(d1, m1, v1);
+                }
             }
         }
     }

@@ -57,7 +57,7 @@ impl CustomOp1 for Forward {
         let x = slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
         chunks(&mut out, |at, y| {
-            simd::fast(|| {
+            simd::fast(#[inline(always)] || {
                 for (v, &z) in y.iter_mut().zip(&x[at..]) {
                     *v = z * cdf_pdf(z).0;
                 }
@@ -87,7 +87,7 @@ impl CustomOp2 for Backward {
         }
         let mut out = vec![0f32; x.len()];
         chunks(&mut out, |at, d| {
-            simd::fast(|| {
+            simd::fast(#[inline(always)] || {
                 for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
                     let (cdf, pdf) = cdf_pdf(z);
                     *v = gz * (cdf + z * pdf);

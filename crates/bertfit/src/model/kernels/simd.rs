@@ -6,8 +6,9 @@
 /// Lanes of the split reductions: one 512-bit vector of f32.
 const LANES: usize = 16;
 
-/// Runs `f` compiled with the CPU's widest vector extension. `f` should be a small loop body that
-/// the compiler can inline (per row, not per element).
+/// Runs `f` compiled with the CPU's widest vector extension. `f` should be a loop body (per row, not
+/// per element) marked `#[inline(always)]`: a closure the compiler does not inline here keeps the
+/// baseline instruction set (SSE2), which perf showed for every kernel until they were marked.
 #[inline(always)]
 pub(super) fn fast<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -64,10 +65,14 @@ pub(super) fn exp(x: f32) -> f32 {
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting it rounds to an integer
     let xc = x.clamp(-87.0, 88.0);
-    let n = (xc * LOG2E + ROUND) - ROUND;
+    let shifted = xc * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = xc - n * LN2_HI - n * LN2_LO;
     let p = 1.0 + r * (1.0 + r * (0.5 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    let scale = f32::from_bits(((n as i32 + 127) as u32) << 23);
+    // The integer n sits in the low mantissa bits of `shifted`; reading it from there keeps the loop
+    // in vector registers (`n as i32` saturates, which compiles to scalar compares per element).
+    let n_int = shifted.to_bits().wrapping_sub(ROUND.to_bits());
+    let scale = f32::from_bits(n_int.wrapping_add(127) << 23);
     if x < -87.0 {
         0.0
     } else {
