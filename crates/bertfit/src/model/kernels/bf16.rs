@@ -90,13 +90,20 @@ fn word(lo: f32, hi: f32) -> u32 {
 fn pack_line(out: &mut [u32], step: usize, data: &[f32], start: usize, stride: usize, k: usize) {
     let pairs = k.div_ceil(2);
     if stride == 1 {
-        let run = &data[start..start + k];
-        let (even, odd) = (run.chunks_exact(2), run.chunks_exact(2).remainder());
-        for (p, two) in even.enumerate() {
-            out[p * step] = word(two[0], two[1]);
-        }
-        if let [last] = odd {
-            out[(pairs - 1) * step] = word(*last, 0.0);
+        // Converted in pieces into a contiguous buffer (a vectorised pass: strided stores would
+        // keep it scalar), then spread out to every `step`-th word.
+        const PIECE: usize = 256;
+        let mut halves = [0u16; PIECE];
+        for (c, run) in data[start..start + k].chunks(PIECE).enumerate() {
+            let h = &mut halves[..run.len().next_multiple_of(2)];
+            h.iter_mut().zip(run).for_each(|(d, &x)| *d = to_bf16(x));
+            if run.len() % 2 == 1 {
+                h[run.len()] = 0;
+            }
+            let first = c * PIECE / 2;
+            for (q, two) in h.chunks_exact(2).enumerate() {
+                out[(first + q) * step] = two[0] as u32 | ((two[1] as u32) << 16);
+            }
         }
     } else {
         for p in 0..pairs {
