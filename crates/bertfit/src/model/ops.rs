@@ -25,15 +25,14 @@ pub struct Linear {
 impl Linear {
     /// `x`: (..., in) → (..., out).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let (Some(b), true) = (&self.bias, fused(x)) {
+            // Any leading dimensions: no reshape nodes in the graph.
+            return kernels::linear(x, &self.weight, b);
+        }
         let dims = x.dims().to_vec();
         let (last, lead) = dims.split_last().ok_or_else(|| candle_core::Error::Msg("linear on a scalar".into()))?;
         let rows: usize = lead.iter().product();
         let x2 = x.reshape((rows, *last))?;
-        if let (Some(b), true) = (&self.bias, fused(x)) {
-            let mut out_dims = lead.to_vec();
-            out_dims.push(self.weight.dim(0)?);
-            return Ok(kernels::linear(&x2, &self.weight, b)?.reshape(out_dims)?);
-        }
         let mut y = x2.matmul(&self.weight.t()?)?;
         if let Some(b) = &self.bias {
             y = y.broadcast_add(b)?;

@@ -11,8 +11,9 @@ use super::{matmul_precision, Precision};
 use super::{for_rows, slice};
 use crate::error::Result;
 
-/// `x`: (rows, in), `weight`: (out, in) (Hugging Face layout), `bias`: (out) → (rows, out), f32.
-/// Differentiable in all three.
+/// `x`: (..., in), `weight`: (out, in) (Hugging Face layout), `bias`: (out) → (..., out), f32; the
+/// leading dimensions are rows (taking them as they are saves the reshape nodes, whose backward
+/// costs a zero-filled gradient and an add each). Differentiable in all three.
 /// Products use the precision set with [`super::set_matmul_precision`] (forward and backward alike).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward(matmul_precision()))?)
@@ -30,10 +31,27 @@ fn product(p: Precision, dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: 
 /// Rows, inputs and outputs of a linear op, checked.
 fn sizes(x: &Layout, w: &Layout, b_len: usize) -> candle_core::Result<(usize, usize, usize)> {
     let (xd, wd) = (x.dims(), w.dims());
-    if xd.len() != 2 || wd.len() != 2 || xd[1] != wd[1] || b_len != wd[0] {
+    if xd.is_empty() || wd.len() != 2 || xd[xd.len() - 1] != wd[1] || b_len != wd[0] {
         candle_core::bail!("linear: input {xd:?}, weight {wd:?}, bias {b_len}");
     }
-    Ok((xd[0], xd[1], wd[0]))
+    Ok((x.shape().elem_count() / wd[1].max(1), wd[1], wd[0]))
+}
+
+/// `dims` with the last dimension replaced by `last`.
+fn with_last(dims: &[usize], last: usize) -> Shape {
+    let mut d = dims.to_vec();
+    if let Some(l) = d.last_mut() {
+        *l = last;
+    }
+    Shape::from(d)
+}
+
+/// Rows of a (..., width) gradient, checked against the expected width.
+fn grad_rows(op: &str, g: &Layout, width: usize, other: &Layout) -> candle_core::Result<usize> {
+    match g.dims().last() {
+        Some(&w) if w == width => Ok(g.shape().elem_count() / width.max(1)),
+        _ => candle_core::bail!("{op}: gradient {:?} for {:?}", g.dims(), other.dims()),
+    }
 }
 
 struct Forward(Precision);
@@ -50,7 +68,7 @@ impl CustomOp3 for Forward {
         for_rows(&mut y, out, |_, row| row.copy_from_slice(b));
         // y += x · Wᵀ, where Wᵀ[k][n] = W[n][k].
         product(self.0, &mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
-        Ok((CpuStorage::F32(y), Shape::from((rows, out))))
+        Ok((CpuStorage::F32(y), with_last(l1.dims(), out)))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
@@ -74,14 +92,11 @@ impl CustomOp2 for InputGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, w) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
-        let (rows, out) = l1.shape().dims2()?;
-        let (w_out, inp) = l2.shape().dims2()?;
-        if w_out != out {
-            candle_core::bail!("linear backward: gradient {:?} for weight {:?}", l1.dims(), l2.dims());
-        }
+        let (out, inp) = l2.shape().dims2()?;
+        let rows = grad_rows("linear backward", l1, out, l2)?;
         let mut dx = vec![0f32; rows * inp];
         product(self.0, &mut dx, inp, rows, inp, out, Mat { data: g, rs: out, cs: 1 }, Mat { data: w, rs: inp, cs: 1 }, false)?;
-        Ok((CpuStorage::F32(dx), Shape::from((rows, inp))))
+        Ok((CpuStorage::F32(dx), with_last(l1.dims(), inp)))
     }
 }
 
@@ -95,8 +110,10 @@ impl CustomOp2 for ParamGrad {
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, x) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
-        let (rows, out) = l1.shape().dims2()?;
-        let (x_rows, inp) = l2.shape().dims2()?;
+        let inp = *l2.dims().last().unwrap_or(&0);
+        let x_rows = l2.shape().elem_count() / inp.max(1);
+        let out = *l1.dims().last().unwrap_or(&0);
+        let rows = grad_rows("linear backward", l1, out, l2)?;
         if x_rows != rows {
             candle_core::bail!("linear backward: gradient {:?} for input {:?}", l1.dims(), l2.dims());
         }
@@ -121,16 +138,19 @@ mod tests {
     use candle_core::{DType, Var};
 
     fn composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
-        x.matmul(&w.t().expect("t")).expect("matmul").broadcast_add(b).expect("add")
+        x.broadcast_matmul(&w.t().expect("t")).expect("matmul").broadcast_add(b).expect("add")
     }
 
     #[test]
     fn forward_and_gradients_match_float64_and_candle_autograd() {
-        for (rows, inp, out) in [(37usize, 19usize, 23usize), (128, 64, 96), (1, 1, 1)] {
-            let x = Var::from_tensor(&random(&[rows, inp], 1, 2.0)).expect("var");
+        // (batch, seq, in) inputs too: the leading dimensions are rows.
+        for (lead, inp, out) in [(vec![37usize], 19usize, 23usize), (vec![4, 32], 64, 96), (vec![1], 1, 1)] {
+            let rows: usize = lead.iter().product();
+            let with = |last: usize| [lead.clone(), vec![last]].concat();
+            let x = Var::from_tensor(&random(&with(inp), 1, 2.0)).expect("var");
             let w = Var::from_tensor(&random(&[out, inp], 2, 0.5)).expect("var");
             let b = Var::from_tensor(&random(&[out], 3, 1.0)).expect("var");
-            let up = random(&[rows, out], 4, 1.0);
+            let up = random(&with(out), 4, 1.0);
             let ours = linear(&x, &w, &b).expect("fused");
             let g_ours = backward(&ours, &up);
             let candle = composed(&x, &w, &b);
