@@ -96,7 +96,7 @@ fn pack_line(out: &mut [u32], step: usize, data: &[f32], start: usize, stride: u
         let mut halves = [0u16; PIECE];
         for (c, run) in data[start..start + k].chunks(PIECE).enumerate() {
             let h = &mut halves[..run.len().next_multiple_of(2)];
-            h.iter_mut().zip(run).for_each(|(d, &x)| *d = to_bf16(x));
+            convert(&mut h[..run.len()], run);
             if run.len() % 2 == 1 {
                 h[run.len()] = 0;
             }
@@ -113,10 +113,26 @@ fn pack_line(out: &mut [u32], step: usize, data: &[f32], start: usize, stride: u
     }
 }
 
+/// `dst[i] = bf16(src[i])` over the shorter of the two.
+#[inline(always)]
+fn convert(dst: &mut [u16], src: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        // SAFETY: the CPU has AVX512-BF16.
+        return unsafe { x86::convert(dst, src) };
+    }
+    dst.iter_mut().zip(src).for_each(|(d, &x)| *d = to_bf16(x));
+}
+
 /// Fills `out[j]` for `j < cols` with the pairs of two neighbouring k-lines that are contiguous
 /// along the other dimension (`row0`, and `row1` or zeros past the end of k): one vectorised pass.
 #[inline(always)]
 fn pack_two_rows(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
+    #[cfg(target_arch = "x86_64")]
+    if native() {
+        // SAFETY: the CPU has AVX512-BF16.
+        return unsafe { x86::pair_words(out, row0, row1) };
+    }
     match row1 {
         Some(row1) => out.iter_mut().zip(row0).zip(row1).for_each(|((w, &a), &b)| *w = word(a, b)),
         None => out.iter_mut().zip(row0).for_each(|(w, &a)| *w = word(a, 0.0)),
@@ -161,22 +177,29 @@ fn pack_a(lhs: Mat<'_>, i0: usize, rows: usize, k: usize, out: &mut Vec<u32>) {
     out.clear();
     out.resize(blocks * pairs * MR, 0);
     simd::fast(#[inline(always)] || {
+        if lhs.rs == 1 && lhs.cs != 1 {
+            // Columns contiguous along m (a transposed operand): the words of all the task's rows
+            // for one pair of columns in one pass, then dealt out to the row blocks.
+            let mut words = [0u32; MC];
+            let words = &mut words[..rows];
+            for p in 0..pairs {
+                let col = |kk: usize| (kk < k).then(|| &lhs.data[kk * lhs.cs + i0..kk * lhs.cs + i0 + rows]);
+                if let Some(c0) = col(2 * p) {
+                    pack_two_rows(words, c0, col(2 * p + 1));
+                }
+                for (blk, w) in words.chunks(MR).enumerate() {
+                    let at = (blk * pairs + p) * MR;
+                    out[at..at + w.len()].copy_from_slice(w);
+                }
+            }
+            return;
+        }
         for blk in 0..blocks {
             let dst = &mut out[blk * pairs * MR..(blk + 1) * pairs * MR];
             let r0 = i0 + blk * MR;
             let valid = MR.min(rows - blk * MR);
-            if lhs.rs == 1 && lhs.cs != 1 {
-                // Columns contiguous along m (a transposed operand): two columns at a time.
-                for p in 0..pairs {
-                    let col = |kk: usize| (kk < k).then(|| &lhs.data[kk * lhs.cs + r0..kk * lhs.cs + r0 + valid]);
-                    if let Some(c0) = col(2 * p) {
-                        pack_two_rows(&mut dst[p * MR..p * MR + valid], c0, col(2 * p + 1));
-                    }
-                }
-            } else {
-                for r in 0..valid {
-                    pack_line(&mut dst[r..], MR, lhs.data, (r0 + r) * lhs.rs, lhs.cs, k);
-                }
+            for r in 0..valid {
+                pack_line(&mut dst[r..], MR, lhs.data, (r0 + r) * lhs.rs, lhs.cs, k);
             }
         }
     });
@@ -232,6 +255,51 @@ mod x86 {
         Ok(())
     }
 
+    /// Lanes `0..n` of a 16-lane vector.
+    #[inline(always)]
+    fn first(n: usize) -> __mmask16 {
+        if n >= 16 {
+            0xffff
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    /// `dst[i] = bf16(src[i])` with `vcvtneps2bf16` (round to nearest even, as [`super::to_bf16`];
+    /// the instruction also flushes f32 denormals to zero), 16 values per instruction.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+    pub(super) unsafe fn convert(dst: &mut [u16], src: &[f32]) {
+        let n = dst.len().min(src.len());
+        for at in (0..n).step_by(16) {
+            let m = first(n - at);
+            // SAFETY: the masks keep loads and stores within the first n elements of both slices.
+            unsafe {
+                let x = _mm512_maskz_loadu_ps(m, src.as_ptr().add(at));
+                let h = std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x));
+                _mm256_mask_storeu_epi16(dst.as_mut_ptr().add(at) as *mut i16, m, h);
+            }
+        }
+    }
+
+    /// `out[j] = bf16(row0[j]) | bf16(row1[j]) << 16` (zeros for an absent `row1`), 16 words per step.
+    #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
+    pub(super) unsafe fn pair_words(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
+        let n = out.len().min(row0.len()).min(row1.map_or(usize::MAX, <[f32]>::len));
+        let widen = |x: __m512| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x)));
+        for at in (0..n).step_by(16) {
+            let m = first(n - at);
+            // SAFETY: the masks keep loads and stores within the first n elements of the slices.
+            unsafe {
+                let lo = widen(_mm512_maskz_loadu_ps(m, row0.as_ptr().add(at)));
+                let w = match row1 {
+                    Some(r) => _mm512_or_si512(lo, _mm512_slli_epi32::<16>(widen(_mm512_maskz_loadu_ps(m, r.as_ptr().add(at))))),
+                    None => lo,
+                };
+                _mm512_mask_storeu_epi32(out.as_mut_ptr().add(at) as *mut i32, m, w);
+            }
+        }
+    }
+
     /// One MR × NR tile: `dst[r][c] = (add ? dst[r][c] : 0) + Σ_p a[p] ⊗ b[p]` for `r < rows`,
     /// `c < cols`, written straight from the accumulators with masked stores.
     #[allow(clippy::too_many_arguments)]
@@ -253,8 +321,7 @@ mod x86 {
                 row[1] = _mm512_dpbf16_ps(row[1], av, b1);
             }
         }
-        let lanes = |c: usize| -> __mmask16 { if c >= 16 { 0xffff } else { ((1u32 << c) - 1) as __mmask16 } };
-        let (m0, m1) = (lanes(cols), lanes(cols.saturating_sub(16)));
+        let (m0, m1) = (first(cols), first(cols.saturating_sub(16)));
         for (r, row) in acc.iter().enumerate() {
             if r < rows {
                 // Masked-off lanes are neither read nor written, so the pointers may run past the
