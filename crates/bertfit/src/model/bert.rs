@@ -149,7 +149,7 @@ impl Layer {
         let ctx = ops::attention(&q, &k, &v, bias, self.heads, self.attn_dropout, mode, site::attention_probs(self.index))?;
         let attn = self.attn_out.forward(&ctx)?;
         let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.hidden_dropout, mode, site::attention_output(self.index))?)?;
-        let inner = ops::activate(&self.intermediate.forward(&x)?, self.act)?;
+        let inner = self.intermediate.forward_act(&x, self.act)?;
         let out = self.output.forward(&inner)?;
         self.out_norm.forward(&ops::dropout_add(&out, &x, self.hidden_dropout, mode, site::ffn_output(self.index))?)
     }

@@ -43,6 +43,16 @@ impl Linear {
     }
 }
 
+impl Linear {
+    /// `act(self.forward(x))`; with the erf GELU on the fused path, one op for both.
+    pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
+        if let (Some(b), Activation::GeluErf, true) = (&self.bias, act, fused(x)) {
+            return kernels::linear_gelu(x, &self.weight, b);
+        }
+        activate(&self.forward(x)?, act)
+    }
+}
+
 /// LayerNorm over the last dimension.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {

@@ -4,7 +4,7 @@
 //! The update runs as one fused in-place pass per tensor (a candle `InplaceOp1`) instead of a dozen
 //! allocating tensor ops.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
@@ -69,8 +69,8 @@ pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> 
 
 struct Update<'a> {
     grad: &'a [f32],
-    m: &'a [Cell<f32>],
-    v: &'a [Cell<f32>],
+    m: RefCell<&'a mut [f32]>,
+    v: RefCell<&'a mut [f32]>,
     lr: f32,
     decay: f32,
     beta1: f32,
@@ -90,20 +90,20 @@ impl candle_core::InplaceOp1 for Update<'_> {
         let CpuStorage::F32(data) = storage else { candle_core::bail!("adamw: parameters must be f32") };
         let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("adamw: parameter not contiguous") };
         let p = &mut data[start..end];
-        if p.len() != self.grad.len() {
+        let (mut ms, mut vs) = (self.m.borrow_mut(), self.v.borrow_mut());
+        if p.len() != self.grad.len() || ms.len() != p.len() || vs.len() != p.len() {
             candle_core::bail!("adamw: gradient length {} != parameter length {}", self.grad.len(), p.len());
         }
         let step_size = self.lr / self.bias1;
-        for i in 0..p.len() {
-            let g = self.grad[i] * self.grad_scale;
-            let m = self.beta1 * self.m[i].get() + (1.0 - self.beta1) * g;
-            let v = self.beta2 * self.v[i].get() + (1.0 - self.beta2) * g * g;
-            self.m[i].set(m);
-            self.v[i].set(v);
-            let mut w = p[i];
-            w -= self.lr * self.decay * w;
-            w -= step_size * m / (v.sqrt() / self.bias2_sqrt + self.eps);
-            p[i] = w;
+        // Zipped slices (no aliasing), so the loop vectorises.
+        for (((w, &g), m), v) in p.iter_mut().zip(self.grad).zip(ms.iter_mut()).zip(vs.iter_mut()) {
+            let g = g * self.grad_scale;
+            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
+            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
+            let mut x = *w;
+            x -= self.lr * self.decay * x;
+            x -= step_size * *m / (v.sqrt() / self.bias2_sqrt + self.eps);
+            *w = x;
         }
         Ok(())
     }
@@ -147,7 +147,20 @@ impl AdamW {
 
     /// L2 norm of the accumulated gradients.
     pub fn grad_norm(&self) -> f64 {
-        self.slots.iter().flat_map(|s| s.grad.iter()).map(|&g| (g as f64) * (g as f64)).sum::<f64>().sqrt()
+        // Eight interleaved partial sums per tensor (a fixed order, so the same value every run):
+        // one running sum would be a 33M-long chain of dependent adds for MiniLM.
+        let sum_sq = |v: &[f32]| -> f64 {
+            let mut acc = [0f64; 8];
+            let chunks = v.chunks_exact(8);
+            let tail: f64 = chunks.remainder().iter().map(|&g| g as f64 * g as f64).sum();
+            for c in chunks {
+                for (a, &g) in acc.iter_mut().zip(c) {
+                    *a += g as f64 * g as f64;
+                }
+            }
+            acc.iter().sum::<f64>() + tail
+        };
+        self.slots.iter().map(|s| sum_sq(&s.grad)).sum::<f64>().sqrt()
     }
 
     /// Clips the accumulated gradients to `max_norm` (global L2 norm), applies one update at `lr`, and
@@ -165,8 +178,8 @@ impl AdamW {
         for slot in &mut self.slots {
             let update = Update {
                 grad: &slot.grad,
-                m: Cell::from_mut(slot.m.as_mut_slice()).as_slice_of_cells(),
-                v: Cell::from_mut(slot.v.as_mut_slice()).as_slice_of_cells(),
+                m: RefCell::new(slot.m.as_mut_slice()),
+                v: RefCell::new(slot.v.as_mut_slice()),
                 lr: lr as f32,
                 decay: if slot.decay { self.cfg.weight_decay as f32 } else { 0.0 },
                 beta1: self.cfg.beta1 as f32,

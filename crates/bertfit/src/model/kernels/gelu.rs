@@ -56,19 +56,29 @@ impl CustomOp1 for Forward {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = slice(self.name(), s, l)?;
         let mut out = vec![0f32; x.len()];
-        chunks(&mut out, |at, y| {
-            simd::fast(#[inline(always)] || {
-                for (v, &z) in y.iter_mut().zip(&x[at..]) {
-                    *v = z * cdf_pdf(z).0;
-                }
-            })
-        });
+        gelu_into(&mut out, x);
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
     fn bwd(&self, x: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &Backward)?))
+        Ok(Some(gelu_grad(x, grad)?))
     }
+}
+
+/// `out[i] = gelu(x[i])` (lengths equal), in parallel.
+pub(super) fn gelu_into(out: &mut [f32], x: &[f32]) {
+    chunks(out, |at, y| {
+        simd::fast(#[inline(always)] || {
+            for (v, &z) in y.iter_mut().zip(&x[at..]) {
+                *v = z * cdf_pdf(z).0;
+            }
+        })
+    });
+}
+
+/// The gradient at the GELU's input `x` from the gradient `grad` at its output (not differentiable).
+pub(super) fn gelu_grad(x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
+    x.apply_op2_no_bwd(&grad.contiguous()?, &Backward)
 }
 
 /// `dx = g * (Φ(x) + x φ(x))`.

@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 
 use super::bf16::gemm_bf16;
+use super::gelu::{gelu_grad, gelu_into};
 use super::gemm::{gemm, Mat, Threads};
 use super::{matmul_precision, Precision};
 use super::{for_rows, slice};
@@ -16,7 +17,15 @@ use crate::error::Result;
 /// costs a zero-filled gradient and an add each). Differentiable in all three.
 /// Products use the precision set with [`super::set_matmul_precision`] (forward and backward alike).
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward(matmul_precision()))?)
+    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { precision: matmul_precision(), gelu: None })?)
+}
+
+/// `gelu(x Wᵀ + b)` (the erf GELU) as one op: the activation is applied in the dense layer's
+/// call, and its backward runs inside the layer's, so the graph holds one node where it held two
+/// (saving the activation node's zero-filled gradient and add). Shapes as [`linear`].
+pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    let op = Forward { precision: matmul_precision(), gelu: Some(std::sync::OnceLock::new()) };
+    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
 }
 
 /// A product in the op's precision, on candle's threads.
@@ -54,7 +63,11 @@ fn grad_rows(op: &str, g: &Layout, width: usize, other: &Layout) -> candle_core:
     }
 }
 
-struct Forward(Precision);
+struct Forward {
+    precision: Precision,
+    /// With a GELU after the product: where the forward keeps the pre-activation for the backward.
+    gelu: Option<std::sync::OnceLock<Tensor>>,
+}
 
 impl CustomOp3 for Forward {
     fn name(&self) -> &'static str {
@@ -67,15 +80,28 @@ impl CustomOp3 for Forward {
         let mut y = vec![0f32; rows * out];
         for_rows(&mut y, out, |_, row| row.copy_from_slice(b));
         // y += x · Wᵀ, where Wᵀ[k][n] = W[n][k].
-        product(self.0, &mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
-        Ok((CpuStorage::F32(y), with_last(l1.dims(), out)))
+        product(self.precision, &mut y, out, rows, out, inp, Mat { data: x, rs: inp, cs: 1 }, Mat { data: w, rs: 1, cs: inp }, true)?;
+        let shape = with_last(l1.dims(), out);
+        let Some(keep) = &self.gelu else { return Ok((CpuStorage::F32(y), shape)) };
+        let mut act = vec![0f32; y.len()];
+        gelu_into(&mut act, &y);
+        if keep.set(Tensor::from_vec(y, shape.clone(), &candle_core::Device::Cpu)?).is_err() {
+            candle_core::bail!("linear+gelu: forward ran twice on one op");
+        }
+        Ok((CpuStorage::F32(act), shape))
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _b: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let grad = grad.contiguous()?;
-        let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.0))?;
+        let grad = match &self.gelu {
+            None => grad.contiguous()?,
+            Some(keep) => match keep.get() {
+                Some(pre) => gelu_grad(pre, grad)?,
+                None => candle_core::bail!("linear+gelu: backward before forward"),
+            },
+        };
+        let dx = grad.apply_op2_no_bwd(w, &InputGrad(self.precision))?;
         let (out, inp) = w.dims2()?;
-        let packed = grad.apply_op2_no_bwd(x, &ParamGrad(self.0))?;
+        let packed = grad.apply_op2_no_bwd(x, &ParamGrad(self.precision))?;
         let dw = packed.narrow(0, 0, out * inp)?.reshape((out, inp))?;
         let db = packed.narrow(0, out * inp, out)?;
         Ok((Some(dx), Some(dw), Some(db)))
@@ -175,6 +201,34 @@ mod tests {
     }
 
     #[test]
+    fn linear_gelu_matches_float64_and_candle_autograd() {
+        let (lead, inp, out) = (vec![3usize, 21], 40usize, 72usize);
+        let with = |last: usize| [lead.clone(), vec![last]].concat();
+        let x = Var::from_tensor(&random(&with(inp), 11, 2.0)).expect("var");
+        let w = Var::from_tensor(&random(&[out, inp], 12, 0.5)).expect("var");
+        let b = Var::from_tensor(&random(&[out], 13, 1.0)).expect("var");
+        let up = random(&with(out), 14, 1.0);
+        let ours = linear_gelu(&x, &w, &b).expect("fused");
+        let g_ours = backward(&ours, &up);
+        let candle = composed(&x, &w, &b).gelu_erf().expect("gelu");
+        let g_candle = backward(&candle, &up);
+        let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
+        let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
+        let reference = composed(&x64, &w64, &b64).gelu_erf().expect("gelu");
+        let g_ref = backward(&reference, &up);
+        let tol = 1e-5 * inp as f64;
+        assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
+        assert!(max_diff(&ours, &candle) < tol);
+        for (name, a, r) in [("x", &x, &x64), ("weight", &w, &w64), ("bias", &b, &b64)] {
+            let ga = g_ours.get(a.as_tensor()).expect("ours");
+            let (gc, gr) = (g_candle.get(a.as_tensor()).expect("candle"), g_ref.get(r.as_tensor()).expect("f64"));
+            assert_eq!(ga.dims(), a.dims());
+            assert!(max_diff(ga, gr) < tol, "d{name} vs f64: {}", max_diff(ga, gr));
+            assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
+        }
+    }
+
+    #[test]
     fn bf16_products_stay_close_to_float64() {
         let (rows, inp, out) = (64usize, 96usize, 40usize);
         let x = Var::from_tensor(&random(&[rows, inp], 5, 1.0)).expect("var");
@@ -182,7 +236,7 @@ mod tests {
         let b = Var::from_tensor(&random(&[out], 7, 1.0)).expect("var");
         let up = random(&[rows, out], 8, 1.0);
         let op = |t: &Var| t.as_tensor().contiguous().expect("c");
-        let y = op(&x).apply_op3(&op(&w), &op(&b), Forward(Precision::Bf16)).expect("bf16");
+        let y = op(&x).apply_op3(&op(&w), &op(&b), Forward { precision: Precision::Bf16, gelu: None }).expect("bf16");
         let g = backward(&y, &up);
         let reference = composed(&x, &w, &b);
         let g_ref = backward(&reference, &up);

@@ -19,7 +19,7 @@ pub use attention::{attention, AttentionDropout};
 pub use dropout::{dropout, dropout_add};
 pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
-pub use linear::linear;
+pub use linear::{linear, linear_gelu};
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
