@@ -39,6 +39,13 @@ fn set_threads(threads: Option<usize>) {
         // Read by candle's CPU kernels and by rayon when their pools start; nothing has started yet.
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
     }
+    // candle runs its element-wise ops (mostly the gradient adds of its backward pass) on a second
+    // pool whose threads spin after each op, taking cores from the rayon workers that run our
+    // kernels and GEMMs. Those ops are memory-bound: on the calling thread, a MiniLM train step
+    // measured 7 % faster here (1690-1715 ms against 1780-1990 ms). A user's setting wins.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 }
 
 /// A progress bar over inference batches, with rate and ETA.
