@@ -362,6 +362,31 @@ mod tests {
         assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
     }
 
+    /// The vector conversion (`vcvtneps2bf16` where the CPU has it) rounds like [`to_bf16`]: ties
+    /// to even, infinities kept, NaN stays NaN; over a length that leaves a masked tail.
+    #[test]
+    fn vector_conversion_rounds_like_the_scalar_one() {
+        let mut xs = vec![0.0f32, -0.0, 1.0, -2.5, 1.0 + 1.0 / 256.0, 1.0 + 3.0 / 256.0, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, f32::MIN_POSITIVE, 65504.0, 3.0e-5];
+        xs.extend(data(1000, 9).iter().map(|x| x * 1000.0));
+        let mut got = vec![0u16; xs.len()];
+        convert(&mut got, &xs);
+        for (x, g) in xs.iter().zip(&got) {
+            assert_eq!(*g, to_bf16(*x), "{x}");
+        }
+        let mut nan = [0u16; 1];
+        convert(&mut nan, &[f32::NAN]);
+        assert!(from_bf16(nan[0]).is_nan());
+        // Pairs of rows into words: row 0 in the low half.
+        let (r0, r1) = (&xs[..37], &xs[37..74]);
+        let mut words = vec![0u32; 37];
+        pack_two_rows(&mut words, r0, Some(r1));
+        for j in 0..37 {
+            assert_eq!(words[j], word(r0[j], r1[j]), "column {j}");
+        }
+        pack_two_rows(&mut words, r0, None);
+        assert!(words.iter().zip(r0).all(|(w, &x)| *w == to_bf16(x) as u32));
+    }
+
     /// Against a float64 product of the bf16-rounded operands (what the instruction computes), for
     /// sizes with ragged edges, every operand layout (row-major and transposed), and accumulation.
     #[test]
