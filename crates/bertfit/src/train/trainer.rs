@@ -300,7 +300,7 @@ impl Trainer<'_> {
             s.obs.on_event(&Event::Batch { epoch, done: s.st.batches_done, batches: batches.len(), step: s.st.step, loss: loss_value, lr, tokens: b.tokens });
             if updated && !last_batch {
                 if let (Some(every), Some(v)) = (cfg.eval_every_steps, valid) {
-                    if s.st.step % every == 0 {
+                    if s.st.step.is_multiple_of(every) {
                         let at = epoch as f64 + s.st.batches_done as f64 / batches.len() as f64;
                         let rec = self.eval_record(s, v, at, lr)?;
                         if self.judge(s, rec)? == Decision::Stop {
@@ -312,7 +312,7 @@ impl Trainer<'_> {
                     s.st.finished = Some(format!("reached max_steps {}", s.st.step));
                     return self.end_epoch(s, valid, lr, epoch_start, batches.len(), true);
                 }
-                if cfg.save_every_steps.is_some_and(|n| s.st.step % n == 0) {
+                if cfg.save_every_steps.is_some_and(|n| s.st.step.is_multiple_of(n)) {
                     self.save_checkpoint(s)?;
                 }
             }
