@@ -92,7 +92,7 @@ impl candle_core::InplaceOp1 for Update<'_> {
         let p = &mut data[start..end];
         let (mut ms, mut vs) = (self.m.borrow_mut(), self.v.borrow_mut());
         if p.len() != self.grad.len() || ms.len() != p.len() || vs.len() != p.len() {
-            candle_core::bail!("adamw: gradient length {} != parameter length {}", self.grad.len(), p.len());
+            candle_core::bail!("adamw: parameter length {}, gradient {}, moments {} and {}", p.len(), self.grad.len(), ms.len(), vs.len());
         }
         let step_size = self.lr / self.bias1;
         // Zipped slices (no aliasing), so the loop vectorises.

@@ -1,7 +1,7 @@
 //! A bf16 GEMM for mixed precision: f32 operands are rounded to bf16 while being packed, products
 //! accumulate in f32 with the AVX512-BF16 dot-product instruction (`vdpbf16ps`, two bf16 products
 //! per f32 lane). CPUs without it take the same rounding and an f32 GEMM, so results agree up to
-//! summation order. The packing reads operands through strides, so transposed operands are free.
+//! summation order (and subnormal f32 inputs, which `vcvtneps2bf16` flushes to zero). The packing reads operands through strides, so transposed operands are free.
 
 use candle_core::Result;
 
@@ -41,7 +41,11 @@ pub fn native() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16"))
+        *HAS.get_or_init(|| {
+            // The conversion kernels also use AVX-512 BW and VL (every CPU with BF16 has them, but
+            // a VM may report features selectively).
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

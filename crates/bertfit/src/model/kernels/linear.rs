@@ -43,7 +43,7 @@ fn sizes(x: &Layout, w: &Layout, b_len: usize) -> candle_core::Result<(usize, us
     if xd.is_empty() || wd.len() != 2 || xd[xd.len() - 1] != wd[1] || b_len != wd[0] {
         candle_core::bail!("linear: input {xd:?}, weight {wd:?}, bias {b_len}");
     }
-    Ok((x.shape().elem_count() / wd[1].max(1), wd[1], wd[0]))
+    Ok((leading(xd), wd[1], wd[0]))
 }
 
 /// `dims` with the last dimension replaced by `last`.
@@ -55,10 +55,15 @@ fn with_last(dims: &[usize], last: usize) -> Shape {
     Shape::from(d)
 }
 
+/// Product of all but the last dimension: the rows of a (..., width) tensor, zero-width ones included.
+fn leading(dims: &[usize]) -> usize {
+    dims[..dims.len().saturating_sub(1)].iter().product()
+}
+
 /// Rows of a (..., width) gradient, checked against the expected width.
 fn grad_rows(op: &str, g: &Layout, width: usize, other: &Layout) -> candle_core::Result<usize> {
     match g.dims().last() {
-        Some(&w) if w == width => Ok(g.shape().elem_count() / width.max(1)),
+        Some(&w) if w == width => Ok(leading(g.dims())),
         _ => candle_core::bail!("{op}: gradient {:?} for {:?}", g.dims(), other.dims()),
     }
 }
@@ -137,7 +142,7 @@ impl CustomOp2 for ParamGrad {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let (g, x) = (slice(self.name(), s1, l1)?, slice(self.name(), s2, l2)?);
         let inp = *l2.dims().last().unwrap_or(&0);
-        let x_rows = l2.shape().elem_count() / inp.max(1);
+        let x_rows = leading(l2.dims());
         let out = *l1.dims().last().unwrap_or(&0);
         let rows = grad_rows("linear backward", l1, out, l2)?;
         if x_rows != rows {
@@ -256,5 +261,15 @@ mod tests {
         let x = random(&[4, 3], 1, 1.0);
         assert!(linear(&x, &random(&[5, 2], 2, 1.0), &random(&[5], 3, 1.0)).is_err());
         assert!(linear(&x, &random(&[5, 3], 2, 1.0), &random(&[4], 3, 1.0)).is_err());
+    }
+
+    #[test]
+    fn zero_width_input_gives_the_bias_per_row() {
+        let x = Tensor::zeros((2, 3, 0), DType::F32, &candle_core::Device::Cpu).expect("x");
+        let w = Tensor::zeros((5, 0), DType::F32, &candle_core::Device::Cpu).expect("w");
+        let b = random(&[5], 3, 1.0);
+        let y = linear(&x, &w, &b).expect("linear");
+        assert_eq!(y.dims(), &[2, 3, 5]);
+        assert_eq!(max_diff(&y, &b.broadcast_as((2, 3, 5)).expect("b")), 0.0);
     }
 }
