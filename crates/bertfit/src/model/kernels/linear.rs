@@ -172,65 +172,50 @@ mod tests {
         x.broadcast_matmul(&w.t().expect("t")).expect("matmul").broadcast_add(b).expect("add")
     }
 
+    /// Our op (plain or with GELU) against candle's composed ops and a float64 reference: output and
+    /// the gradients of x, weight and bias, for x of shape (lead..., inp).
+    fn check_against_references(lead: &[usize], inp: usize, out: usize, seed: u64, gelu: bool) {
+        let rows: usize = lead.iter().product();
+        let with = |last: usize| [lead.to_vec(), vec![last]].concat();
+        let x = Var::from_tensor(&random(&with(inp), seed, 2.0)).expect("var");
+        let w = Var::from_tensor(&random(&[out, inp], seed + 1, 0.5)).expect("var");
+        let b = Var::from_tensor(&random(&[out], seed + 2, 1.0)).expect("var");
+        let up = random(&with(out), seed + 3, 1.0);
+        let act = |t: Tensor| if gelu { t.gelu_erf().expect("gelu") } else { t };
+        let ours = if gelu { linear_gelu(&x, &w, &b) } else { linear(&x, &w, &b) }.expect("fused");
+        let g_ours = backward(&ours, &up);
+        let candle = act(composed(&x, &w, &b));
+        let g_candle = backward(&candle, &up);
+        let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
+        let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
+        let reference = act(composed(&x64, &w64, &b64));
+        let g_ref = backward(&reference, &up);
+
+        let tol = 1e-5 * (inp.max(rows) as f64);
+        assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
+        assert!(max_diff(&ours, &candle) < tol);
+        for (name, a, r) in [("x", &x, &x64), ("weight", &w, &w64), ("bias", &b, &b64)] {
+            let ga = g_ours.get(a.as_tensor()).expect("ours");
+            let gc = g_candle.get(a.as_tensor()).expect("candle");
+            let gr = g_ref.get(r.as_tensor()).expect("f64");
+            assert_eq!(ga.dims(), a.dims());
+            assert!(max_diff(ga, gr) < tol, "d{name} vs f64: {} ({rows}×{inp}→{out}, gelu {gelu})", max_diff(ga, gr));
+            assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
+        }
+    }
+
     #[test]
     fn forward_and_gradients_match_float64_and_candle_autograd() {
         // (batch, seq, in) inputs too: the leading dimensions are rows.
         for (lead, inp, out) in [(vec![37usize], 19usize, 23usize), (vec![4, 32], 64, 96), (vec![1], 1, 1)] {
-            let rows: usize = lead.iter().product();
-            let with = |last: usize| [lead.clone(), vec![last]].concat();
-            let x = Var::from_tensor(&random(&with(inp), 1, 2.0)).expect("var");
-            let w = Var::from_tensor(&random(&[out, inp], 2, 0.5)).expect("var");
-            let b = Var::from_tensor(&random(&[out], 3, 1.0)).expect("var");
-            let up = random(&with(out), 4, 1.0);
-            let ours = linear(&x, &w, &b).expect("fused");
-            let g_ours = backward(&ours, &up);
-            let candle = composed(&x, &w, &b);
-            let g_candle = backward(&candle, &up);
-            let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
-            let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
-            let reference = composed(&x64, &w64, &b64);
-            let g_ref = backward(&reference, &up);
-
-            let tol = 1e-5 * (inp.max(rows) as f64);
-            assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
-            assert!(max_diff(&ours, &candle) < tol);
-            for (name, a, r) in [("x", &x, &x64), ("weight", &w, &w64), ("bias", &b, &b64)] {
-                let ga = g_ours.get(a.as_tensor()).expect("ours");
-                let gc = g_candle.get(a.as_tensor()).expect("candle");
-                let gr = g_ref.get(r.as_tensor()).expect("f64");
-                assert_eq!(ga.dims(), a.dims());
-                assert!(max_diff(ga, gr) < tol, "d{name} vs f64: {} ({rows}×{inp}→{out})", max_diff(ga, gr));
-                assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
-            }
+            check_against_references(&lead, inp, out, 1, false);
         }
     }
 
     #[test]
     fn linear_gelu_matches_float64_and_candle_autograd() {
-        let (lead, inp, out) = (vec![3usize, 21], 40usize, 72usize);
-        let with = |last: usize| [lead.clone(), vec![last]].concat();
-        let x = Var::from_tensor(&random(&with(inp), 11, 2.0)).expect("var");
-        let w = Var::from_tensor(&random(&[out, inp], 12, 0.5)).expect("var");
-        let b = Var::from_tensor(&random(&[out], 13, 1.0)).expect("var");
-        let up = random(&with(out), 14, 1.0);
-        let ours = linear_gelu(&x, &w, &b).expect("fused");
-        let g_ours = backward(&ours, &up);
-        let candle = composed(&x, &w, &b).gelu_erf().expect("gelu");
-        let g_candle = backward(&candle, &up);
-        let f64s = |t: &Var| Var::from_tensor(&t.to_dtype(DType::F64).expect("f64")).expect("var");
-        let (x64, w64, b64) = (f64s(&x), f64s(&w), f64s(&b));
-        let reference = composed(&x64, &w64, &b64).gelu_erf().expect("gelu");
-        let g_ref = backward(&reference, &up);
-        let tol = 1e-5 * inp as f64;
-        assert!(max_diff(&ours, &reference) < tol, "forward vs f64: {}", max_diff(&ours, &reference));
-        assert!(max_diff(&ours, &candle) < tol);
-        for (name, a, r) in [("x", &x, &x64), ("weight", &w, &w64), ("bias", &b, &b64)] {
-            let ga = g_ours.get(a.as_tensor()).expect("ours");
-            let (gc, gr) = (g_candle.get(a.as_tensor()).expect("candle"), g_ref.get(r.as_tensor()).expect("f64"));
-            assert_eq!(ga.dims(), a.dims());
-            assert!(max_diff(ga, gr) < tol, "d{name} vs f64: {}", max_diff(ga, gr));
-            assert!(max_diff(ga, gc) < tol, "d{name} vs candle: {}", max_diff(ga, gc));
-        }
+        check_against_references(&[3, 21], 40, 72, 11, true);
+        check_against_references(&[5], 7, 9, 21, true);
     }
 
     #[test]
