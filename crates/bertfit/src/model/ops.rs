@@ -41,9 +41,7 @@ impl Linear {
         out_dims.push(self.weight.dim(0)?);
         Ok(y.reshape(out_dims)?)
     }
-}
 
-impl Linear {
     /// `act(self.forward(x))`; with the erf GELU on the fused path, one op for both.
     pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
         if let (Some(b), Activation::GeluErf, true) = (&self.bias, act, fused(x)) {

@@ -60,7 +60,7 @@ impl Attention {
         // Kᵀ[c][j] = K[j][c].
         gemm(p, n.s, n.s, n.s, n.d, Mat { data: &q[at..], rs: n.h, cs: 1 }, Mat { data: &k[at..], rs: 1, cs: n.h }, false, Threads::One)?;
         let bias = &self.bias[bi * n.s..(bi + 1) * n.s];
-        simd::fast(#[inline(always)] || {
+        simd::vectorised!({
             for row in p.chunks_mut(n.s) {
                 for (x, b) in row.iter_mut().zip(bias) {
                     *x = *x * self.scale + b;
@@ -78,7 +78,7 @@ impl Attention {
         let Some(d) = self.dropout else { return };
         let (keep_p, scale) = (d.p as f32, (1.0 / (1.0 - d.p)) as f32);
         let base = ((bi * self.heads + hd) * n.s * n.s) as u64;
-        simd::fast(#[inline(always)] || {
+        simd::vectorised!({
             for (i, x) in p.iter_mut().enumerate() {
                 *x *= if rng::uniform_f32(d.key, base + i as u64) >= keep_p { scale } else { 0.0 };
             }
@@ -149,7 +149,7 @@ impl CustomOp3 for Attention {
                     gemm(&mut dp, n.s, n.s, n.s, n.d, dout, Mat { data: &vd[at..], rs: 1, cs: n.h }, false, Threads::One)?;
                     self.drop(&mut dp, bi, hd, n);
                     // dS = scale · P ∘ (dP − rowsum(dP ∘ P)).
-                    simd::fast(#[inline(always)] || {
+                    simd::vectorised!({
                         for (prow, drow) in p.chunks(n.s).zip(dp.chunks_mut(n.s)) {
                             let dot = simd::dot(prow, drow);
                             for (x, &pv) in drow.iter_mut().zip(prow) {

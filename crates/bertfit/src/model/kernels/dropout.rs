@@ -39,7 +39,7 @@ impl Mask {
         let mut out = vec![0f32; a.len()];
         out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, chunk)| {
             let at = c * CHUNK;
-            simd::fast(#[inline(always)] || {
+            simd::vectorised!({
                 let a = &a[at..at + chunk.len()];
                 if b.is_empty() {
                     for (j, (y, &x)) in chunk.iter_mut().zip(a).enumerate() {

@@ -68,7 +68,7 @@ impl CustomOp1 for Forward {
 /// `out[i] = gelu(x[i])` (lengths equal), in parallel.
 pub(super) fn gelu_into(out: &mut [f32], x: &[f32]) {
     chunks(out, |at, y| {
-        simd::fast(#[inline(always)] || {
+        simd::vectorised!({
             for (v, &z) in y.iter_mut().zip(&x[at..]) {
                 *v = z * cdf_pdf(z).0;
             }
@@ -97,7 +97,7 @@ impl CustomOp2 for Backward {
         }
         let mut out = vec![0f32; x.len()];
         chunks(&mut out, |at, d| {
-            simd::fast(#[inline(always)] || {
+            simd::vectorised!({
                 for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
                     let (cdf, pdf) = cdf_pdf(z);
                     *v = gz * (cdf + z * pdf);

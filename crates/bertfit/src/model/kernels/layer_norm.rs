@@ -40,7 +40,7 @@ impl CustomOp3 for Forward {
         }
         let mut out = vec![0f32; x.len()];
         for_rows(&mut out, h, |r, y| {
-            simd::fast(#[inline(always)] || {
+            simd::vectorised!({
                 let row = &x[r * h..(r + 1) * h];
                 let (mean, rstd) = moments(row, self.eps);
                 for j in 0..h {
@@ -95,7 +95,7 @@ impl CustomOp3 for Backward {
                     let r = block * ROW_BLOCK + i;
                     let xr = &x[r * h..(r + 1) * h];
                     let gr = &g[r * h..(r + 1) * h];
-                    simd::fast(#[inline(always)] || {
+                    simd::vectorised!({
                         let (mean, rstd) = moments(xr, self.eps);
                         // dxr holds g·w for a moment.
                         for j in 0..h {

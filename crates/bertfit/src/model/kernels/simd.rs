@@ -6,9 +6,19 @@
 /// Lanes of the split reductions: one 512-bit vector of f32.
 const LANES: usize = 16;
 
-/// Runs `f` compiled with the CPU's widest vector extension. `f` should be a loop body (per row, not
-/// per element) marked `#[inline(always)]`: a closure the compiler does not inline here keeps the
-/// baseline instruction set (SSE2), which perf showed for every kernel until they were marked.
+/// Runs a block (a loop body per row, not per element) compiled with the CPU's widest vector
+/// extension: `vectorised!({ ... })`. It hands [`fast`] the block as a closure marked
+/// `#[inline(always)]`: a closure the compiler does not inline into the dispatch keeps the baseline
+/// instruction set (SSE2), which perf showed for the GELU and bf16 loops before this macro.
+macro_rules! vectorised {
+    ($body:block) => {
+        $crate::model::kernels::simd::fast(#[inline(always)] || $body)
+    };
+}
+pub(super) use vectorised;
+
+/// Runs `f` compiled with the CPU's widest vector extension; kernels go through [`vectorised!`],
+/// which makes sure `f` is inlined here.
 #[inline(always)]
 pub(super) fn fast<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
