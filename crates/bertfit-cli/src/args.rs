@@ -30,6 +30,9 @@ pub enum Command {
     /// Synthetic training-step / inference benchmark (driven by bench/run.py).
     #[command(hide = true)]
     BenchStep(BenchArgs),
+    /// Check the CUDA backend against the CPU and measure the GPU (binaries built with `--features cuda`).
+    #[command(hide = true)]
+    GpuSelftest(GpuSelftestArgs),
 }
 
 /// Column mapping shared by every command.
@@ -329,6 +332,23 @@ pub struct BenchArgs {
     /// Matmul precision: f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     pub precision: bertfit::model::kernels::Precision,
+}
+
+/// `bertfit gpu-selftest`.
+#[derive(Debug, Args)]
+pub struct GpuSelftestArgs {
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    pub device: usize,
+    /// Tokens per batch of the matrix-product shapes (128 x 128 = 16384).
+    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub tokens: u64,
+    /// Time only cuBLASLt's first-choice algorithm (skip timing every algorithm it offers).
+    #[arg(long)]
+    pub first_algorithm_only: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
 }
 
 /// `bertfit report RUN_DIR`.

@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
             bertfit::model::kernels::set_matmul_precision(a.precision);
             crate::bench::run(&a)
         }
+        Command::GpuSelftest(a) => crate::gpu::selftest(&a),
     }
 }
 

@@ -4,6 +4,7 @@
 mod args;
 mod bench;
 mod commands;
+mod gpu;
 mod progress;
 mod settings;
 

@@ -112,6 +112,9 @@ pub enum Error {
     /// A tensor operation failed (a bug or an exhausted resource, not bad input).
     #[error("tensor operation failed")]
     Tensor(#[from] candle_core::Error),
+    /// A compute backend (the GPU's driver, libraries or kernels) failed.
+    #[error("compute backend failed")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Training was stopped on request; a checkpoint has been written.
     #[error("interrupted")]
     Interrupted,
@@ -146,7 +149,7 @@ impl Error {
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidData
             ),
-            Error::Hub { .. } | Error::Tensor(_) | Error::Interrupted => false,
+            Error::Hub { .. } | Error::Tensor(_) | Error::Backend(_) | Error::Interrupted => false,
         }
     }
 }

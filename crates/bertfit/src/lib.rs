@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod data;
+pub mod engine;
 pub mod error;
 pub mod metrics;
 pub mod model;

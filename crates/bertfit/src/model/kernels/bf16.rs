@@ -20,7 +20,7 @@ const KP: usize = 128;
 
 /// Rounds to the nearest bf16 (ties to even), as the upper 16 bits of the f32.
 #[inline(always)]
-pub(super) fn to_bf16(x: f32) -> u16 {
+pub(crate) fn to_bf16(x: f32) -> u16 {
     let bits = x.to_bits();
     let rounded = (bits.wrapping_add(0x7fff + ((bits >> 16) & 1)) >> 16) as u16;
     // A NaN stays a (quiet) NaN; written as a select so the loops around it vectorise.
@@ -33,7 +33,7 @@ pub(super) fn to_bf16(x: f32) -> u16 {
 
 /// The f32 value of a bf16.
 #[inline]
-pub(super) fn from_bf16(h: u16) -> f32 {
+pub(crate) fn from_bf16(h: u16) -> f32 {
     f32::from_bits((h as u32) << 16)
 }
 

@@ -1,0 +1,58 @@
+"""One Markdown summary of a scripts/gpu-check.sh run: the device, bertfit's GPU self-test (checks, GEMM
+TFLOP/s against the M0 target, copy bandwidth, random-draw rate) and the PyTorch + transformers baseline
+measured in the same call. Usage: gpu_summary.py OUT_DIR (reads selftest.json, hf*.json, device.txt)."""
+import glob
+import json
+import os
+import sys
+
+M0_TFLOPS = 550.0
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as e:
+        print(f"- {os.path.basename(path)}: not available ({e})")
+        return None
+
+
+def main(out):
+    device = open(os.path.join(out, "device.txt")).read().strip() if os.path.exists(os.path.join(out, "device.txt")) else "?"
+    print(f"### GPU run: {device}\n")
+    st = load(os.path.join(out, "selftest.json"))
+    if st:
+        d = st["device"]
+        print(f"bertfit gpu-selftest: {d['name']}, {d['sm_count']} SMs, compute {d['compute_capability']}, "
+              f"driver CUDA {d['driver_cuda']}, cuBLASLt {d['cublaslt']}, {st['wall_s']:.1f} s\n")
+        for c in st["checks"]:
+            print(f"- {'ok' if c['passed'] else 'FAIL'}: {c['name']} ({c['detail']})")
+        print(f"- device copy {st['copy_gb_s']:.0f} GB/s (read + write); counter-based draws "
+              f"{st['rng_draws_per_s'] / 1e9:.1f} G/s\n")
+        print("| product | shape | ms | TFLOP/s | best algo TFLOP/s | equal bits | rel. error | M0 |")
+        print("|---|---|---|---|---|---|---|---|")
+        for g in st["gemms"]:
+            best = max(g["algorithms_tflops"], default=g["tflops"])
+            bf16_target = "bf16" in g["shape"].split(" ")[-1].split("->")[0] and not g["name"].startswith("minilm")
+            verdict = ("met" if g["tflops"] >= M0_TFLOPS else "missed") if bf16_target else "-"
+            print(f"| {g['name']} | {g['shape']} | {g['ms']:.3f} | {g['tflops']:.0f} | {best:.0f} | "
+                  f"{'yes' if g['repeat_equal'] else 'NO'} | {g['max_rel_err']:.1e} (≤ {g['tolerance']:.0e}) | {verdict} |")
+        print()
+    for path in sorted(glob.glob(os.path.join(out, "hf*.json"))):
+        hf = load(path)
+        if not hf:
+            continue
+        print(f"PyTorch {hf['torch']} + transformers {hf['transformers']} on {hf['device']} ({os.path.basename(path)}):\n")
+        print("| case | what | mode | ms | samples/s | peak MiB |")
+        print("|---|---|---|---|---|---|")
+        for r in hf["rows"]:
+            if "error" in r:
+                print(f"| {r['case']} | {r['what']} | {r['mode']} | error: {r['error'][:80]} | | |")
+            else:
+                print(f"| {r['case']} | {r['what']} | {r['mode']} | {r['ms']:.2f} | {r['samples_s']:.0f} | {r['peak_mib']:.0f} |")
+        print()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else ".")

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one prepared GPU run (design 5.3). Builds nothing: gpu-bundle/bertfit.xz comes from
+# scripts/gpu-bundle.sh on the CPU machine and travels with the working tree (carry: gpu-bundle).
+# Every stage has its own timeout and writes its file even when it fails; the whole run stays under 9 min.
+#   bash scripts/gpu-check.sh [OUT_DIR]      (OUT_DIR defaults to $OUT, else gpu-out)
+# Then: python3 bench/gpu_summary.py OUT_DIR >> bench/GPU.md (done by hand on the CPU machine).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+O=${1:-${OUT:-gpu-out}}
+mkdir -p "$O"
+W=$(mktemp -d)
+B=$W/bertfit
+xz -dc gpu-bundle/bertfit.xz > "$B" && chmod +x "$B" || { echo "no gpu-bundle/bertfit.xz: run scripts/gpu-bundle.sh first"; exit 1; }
+cp gpu-bundle/commit.txt "$O/commit.txt" 2>/dev/null
+export PYTHONUNBUFFERED=1
+if LIBDIR=$(python3 scripts/find-cuda-libs.py); then
+    export BERTFIT_CUDA_LIB_DIR=$LIBDIR LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
+echo "cuBLASLt from: ${BERTFIT_CUDA_LIB_DIR:-the loader path}"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$O/device.txt"
+start=$SECONDS
+stage() { echo "=== $1 ($((SECONDS - start)) s in)"; }
+
+stage "bertfit gpu-selftest"
+timeout 150 "$B" gpu-selftest --json "$O/selftest.json" 2>&1 | tee "$O/selftest.log"
+
+stage "PyTorch + transformers, bf16 eager"
+timeout 150 python3 bench/hf_gpu.py --eager --cases bert-base:128,bert-base:128:nopad,minilm:128,bert-base:32 \
+    --json "$O/hf_eager.json" 2>&1 | tee "$O/hf_eager.log"
+
+stage "PyTorch + transformers, bf16 + torch.compile"
+timeout 210 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
+    --json "$O/hf_compile.json" 2>&1 | tee "$O/hf_compile.log"
+
+stage "summary"
+python3 bench/gpu_summary.py "$O" | tee "$O/summary.md"
+echo "gpu-check done in $((SECONDS - start)) s"
