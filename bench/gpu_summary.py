@@ -21,10 +21,15 @@ def load(path):
 def main(out):
     device = open(os.path.join(out, "device.txt")).read().strip() if os.path.exists(os.path.join(out, "device.txt")) else "?"
     print(f"### GPU run: {device}\n")
-    st = load(os.path.join(out, "selftest.json"))
+    for path in sorted(glob.glob(os.path.join(out, "selftest*.json"))):
+        selftest(load(path), os.path.basename(path))
+    hf_tables(out)
+
+
+def selftest(st, name):
     if st:
         d = st["device"]
-        print(f"bertfit gpu-selftest: {d['name']}, {d['sm_count']} SMs, compute {d['compute_capability']}, "
+        print(f"bertfit gpu-selftest ({name}): {d['name']}, {d['sm_count']} SMs, compute {d['compute_capability']}, "
               f"driver CUDA {d['driver_cuda']}, cuBLASLt {d['cublaslt']}, {st['wall_s']:.1f} s\n")
         for c in st["checks"]:
             print(f"- {'ok' if c['passed'] else 'FAIL'}: {c['name']} ({c['detail']})")
@@ -39,6 +44,9 @@ def main(out):
             print(f"| {g['name']} | {g['shape']} | {g['ms']:.3f} | {g['tflops']:.0f} | {best:.0f} | "
                   f"{'yes' if g['repeat_equal'] else 'NO'} | {g['max_rel_err']:.1e} (≤ {g['tolerance']:.0e}) | {verdict} |")
         print()
+
+
+def hf_tables(out):
     for path in sorted(glob.glob(os.path.join(out, "hf*.json"))):
         hf = load(path)
         if not hf:

@@ -72,6 +72,10 @@ def run_case(case, compile_, args):
     label = f"{case['name']} b{case['batch']} s{case['seq']}{'' if case['pad'] else ' nopad'}"
     mode = "bf16+compile" if compile_ else "bf16 eager"
     rows = []
+    if compile_:
+        # each case compiles afresh: without a reset, graphs of earlier cases count towards dynamo's
+        # recompile limit and later cases silently fall back to eager
+        torch._dynamo.reset()
     runner = torch.compile(model) if compile_ else model
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01, fused=True)
 

@@ -19,18 +19,21 @@ fi
 echo "cuBLASLt from: ${BERTFIT_CUDA_LIB_DIR:-the loader path}"
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$O/device.txt"
 start=$SECONDS
-stage() { echo "=== $1 ($((SECONDS - start)) s in)"; }
+stage() { echo "=== $1 ($((SECONDS - start)) s in)" | tee -a "$O/run.log"; }
 
 stage "bertfit gpu-selftest"
-timeout 150 "$B" gpu-selftest --json "$O/selftest.json" 2>&1 | tee "$O/selftest.log"
+timeout 150 "$B" gpu-selftest --json "$O/selftest.json" 2>&1 | tee -a "$O/run.log"
+
+stage "bertfit gpu-selftest at 4096 tokens (the batch-32 shapes)"
+timeout 60 "$B" gpu-selftest --tokens 4096 --json "$O/selftest-4096.json" 2>&1 | tee -a "$O/run.log"
 
 stage "PyTorch + transformers, bf16 eager"
 timeout 150 python3 bench/hf_gpu.py --eager --cases bert-base:128,bert-base:128:nopad,minilm:128,bert-base:32 \
-    --json "$O/hf_eager.json" 2>&1 | tee "$O/hf_eager.log"
+    --json "$O/hf_eager.json" 2>&1 | tee -a "$O/run.log"
 
 stage "PyTorch + transformers, bf16 + torch.compile"
 timeout 210 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
-    --json "$O/hf_compile.json" 2>&1 | tee "$O/hf_compile.log"
+    --json "$O/hf_compile.json" 2>&1 | tee -a "$O/run.log"
 
 stage "summary"
 python3 bench/gpu_summary.py "$O" | tee "$O/summary.md"
