@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup-assets.sh >/dev/null
 export BERTFIT_REQUIRE_ASSETS=1
+source scripts/cuda-env.sh
 cargo test --workspace --locked "$@"

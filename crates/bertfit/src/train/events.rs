@@ -39,7 +39,8 @@ pub struct EvalRecord {
 }
 
 impl EvalRecord {
-    /// Builds a record from scores.
+    /// Builds a record from scores (one argument per field of the `metrics.jsonl` line).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(split: &str, epoch: f64, step: usize, loss: f64, lr: f64, elapsed_s: f64, examples: usize, scores: Scores) -> Self {
         EvalRecord {
             epoch,

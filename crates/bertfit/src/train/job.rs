@@ -367,12 +367,15 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     Ok(summary)
 }
 
+/// One split for `data_stats.json`: its name, its examples and their encodings (when the split exists).
+type SplitStats<'a> = (&'a str, Option<&'a Dataset>, Option<&'a Vec<Encoded>>);
+
 /// Label counts and untruncated token lengths per split (`data_stats.json`), for reports.
 fn write_data_stats(
     path: &Path,
     tokenizer: &TextTokenizer,
     labels: &LabelMap,
-    splits: [(&str, Option<&Dataset>, Option<&Vec<Encoded>>); 3],
+    splits: [SplitStats<'_>; 3],
 ) -> Result<()> {
     let mut out = serde_json::Map::new();
     for (name, data, enc) in splits {
