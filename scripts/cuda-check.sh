@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The CUDA code without a GPU (CI runs this after scripts/test.sh): clippy over the whole workspace with the
-# `cuda` feature, and the tests of the CUDA crate and of the GPU self-test's pure parts. Without nvcc the
-# kernels are stubbed (BERTFIT_CUDA_STUB_KERNELS=1): everything type-checks, and asking for a GPU gives an
-# error instead of a crash, which the tests check.
+# The CUDA code without a GPU (CI runs this after scripts/test.sh): builds every target of the workspace
+# with the `cuda` feature (the CLI included, so everything type-checks) and runs the CUDA crate's tests and
+# the GPU self-test's pure tests. It reuses the dependencies scripts/test.sh built (same features), so it
+# costs the workspace crates only. Without nvcc the kernels are stubbed (BERTFIT_CUDA_STUB_KERNELS=1):
+# asking for a GPU then gives an error instead of a crash, which a test checks.
+# With --clippy it also runs clippy with the feature (-D warnings): slower on a cold cache.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/cuda-env.sh
-cargo clippy --locked --workspace --all-targets --features bertfit-cli/cuda -- -D warnings
-cargo test --locked -p bertfit-cuda
-cargo test --locked -p bertfit --features cuda --lib engine::
+cargo test --locked --workspace --features bertfit-cli/cuda -- engine:: memory:: launch:: blaslt::
+if [ "${1:-}" = "--clippy" ]; then
+    cargo clippy --locked --workspace --all-targets --features bertfit-cli/cuda -- -D warnings
+fi
