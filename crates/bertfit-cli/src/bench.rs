@@ -8,8 +8,9 @@ use bertfit::batch::Batch;
 use bertfit::model::random::write_random_model;
 use bertfit::model::{BertConfig, Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
 use bertfit::rng;
-use bertfit::train::loss::cross_entropy;
+use bertfit::runtime::Runtime;
 use bertfit::train::optimizer::{AdamW, AdamWConfig};
+use bertfit::train::{trainer, TrainConfig};
 
 use crate::args::BenchArgs;
 
@@ -47,38 +48,31 @@ fn batch(b: usize, t: usize, seed: u64) -> Batch {
     }
 }
 
-/// Runs the benchmark and prints per-step times and a `RESULT ... median_ms=` line.
-pub fn run(a: &BenchArgs) -> Result<()> {
+/// Runs the benchmark on `rt` and prints per-step times and a `RESULT ... median_ms=` line. A training
+/// step is the training loop's own [`trainer::step`] (forward, loss, backward, clipping at 1.0, AdamW).
+pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     let cfg = config(&a.size)?;
     let dir = tempfile::tempdir()?;
     let vocab: Vec<String> = (0..cfg.vocab_size).map(|i| format!("[unused{i}]")).collect();
     write_random_model(dir.path(), &cfg, &vocab, 0)?;
     let model = Classifier::load(
         &ModelFolder::open(dir.path())?,
-        LoadOptions { labels: Some(vec!["0".into(), "1".into()]), freeze: Freeze::default(), ..Default::default() },
+        LoadOptions { labels: Some(vec!["0".into(), "1".into()]), freeze: Freeze::default(), runtime: rt.clone(), ..Default::default() },
     )?;
     let params = model.params().num_params();
-    let dtype = match a.precision {
-        bertfit::model::kernels::Precision::F32 => "f32",
-        bertfit::model::kernels::Precision::Bf16 => "bf16",
-    };
-    println!("bertfit size={} mode={} dtype={dtype} params={params} threads={}", a.size, a.mode, std::env::var("RAYON_NUM_THREADS").unwrap_or_default());
+    let dtype = rt.precision().name();
+    println!("bertfit size={} mode={} dtype={dtype} params={params} threads={}", a.size, a.mode, rt.threads());
     let (warmup, steps) = (2, a.steps);
     let mut times = Vec::with_capacity(steps);
     match a.mode.as_str() {
         "train" => {
-            let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: 0.01, ..Default::default() });
+            let cfg = TrainConfig { seed: 0, grad_accum: 1, weight_decay: 0.01, ..Default::default() };
+            let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
             for i in 0..warmup + steps {
                 let b = batch(32, 64, i as u64);
                 let t0 = Instant::now();
-                let inputs = Inputs::from_batch(&b, model.device())?;
-                let logits = model.forward(&inputs, Mode::train(0, i as u64))?;
-                let loss = cross_entropy(&logits, &b.labels, None, 1.0)?;
-                let grads = loss.backward()?;
-                opt.accumulate(&grads)?;
-                drop(grads);
-                opt.apply(2e-5, None)?;
-                let l = loss.to_scalar::<f32>()?;
+                let out = trainer::step(&model, &mut opt, &b, i as u64, &cfg, None, Some(2e-5))?;
+                let l = out.loss;
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
                 println!("step {i} loss {l:.4} {ms:.1} ms");
                 if i >= warmup {
@@ -91,8 +85,10 @@ pub fn run(a: &BenchArgs) -> Result<()> {
             for i in 0..warmup + steps {
                 let b = batch(64, 64, 1000 + i as u64);
                 let t0 = Instant::now();
-                let logits = view.forward(&Inputs::from_batch(&b, view.device())?, Mode::EVAL)?;
-                let probs = bertfit::model::infer::softmax_rows(&logits)?;
+                let probs = view.runtime().install(|| -> bertfit::Result<Vec<Vec<f32>>> {
+                    let logits = view.forward(&Inputs::from_batch(&b, view.device())?, Mode::EVAL)?;
+                    bertfit::infer::softmax_rows(&logits)
+                })?;
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
                 println!("batch {i} {ms:.1} ms ({} rows)", probs.len());
                 if i >= warmup {

@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use bertfit::data;
+use bertfit::infer::{argmax, write_file_atomically, write_predictions, Ensemble};
 use bertfit::metrics::{classification_report, confusion_table};
-use bertfit::predict::{write_predictions, Ensemble};
 use bertfit::report::ReportOptions;
+use bertfit::runtime::Runtime;
 use bertfit::train::{self, RunOptions};
 
 use crate::args::{Cli, Command, EvalArgs, PredictArgs, TrainArgs};
@@ -26,27 +27,16 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::BenchStep(a) => {
-            set_threads(Some(a.threads));
-            bertfit::model::kernels::set_matmul_precision(a.precision);
-            crate::bench::run(&a)
-        }
+        Command::BenchStep(a) => crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision)),
         Command::GpuSelftest(a) => crate::gpu::selftest(&a),
     }
 }
 
-fn set_threads(threads: Option<usize>) {
-    if let Some(n) = threads.filter(|&n| n > 0) {
-        // Read by candle's CPU kernels and by rayon when their pools start; nothing has started yet.
-        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
-    }
-    // candle runs its element-wise ops (mostly the gradient adds of its backward pass) on a second
-    // pool whose threads spin after each op, taking cores from the rayon workers that run our
-    // kernels and GEMMs. Those ops are memory-bound: on the calling thread, a MiniLM train step
-    // measured 7 % faster here (1690-1715 ms against 1780-1990 ms). A user's setting wins.
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+/// The runtime of a command: the CPU, a pool of `threads` workers (all cores when absent), our fused
+/// kernels unless `BERTFIT_FUSED=0` (read here, once, to measure what the kernels bring).
+fn runtime(threads: Option<usize>) -> Result<Runtime> {
+    let fused = std::env::var("BERTFIT_FUSED").map_or(true, |v| v != "0");
+    Ok(Runtime::cpu().with_threads(threads.unwrap_or(0))?.with_fused(fused))
 }
 
 /// A progress bar over inference batches, with rate and ETA.
@@ -77,22 +67,19 @@ fn install_signal_handler() {
 
 /// `train` (folds = None) and `cv` (folds = Some), each optionally repeated over `--seeds`.
 fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
-    let (cfg, resume, seeds_flag) = match &flags.resume {
-        Some(dir) => {
-            set_threads(flags.threads);
-            (settings::resolve_resume(dir, flags)?, true, flags.seeds.clone())
-        }
+    let (cfg, resume, seeds_flag, threads) = match &flags.resume {
+        Some(dir) => (settings::resolve_resume(dir, flags)?, true, flags.seeds.clone(), flags.threads),
         None => {
             let merged = settings::merge(flags)?;
-            set_threads(merged.threads);
-            (settings::resolve(&merged, None)?, false, merged.seeds.clone())
+            (settings::resolve(&merged, None)?, false, merged.seeds.clone(), merged.threads)
         }
     };
+    let rt = runtime(threads)?;
     let multi = settings::multi_run(&cfg.output, resume, seeds_flag.as_deref(), folds)?;
     install_signal_handler();
     let report_opts = ReportOptions { png: flags.png };
     let mut progress = Progress::new(flags.quiet).with_report(&cfg.output, report_opts);
-    let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL) };
+    let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL), runtime: Some(&rt) };
     let command = if folds.is_some() { "cv" } else { "train" };
     let interrupted = |e: bertfit::Error| -> anyhow::Error {
         if matches!(e, bertfit::Error::Interrupted) {
@@ -112,7 +99,7 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
         println!("{}", summary.table);
         eprintln!("report: {}", report.display());
         if let Some(oof) = &summary.oof {
-            println!("Out-of-fold predictions ({}):\n{}", cfg.output.join("oof.csv").display(), classification_report(oof));
+            println!("Out-of-fold predictions ({}):\n{}", cfg.output.join(bertfit::rundir::OOF).display(), classification_report(oof));
         }
         return Ok(());
     }
@@ -135,12 +122,17 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
     Ok(())
 }
 
-fn eval(a: &EvalArgs) -> Result<()> {
-    set_threads(a.threads);
-    if let Some(p) = a.precision {
-        bertfit::model::kernels::set_matmul_precision(p);
+/// Loads the models of `eval`/`predict`, saying what loading adjusted.
+fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>) -> Result<Ensemble> {
+    let ensemble = Ensemble::load(models, &runtime(threads)?, precision, max_len)?;
+    for note in ensemble.notes() {
+        eprintln!("warning: {note}");
     }
-    let predictor = Ensemble::load(&a.model, a.max_len)?;
+    Ok(ensemble)
+}
+
+fn eval(a: &EvalArgs) -> Result<()> {
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
     let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
@@ -154,11 +146,9 @@ fn eval(a: &EvalArgs) -> Result<()> {
     }
     let s = &evaluation.scores;
     if let Some(path) = &a.report {
-        let map = data::LabelMap::from_names(predictor.labels().to_vec())?;
-        let gold = map.encode(&data)?;
         let texts: Vec<String> = data.examples.iter().map(|e| e.text.clone()).collect();
         let title = format!("Evaluation: {}", a.data.display());
-        bertfit::report::write_eval_report(path, &title, predictor.labels(), &gold, &evaluation.probs, &texts, &ReportOptions { png: a.png })?;
+        bertfit::report::write_eval_report(path, &title, predictor.labels(), &evaluation.gold, &evaluation.probs, &texts, &ReportOptions { png: a.png })?;
         eprintln!("report: {}", path.display());
     }
     let mut stdout = std::io::stdout().lock();
@@ -195,18 +185,14 @@ fn eval(a: &EvalArgs) -> Result<()> {
 }
 
 fn predict(a: &PredictArgs) -> Result<()> {
-    set_threads(a.threads);
-    if let Some(p) = a.precision {
-        bertfit::model::kernels::set_matmul_precision(p);
-    }
-    let predictor = Ensemble::load(&a.model, a.max_len)?;
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();
         let probs = predictor.predict_texts(&texts, a.batch_size)?;
         let mut stdout = std::io::stdout().lock();
         for (t, p) in a.text.iter().zip(&probs) {
-            let best = bertfit::train::trainer::argmax(p);
+            let best = argmax(p);
             let detail: Vec<String> = labels.iter().zip(p).map(|(l, x)| format!("{l}={x:.4}")).collect();
             writeln!(stdout, "{}\t{}\t{}", labels[best], detail.join(" "), t)?;
         }
@@ -226,12 +212,12 @@ fn predict(a: &PredictArgs) -> Result<()> {
     }
     match &a.output {
         Some(out) => {
-            write_predictions(out, &data, &labels, &probs)?;
+            write_file_atomically(out, |w| write_predictions(w, out, &data, &labels, &probs))?;
             if !a.quiet {
                 eprintln!("wrote {} predictions to {}", data.len(), out.display());
             }
         }
-        None => write_predictions(std::path::Path::new("/dev/stdout"), &data, &labels, &probs)?,
+        None => write_predictions(std::io::stdout().lock(), std::path::Path::new("<stdout>"), &data, &labels, &probs)?,
     }
     Ok(())
 }

@@ -181,7 +181,7 @@ pub fn multi_run(run_dir: &Path, resume: bool, seeds: Option<&str>, folds: Optio
     let mut folds = if resume { given_folds } else { is_cv.then(|| given_folds.unwrap_or(5)) };
     if resume {
         let read = |name: &str| -> Option<serde_json::Value> { serde_json::from_str(&std::fs::read_to_string(run_dir.join(name)).ok()?).ok() };
-        if let Some(v) = read("seeds.json") {
+        if let Some(v) = read(bertfit::rundir::SEEDS) {
             let saved: Option<Vec<u64>> = serde_json::from_value(v["seeds"].clone()).ok();
             if seeds.is_some() && seeds != saved {
                 return Err(Error::config("seeds", "cannot change --seeds when resuming"));
@@ -192,7 +192,7 @@ pub fn multi_run(run_dir: &Path, resume: bool, seeds: Option<&str>, folds: Optio
                 return Err(Error::config("folds", "cannot change --folds when resuming"));
             }
             folds = saved_folds;
-        } else if let Some(v) = read("cv.json") {
+        } else if let Some(v) = read(bertfit::rundir::CV) {
             let saved = v["folds"].as_u64().map(|k| k as usize);
             if folds.is_some() && folds != saved {
                 return Err(Error::config("folds", "cannot change --folds when resuming"));

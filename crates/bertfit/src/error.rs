@@ -112,6 +112,32 @@ pub enum Error {
     /// A tensor operation failed (a bug or an exhausted resource, not bad input).
     #[error("tensor operation failed")]
     Tensor(#[from] candle_core::Error),
+    /// Writing a CSV file failed (an output problem, not the user's input).
+    #[error("{}: cannot write CSV", path.display())]
+    Csv {
+        /// The file.
+        path: PathBuf,
+        /// The CSV writer's error.
+        #[source]
+        source: csv::Error,
+    },
+    /// Serialising bertfit's own data (a JSON record, a config) failed: a bug, not the user's input.
+    #[error("cannot serialise {what}")]
+    Serialize {
+        /// What was being serialised.
+        what: &'static str,
+        /// serde_json's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Training produced a non-finite loss.
+    #[error("training diverged: the loss is {loss} at step {step} (try a lower --lr, gradient clipping with --max-grad-norm, or f32 precision)")]
+    Diverged {
+        /// Optimizer step at which it happened.
+        step: usize,
+        /// The loss value (NaN or infinite).
+        loss: f64,
+    },
     /// A compute backend (the GPU's driver, libraries or kernels) failed.
     #[error("compute backend failed")]
     Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -137,6 +163,14 @@ impl Error {
     ) -> Self {
         Error::Parse { at, msg: msg.into(), source: source.into() }
     }
+    /// Builds an [`Error::Serialize`].
+    pub fn serialize(what: &'static str, source: serde_json::Error) -> Self {
+        Error::Serialize { what, source }
+    }
+    /// Builds an [`Error::Csv`].
+    pub fn csv(path: impl AsRef<Path>, source: csv::Error) -> Self {
+        Error::Csv { path: path.as_ref().to_path_buf(), source }
+    }
     /// Builds an [`Error::Config`].
     pub fn config(option: impl Into<String>, msg: impl Into<String>) -> Self {
         Error::Config { option: option.into(), msg: msg.into() }
@@ -149,7 +183,13 @@ impl Error {
                 source.kind(),
                 std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::InvalidData
             ),
-            Error::Hub { .. } | Error::Tensor(_) | Error::Backend(_) | Error::Interrupted => false,
+            Error::Hub { .. }
+            | Error::Tensor(_)
+            | Error::Csv { .. }
+            | Error::Serialize { .. }
+            | Error::Diverged { .. }
+            | Error::Backend(_)
+            | Error::Interrupted => false,
         }
     }
 }

@@ -1,19 +1,26 @@
 //! bertfit: fine-tune, evaluate and serve BERT-family text classifiers.
 //!
 //! Layers, each owning one thing and never reaching upward:
-//! [`data`] (files, labels, splits) → [`tokenize`] → [`batch`] → [`model`] → [`train`] →
-//! [`metrics`] → [`predict`]. Tensor types appear only in `model`, `train` and `predict`.
+//! [`data`] (files, labels, splits) → [`source`] (model folders, the hub) → [`tokenize`] → [`batch`] →
+//! [`model`] (family table, config, encoder, heads, kernels) → [`engine`] → [`infer`] (a loaded model:
+//! probabilities, scores, prediction files) → [`train`] → [`report`]. Beside them, reaching up to
+//! nothing: [`runtime`] (device, precision, threads: values, never globals), [`rundir`] (the run
+//! directory's files), [`metrics`], [`rng`], [`error`]. Tensor types appear only in `model`, `engine`,
+//! `infer` and `train`; prediction never imports `train`.
 #![warn(missing_docs)]
 
 pub mod batch;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod infer;
 pub mod metrics;
 pub mod model;
-pub mod predict;
 pub mod report;
 pub mod rng;
+pub mod rundir;
+pub mod runtime;
+pub mod source;
 pub mod tokenize;
 pub mod train;
 

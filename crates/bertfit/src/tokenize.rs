@@ -9,7 +9,9 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
 
+use crate::data::Dataset;
 use crate::error::{Error, Result};
+use crate::source::ModelFolder;
 
 /// One tokenized example: plain ids, ready for batching.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +39,16 @@ fn tok_err(path: &Path, msg: &str) -> impl FnOnce(Box<dyn std::error::Error + Se
 }
 
 impl TextTokenizer {
+    /// The tokenizer of a model folder (`tokenizer.json`, else `vocab.txt` with the folder's lowercasing),
+    /// truncating at `max_len`.
+    pub fn for_folder(folder: &ModelFolder, max_len: usize) -> Result<Self> {
+        match (&folder.tokenizer_json, &folder.vocab_txt) {
+            (Some(json), _) => Self::from_tokenizer_json(json, max_len),
+            (None, Some(vocab)) => Self::from_vocab(vocab, folder.lowercase(), max_len),
+            (None, None) => Err(Error::config("model", format!("{}: no tokenizer.json or vocab.txt", folder.dir.display()))),
+        }
+    }
+
     /// Loads a `tokenizer.json`, clearing any baked-in padding and setting truncation to `max_len`.
     pub fn from_tokenizer_json(path: &Path, max_len: usize) -> Result<Self> {
         let inner = Tokenizer::from_file(path).map_err(tok_err(path, "cannot load tokenizer.json"))?;
@@ -97,6 +109,17 @@ impl TextTokenizer {
     /// Vocabulary size including added tokens.
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
+    }
+
+    /// The file this tokenizer was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// Tokenizes every example of a dataset, in order.
+    pub fn encode_dataset(&self, data: &Dataset) -> Result<Vec<Encoded>> {
+        let texts: Vec<(&str, Option<&str>)> = data.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
+        self.encode_all(&texts)
     }
 
     /// Tokenizes texts (and optional second segments) in parallel.

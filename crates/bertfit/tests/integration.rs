@@ -8,8 +8,9 @@ use bertfit::batch;
 use bertfit::data::{self, Columns};
 use bertfit::model::random::{tiny_config, write_random_model};
 use bertfit::model::{Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
-use bertfit::predict::Predictor;
-use bertfit::train::job::{encode, load_tokenizer};
+use bertfit::infer::Predictor;
+use bertfit::runtime::Runtime;
+use bertfit::tokenize::TextTokenizer;
 use bertfit::train::loss::cross_entropy;
 use bertfit::train::optimizer::{AdamW, AdamWConfig};
 use bertfit::train::{self, DataConfig, RunConfig, RunOptions, Silent, TrainConfig};
@@ -93,7 +94,7 @@ fn training_lowers_loss_and_memorises_a_small_dataset() {
         assert!(records[0].get(key).is_some(), "metrics.jsonl lacks {key}");
     }
     // The best model predicts every training example right.
-    let predictor = Predictor::load(&cfg.output.join("best").display().to_string(), None).expect("load best");
+    let predictor = Predictor::load(&ModelFolder::open(&cfg.output.join("best")).expect("folder"), &Runtime::cpu(), None, None).expect("load best");
     let data = data::read_dataset(&cfg.data.train, &Columns::default(), true).expect("read");
     let eval = predictor.evaluate(&data, 7, &mut |_, _| {}).expect("eval");
     assert_eq!(eval.scores.accuracy, 1.0, "{:?}", eval.scores.confusion);
@@ -130,7 +131,7 @@ fn load_classifier(model: &Path, labels: Option<Vec<String>>, freeze: Freeze) ->
 
 fn tiny_batch(model: &Path) -> (bertfit::batch::Batch, Vec<bertfit::tokenize::Encoded>) {
     let folder = ModelFolder::open(model).expect("folder");
-    let tok = load_tokenizer(&folder, 16).expect("tokenizer");
+    let tok = TextTokenizer::for_folder(&folder, 16).expect("tokenizer");
     let enc = tok
         .encode_all(&[("the movie was good .", None), ("bad", None), ("a film , quite terrible and sad .", Some("the plot"))])
         .expect("encode");
@@ -216,9 +217,9 @@ fn batched_and_one_by_one_predictions_agree() {
     let model_dir = tiny_model(dir.path(), 6);
     let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
     let (_, enc) = tiny_batch(&model_dir);
-    let batched = bertfit::model::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
+    let batched = bertfit::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
     for (i, e) in enc.iter().enumerate() {
-        let single = bertfit::model::infer::probabilities(&model, std::slice::from_ref(e), 1, &mut |_, _| {}).expect("single");
+        let single = bertfit::infer::probabilities(&model, std::slice::from_ref(e), 1, &mut |_, _| {}).expect("single");
         for (a, b) in batched[i].iter().zip(&single[0]) {
             assert!((a - b).abs() < 1e-5, "example {i}: {a} vs {b}");
         }
@@ -302,7 +303,7 @@ fn minilm_forward_matches_transformers() {
     let model = Classifier::load(&folder, LoadOptions { labels: Some(vec!["a".into(), "b".into()]), ..Default::default() })
         .expect("load");
     assert!(model.load_report.missing.is_empty(), "missing: {:?}", model.load_report.missing);
-    let tok = load_tokenizer(&folder, 128).expect("tok");
+    let tok = TextTokenizer::for_folder(&folder, 128).expect("tok");
     let cases = reference["cases"].as_array().expect("cases");
     let mut worst = 0f32;
     for case in cases {
@@ -339,13 +340,14 @@ fn minilm_forward_matches_transformers() {
 fn minilm_tokenizer_has_its_baked_in_padding_cleared() {
     let Some(model_dir) = require_assets() else { return };
     let folder = ModelFolder::open(&model_dir).expect("folder");
-    let tok = load_tokenizer(&folder, 64).expect("tok");
+    let tok = TextTokenizer::for_folder(&folder, 64).expect("tok");
     let data = data::Dataset {
         path: "x".into(),
         id_column: None,
+        label_column: None,
         examples: vec![data::Example { id: None, text: "Hello".into(), text_pair: None, label: None, line: 1 }],
     };
-    let enc = encode(&tok, &data).expect("encode");
+    let enc = tok.encode_dataset(&data).expect("encode");
     assert_eq!(enc[0].ids, vec![101, 7592, 102]);
 }
 
@@ -361,8 +363,8 @@ fn roberta_layout_saves_under_its_prefix_and_pads_positions_correctly() {
     let model = load_classifier(&model_dir, Some(vec!["neg".into(), "pos".into()]), Freeze::default());
     // Padding must not change a sequence's result: positions count real tokens only.
     let (_, enc) = tiny_batch(&model_dir);
-    let batched = bertfit::model::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
-    let single = bertfit::model::infer::probabilities(&model, &enc[1..2], 1, &mut |_, _| {}).expect("single");
+    let batched = bertfit::infer::probabilities(&model, &enc, 8, &mut |_, _| {}).expect("batched");
+    let single = bertfit::infer::probabilities(&model, &enc[1..2], 1, &mut |_, _| {}).expect("single");
     for (a, b) in batched[1].iter().zip(&single[0]) {
         assert!((a - b).abs() < 1e-5, "{a} vs {b}");
     }
@@ -424,12 +426,12 @@ fn ensembles_average_member_probabilities() {
     train::run(&b, RunOptions::default(), &mut Silent).expect("b");
     let data = data::read_dataset(&a.data.train, &Columns::default(), true).expect("read");
     let spec = |c: &RunConfig| c.output.join("best").display().to_string();
-    let pa = Predictor::load(&spec(&a), None).expect("a").predict_dataset(&data, 8, &mut |_, _| {}).expect("pa");
-    let pb = Predictor::load(&spec(&b), None).expect("b").predict_dataset(&data, 8, &mut |_, _| {}).expect("pb");
+    let pa = Predictor::load(&ModelFolder::open(Path::new(&spec(&a))).expect("a"), &Runtime::cpu(), None, None).expect("a").predict_dataset(&data, 8, &mut |_, _| {}).expect("pa");
+    let pb = Predictor::load(&ModelFolder::open(Path::new(&spec(&b))).expect("b"), &Runtime::cpu(), None, None).expect("b").predict_dataset(&data, 8, &mut |_, _| {}).expect("pb");
     assert_ne!(pa, pb);
-    let one = bertfit::predict::Ensemble::load(&[spec(&a)], None).expect("one");
+    let one = bertfit::infer::Ensemble::load(&[spec(&a)], &Runtime::cpu(), None, None).expect("one");
     assert_eq!(one.predict_dataset(&data, 8, &mut |_, _| {}).expect("p1"), pa, "an ensemble of one is that model");
-    let two = bertfit::predict::Ensemble::load(&[spec(&a), spec(&b)], None).expect("two");
+    let two = bertfit::infer::Ensemble::load(&[spec(&a), spec(&b)], &Runtime::cpu(), None, None).expect("two");
     let p2 = two.predict_dataset(&data, 8, &mut |_, _| {}).expect("p2");
     for (i, row) in p2.iter().enumerate() {
         for (c, v) in row.iter().enumerate() {
@@ -441,6 +443,6 @@ fn ensembles_average_member_probabilities() {
     let m = load_classifier(&model, Some(vec!["x".into(), "y".into()]), Freeze::default());
     m.save(&other, 16).expect("save");
     std::fs::copy(model.join("vocab.txt"), other.join("vocab.txt")).expect("vocab");
-    let err = bertfit::predict::Ensemble::load(&[spec(&a), other.display().to_string()], None).expect_err("labels differ");
+    let err = bertfit::infer::Ensemble::load(&[spec(&a), other.display().to_string()], &Runtime::cpu(), None, None).expect_err("labels differ");
     assert!(err.to_string().contains("disagree on labels"), "{err}");
 }

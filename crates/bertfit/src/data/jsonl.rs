@@ -56,7 +56,7 @@ pub(super) fn read(path: &Path, bytes: &[u8], cols: &Columns, require_label: boo
         examples.push(Example { id, text, text_pair, label, line });
     }
     let id_column = (saw_id || cols.id.is_some()).then(|| id_key.to_string());
-    Ok(Dataset { path: path.to_path_buf(), examples, id_column })
+    Ok(Dataset { path: path.to_path_buf(), examples, id_column, label_column: None })
 }
 
 /// A required string-valued key.

@@ -76,10 +76,10 @@ impl LabelMap {
         self.labels.get(id).map(String::as_str)
     }
 
-    /// The class ids of every example of `data`, whose labels were read from the default `label` column.
-    /// See [`LabelMap::encode_column`].
+    /// The class ids of every example of `data`, errors naming the column its labels were read from
+    /// (`label` when unknown). See [`LabelMap::encode_column`].
     pub fn encode(&self, data: &Dataset) -> Result<Vec<usize>> {
-        self.encode_column(data, "label")
+        self.encode_column(data, data.label_column.as_deref().unwrap_or("label"))
     }
 
     /// The class ids of every example of `data`; `column` is the label column's name, for error messages.
@@ -166,7 +166,7 @@ mod tests {
                 line: i as u64 + 2,
             })
             .collect();
-        Dataset { path: "eval.csv".into(), examples, id_column: None }
+        Dataset { path: "eval.csv".into(), examples, id_column: None, label_column: None }
     }
 
     #[test]

@@ -8,14 +8,12 @@
 mod jsonl;
 mod labels;
 mod reader;
-mod scored;
 mod split;
 
 use std::path::PathBuf;
 
 pub use labels::LabelMap;
 pub use reader::{read_dataset, Format};
-pub use scored::write_scored;
 pub use split::{stratified_kfold, stratified_split};
 
 /// Which columns (CSV/TSV header names) or keys (JSON lines) hold each part of an example.
@@ -63,6 +61,8 @@ pub struct Dataset {
     pub examples: Vec<Example>,
     /// The id column actually used, if any.
     pub id_column: Option<String>,
+    /// The label column (or JSONL key) labels were read from, for error messages.
+    pub label_column: Option<String>,
 }
 
 impl Dataset {
@@ -94,6 +94,7 @@ impl Dataset {
             path: self.path.clone(),
             examples: indices.iter().filter_map(|&i| self.examples.get(i).cloned()).collect(),
             id_column: self.id_column.clone(),
+            label_column: self.label_column.clone(),
         }
     }
 }

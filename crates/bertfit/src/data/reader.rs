@@ -56,7 +56,7 @@ pub fn read_dataset(path: &Path, cols: &Columns, require_label: bool) -> Result<
     let format = Format::from_path(path)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF".as_slice()).unwrap_or(&bytes);
-    let dataset = match format {
+    let mut dataset = match format {
         Format::Csv => read_delimited(path, bytes, b',', true, cols, require_label)?,
         Format::Tsv => read_delimited(path, bytes, b'\t', false, cols, require_label)?,
         Format::JsonLines => jsonl::read(path, bytes, cols, require_label)?,
@@ -64,6 +64,7 @@ pub fn read_dataset(path: &Path, cols: &Columns, require_label: bool) -> Result<
     if dataset.examples.is_empty() {
         return Err(Error::input(Location::file(path), "no examples: the file has no records"));
     }
+    dataset.label_column = cols.label.clone();
     Ok(dataset)
 }
 
@@ -181,7 +182,7 @@ fn read_delimited(
         };
         examples.push(Example { id, text: text.to_string(), text_pair, label, line });
     }
-    Ok(Dataset { path: path.to_path_buf(), examples, id_column: layout.id.map(|(_, name)| name) })
+    Ok(Dataset { path: path.to_path_buf(), examples, id_column: layout.id.map(|(_, name)| name), label_column: None })
 }
 
 fn resolve_columns(

@@ -4,12 +4,14 @@
 //! `BertSelfOutput`, `BertIntermediate`, `BertOutput`, `BertPooler`), including the dropout that
 //! candle-transformers' inference port leaves out. RoBERTa-style checkpoints differ only in position ids.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Device, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::ops::{self, LayerNorm, Linear, Mode};
 use super::params::{Init, ParamStore};
+use crate::batch::Batch;
 use crate::error::Result;
+use crate::runtime::Exec;
 
 /// Which weights receive gradients.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -50,6 +52,8 @@ pub(crate) struct Builder<'a> {
     pub store: &'a mut ParamStore,
     pub freeze: Freeze,
     pub init_std: f64,
+    /// The runtime's arithmetic, recorded in every layer built.
+    pub exec: Exec,
 }
 
 impl Builder<'_> {
@@ -60,12 +64,12 @@ impl Builder<'_> {
     pub fn linear(&mut self, name: &str, inp: usize, out: usize) -> Result<Linear> {
         let weight = self.tensor(&format!("{name}.weight"), &[out, inp], Init::Normal(self.init_std))?;
         let bias = self.tensor(&format!("{name}.bias"), &[out], Init::Zeros)?;
-        Ok(Linear { weight, bias: Some(bias) })
+        Ok(Linear { weight, bias: Some(bias), exec: self.exec })
     }
     pub fn layer_norm(&mut self, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
         let weight = self.tensor(&format!("{name}.weight"), &[dim], Init::Ones)?;
         let bias = self.tensor(&format!("{name}.bias"), &[dim], Init::Zeros)?;
-        Ok(LayerNorm { weight, bias, eps })
+        Ok(LayerNorm { weight, bias, eps, exec: self.exec })
     }
 }
 
@@ -96,6 +100,7 @@ struct Embeddings {
     position_offset: u32,
     pad_id: u32,
     roberta_positions: bool,
+    exec: Exec,
 }
 
 impl Embeddings {
@@ -121,7 +126,7 @@ impl Embeddings {
             .add(&ops::embed(&self.position, &positions)?)?
             .add(&ops::embed(&self.token_type, type_ids)?)?;
         let x = self.norm.forward(&x)?;
-        ops::dropout(&x, self.dropout, mode, site::EMBEDDINGS)
+        ops::dropout(&x, self.dropout, mode, site::EMBEDDINGS, self.exec)
     }
 }
 
@@ -140,18 +145,19 @@ struct Layer {
     hidden_dropout: f64,
     attn_dropout: f64,
     index: usize,
+    exec: Exec,
 }
 
 impl Layer {
     /// `x`: (batch, seq, hidden); `bias`: (batch, 1, 1, seq).
     fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> Result<Tensor> {
         let (q, k, v) = (self.query.forward(x)?, self.key.forward(x)?, self.value.forward(x)?);
-        let ctx = ops::attention(&q, &k, &v, bias, self.heads, self.attn_dropout, mode, site::attention_probs(self.index))?;
+        let ctx = ops::attention(&q, &k, &v, bias, self.heads, self.attn_dropout, mode, site::attention_probs(self.index), self.exec)?;
         let attn = self.attn_out.forward(&ctx)?;
-        let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.hidden_dropout, mode, site::attention_output(self.index))?)?;
+        let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.hidden_dropout, mode, site::attention_output(self.index), self.exec)?)?;
         let inner = self.intermediate.forward_act(&x, self.act)?;
         let out = self.output.forward(&inner)?;
-        self.out_norm.forward(&ops::dropout_add(&out, &x, self.hidden_dropout, mode, site::ffn_output(self.index))?)
+        self.out_norm.forward(&ops::dropout_add(&out, &x, self.hidden_dropout, mode, site::ffn_output(self.index), self.exec)?)
     }
 }
 
@@ -164,6 +170,19 @@ pub struct Inputs {
     pub type_ids: Tensor,
     /// Attention mask, (batch, seq) f32: 1 for tokens, 0 for padding.
     pub mask: Tensor,
+}
+
+impl Inputs {
+    /// Moves a padded batch onto `device`.
+    pub fn from_batch(b: &Batch, device: &Device) -> Result<Self> {
+        let shape = (b.size, b.seq_len);
+        let mask: Vec<f32> = b.attention_mask.iter().map(|&m| m as f32).collect();
+        Ok(Inputs {
+            input_ids: Tensor::from_slice(&b.input_ids, shape, device)?,
+            type_ids: Tensor::from_slice(&b.type_ids, shape, device)?,
+            mask: Tensor::from_vec(mask, shape, device)?,
+        })
+    }
 }
 
 /// Embeddings + transformer layers + (optional) pooler.
@@ -194,6 +213,7 @@ impl Encoder {
             position_offset: 0,
             pad_id: cfg.pad_token_id,
             roberta_positions: cfg.roberta_positions(),
+            exec: b.exec,
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -212,6 +232,7 @@ impl Encoder {
                 hidden_dropout: cfg.hidden_dropout_prob,
                 attn_dropout: cfg.attention_probs_dropout_prob,
                 index: i,
+                exec: b.exec,
             });
         }
         let pooler = if with_pooler { Some(b.linear("pooler.dense", h, h)?) } else { None };

@@ -3,11 +3,13 @@
 use std::path::Path;
 
 use candle_core::{Device, Tensor, Var};
+
+use crate::runtime::{Precision, Runtime};
 use serde::{Deserialize, Serialize};
 
 use super::bert::{Builder, Encoder, Freeze, Inputs};
 use super::config::{BertConfig, HeadConfig};
-use super::folder::ModelFolder;
+use crate::source::ModelFolder;
 use super::head::{self, Head};
 use super::ops::Mode;
 use super::params::{LoadReport, ParamStore};
@@ -20,6 +22,27 @@ pub struct SavedMeta {
     pub head: HeadConfig,
     /// Maximum sequence length used in training.
     pub max_len: usize,
+    /// Matmul precision used in training; eval and predict default to it (absent in folders saved
+    /// before it was recorded: f32).
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+impl SavedMeta {
+    /// bertfit's settings in a model folder's `config.json` (`None` for folders bertfit did not write).
+    pub fn read(folder: &ModelFolder) -> Result<Option<SavedMeta>> {
+        let config = BertConfig::from_file(&folder.config)?;
+        Self::from_config(&config, &folder.config)
+    }
+
+    fn from_config(config: &BertConfig, path: &Path) -> Result<Option<SavedMeta>> {
+        match config.extra.get("bertfit") {
+            Some(v) => Ok(Some(serde_json::from_value(v.clone()).map_err(|e| {
+                Error::parse(Location::file(path).field("bertfit"), "unreadable bertfit settings", e)
+            })?)),
+            None => Ok(None),
+        }
+    }
 }
 
 /// How to set up a classifier.
@@ -33,13 +56,13 @@ pub struct LoadOptions {
     pub freeze: Freeze,
     /// Seed for freshly initialised weights.
     pub seed: u64,
-    /// Where tensors live.
-    pub device: Device,
+    /// Device, precision, kernels and threads the model computes with (kept by the model).
+    pub runtime: Runtime,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { labels: None, head: None, freeze: Freeze::default(), seed: 0, device: Device::Cpu }
+        LoadOptions { labels: None, head: None, freeze: Freeze::default(), seed: 0, runtime: Runtime::cpu() }
     }
 }
 
@@ -62,6 +85,7 @@ pub struct Classifier {
     encoder: Encoder,
     head: Head,
     store: ParamStore,
+    runtime: Runtime,
 }
 
 fn labels_from_config(cfg: &BertConfig) -> Option<Vec<String>> {
@@ -79,16 +103,11 @@ impl Classifier {
     /// exactly those labels with the same head, and freshly initialised otherwise.
     pub fn load(folder: &ModelFolder, opts: LoadOptions) -> Result<Self> {
         let mut config = BertConfig::from_file(&folder.config)?;
-        let saved_meta: Option<SavedMeta> = match config.extra.get("bertfit") {
-            Some(v) => Some(serde_json::from_value(v.clone()).map_err(|e| {
-                Error::parse(Location::file(&folder.config).field("bertfit"), "unreadable bertfit settings", e)
-            })?),
-            None => None,
-        };
+        let saved_meta = SavedMeta::from_config(&config, &folder.config)?;
         let ckpt_labels = labels_from_config(&config);
         let head_config = opts.head.clone().or_else(|| saved_meta.as_ref().map(|m| m.head.clone())).unwrap_or_default();
         head_config.validate()?;
-        let mut store = ParamStore::from_safetensors(&folder.weights, opts.device.clone(), opts.seed)?;
+        let mut store = ParamStore::from_safetensors(&folder.weights, opts.runtime.device().clone(), opts.seed)?;
         let head_names = head::layer_names(&head_config);
         let head_present = head_names.iter().all(|n| store.contains(&format!("{n}.weight")));
         let saved_head = saved_meta.as_ref().map(|m| m.head.clone()).unwrap_or_default();
@@ -117,7 +136,7 @@ impl Classifier {
             return Err(Error::config("labels", format!("a classifier needs at least 2 classes, found {}", labels.len())));
         }
         let default_dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
-        let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range };
+        let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range, exec: opts.runtime.exec() };
         let encoder = Encoder::build(&config, &mut builder, head_config.pooling == super::config::Pooling::Cls)?;
         let head = Head::build(&head_config, config.hidden_size, labels.len(), default_dropout, &mut builder, fresh_head)?;
         let mut load_report = store.report();
@@ -137,6 +156,7 @@ impl Classifier {
             encoder,
             head,
             store,
+            runtime: opts.runtime,
         })
     }
 
@@ -159,7 +179,7 @@ impl Classifier {
     pub fn inference_view(&self) -> Result<Classifier> {
         let mut store = self.store.clone();
         let default_dropout = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
-        let mut builder = Builder { store: &mut store, freeze: Freeze::ALL, init_std: self.config.initializer_range };
+        let mut builder = Builder { store: &mut store, freeze: Freeze::ALL, init_std: self.config.initializer_range, exec: self.runtime.exec() };
         let encoder = Encoder::build(&self.config, &mut builder, self.head_config.pooling == super::config::Pooling::Cls)?;
         let head = Head::build(&self.head_config, self.config.hidden_size, self.labels.len(), default_dropout, &mut builder, false)?;
         Ok(Classifier {
@@ -173,6 +193,7 @@ impl Classifier {
             encoder,
             head,
             store,
+            runtime: self.runtime.clone(),
         })
     }
 
@@ -191,6 +212,11 @@ impl Classifier {
         self.store.device()
     }
 
+    /// The runtime this model computes with.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Writes `config.json` (with `id2label`, `label2id`, the classifier architecture and bertfit's settings)
     /// and `model.safetensors` (encoder under `bert.`, head under `classifier.`) into `dir`.
     pub fn save(&self, dir: &Path, max_len: usize) -> Result<()> {
@@ -201,7 +227,7 @@ impl Classifier {
         cfg.extra.insert("label2id".into(), serde_json::Value::Object(label2id));
         cfg.extra.insert("architectures".into(), serde_json::json!([cfg.classifier_architecture()]));
         cfg.extra.insert("problem_type".into(), "single_label_classification".into());
-        let meta = SavedMeta { head: self.head_config.clone(), max_len };
+        let meta = SavedMeta { head: self.head_config.clone(), max_len, precision: self.runtime.precision() };
         cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::config("head", e.to_string()))?);
         let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::config("config", e.to_string()))?;
         let path = dir.join("config.json");

@@ -8,7 +8,10 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::family::{Family, Positions, FAMILIES};
 use crate::error::{Error, Location, Result};
+use crate::source::ModelFolder;
+use crate::tokenize::TextTokenizer;
 
 /// Hidden activation function of the feed-forward block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,37 +138,75 @@ impl BertConfig {
                 return bad(field, format!("{p} is not a probability in [0, 1)"));
             }
         }
-        if !self.is_supported_type() {
-            return bad("model_type", format!("`{}` is not a BERT-layout encoder (supported: bert, roberta, xlm-roberta, camembert)", self.model_type));
+        if Family::lookup(&self.model_type).is_none() {
+            return bad(
+                "model_type",
+                format!("`{}` is not a supported encoder family (supported: {})", self.model_type, Family::supported().join(", ")),
+            );
+        }
+        if self.roberta_positions() && self.pad_token_id as usize + 1 >= self.max_position_embeddings {
+            return bad(
+                "pad_token_id",
+                format!(
+                    "{} leaves no positions: with RoBERTa-style positions, pad_token_id + 1 must be below max_position_embeddings ({})",
+                    self.pad_token_id, self.max_position_embeddings
+                ),
+            );
         }
         Ok(())
     }
 
-    fn is_supported_type(&self) -> bool {
-        matches!(self.model_type.as_str(), "bert" | "roberta" | "xlm-roberta" | "camembert")
+    /// This config's row of the family table (validated configs always have one).
+    pub fn family(&self) -> &'static Family {
+        Family::lookup(&self.model_type).unwrap_or(&FAMILIES[0])
     }
 
     /// Whether positions are offset by `pad_token_id + 1` (the RoBERTa convention).
     pub fn roberta_positions(&self) -> bool {
-        self.model_type != "bert"
+        Family::lookup(&self.model_type).is_some_and(|f| f.positions == Positions::PadOffset)
     }
 
     /// Name prefix of the encoder inside a sequence-classification checkpoint (`bert`, `roberta`).
     pub fn encoder_prefix(&self) -> &'static str {
-        match self.model_type.as_str() {
-            "bert" => "bert",
-            _ => "roberta",
-        }
+        self.family().prefix
     }
 
     /// The Hugging Face architecture name of the matching sequence classifier.
     pub fn classifier_architecture(&self) -> &'static str {
-        match self.model_type.as_str() {
-            "bert" => "BertForSequenceClassification",
-            "xlm-roberta" => "XLMRobertaForSequenceClassification",
-            "camembert" => "CamembertForSequenceClassification",
-            _ => "RobertaForSequenceClassification",
+        self.family().architecture
+    }
+
+    /// Tokens a sequence may hold: `max_position_embeddings`, less `pad_token_id + 1` with RoBERTa positions.
+    pub fn position_room(&self) -> usize {
+        let offset = if self.roberta_positions() { self.pad_token_id as usize + 1 } else { 0 };
+        self.max_position_embeddings.saturating_sub(offset)
+    }
+
+    /// `max_len` cut to [`BertConfig::position_room`], with a note naming both numbers when it was cut.
+    /// Training, evaluation and prediction all handle a too-long `--max-len` this way.
+    pub fn fit_max_len(&self, max_len: usize) -> (usize, Option<String>) {
+        let room = self.position_room();
+        if max_len <= room {
+            return (max_len, None);
         }
+        (room, Some(format!("max_len {max_len} exceeds the model's {room} positions; using {room}")))
+    }
+
+    /// Refuses a tokenizer whose ids can reach beyond the embedding table (`vocab_size`): those would
+    /// fail deep inside the model instead of naming the files that disagree.
+    pub fn check_tokenizer(&self, tokenizer: &TextTokenizer, folder: &ModelFolder) -> Result<()> {
+        let ids = tokenizer.vocab_size();
+        if ids > self.vocab_size {
+            return Err(Error::input(
+                Location::file(tokenizer.source()),
+                format!(
+                    "the tokenizer has {ids} tokens but {} says vocab_size {}: they do not belong to the same model",
+                    folder.config.display(),
+                    self.vocab_size
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Head dimension.

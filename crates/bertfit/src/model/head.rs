@@ -11,6 +11,7 @@ use super::config::{Activation, HeadConfig, Pooling};
 use super::ops::{self, Linear, Mode};
 use super::params::Init;
 use crate::error::Result;
+use crate::runtime::Exec;
 
 /// Names of the head's tensors for a config, in order (weights then biases per layer).
 pub fn layer_names(cfg: &HeadConfig) -> Vec<String> {
@@ -29,6 +30,7 @@ pub struct Head {
     layers: Vec<Linear>,
     dropout: f64,
     activation: Activation,
+    exec: Exec,
 }
 
 impl Head {
@@ -55,7 +57,7 @@ impl Head {
             }
             layers.push(b.linear(name, inp, out)?);
         }
-        Ok(Head { pooling: cfg.pooling, layers, dropout: cfg.dropout.unwrap_or(default_dropout), activation: cfg.activation })
+        Ok(Head { pooling: cfg.pooling, layers, dropout: cfg.dropout.unwrap_or(default_dropout), activation: cfg.activation, exec: b.exec })
     }
 
     /// Whether this head reads the pooler output.
@@ -78,10 +80,10 @@ impl Head {
         };
         let last = self.layers.len() - 1;
         for (i, layer) in self.layers.iter().enumerate() {
-            x = ops::dropout(&x, self.dropout, mode, site::head(i))?;
+            x = ops::dropout(&x, self.dropout, mode, site::head(i), self.exec)?;
             x = layer.forward(&x)?;
             if i < last {
-                x = ops::activate(&x, self.activation)?;
+                x = ops::activate(&x, self.activation, self.exec)?;
             }
         }
         Ok(x)

@@ -1,13 +1,12 @@
-//! The model layer: Hugging Face config, BERT port with HF tensor names, classification head, weight
-//! loading and saving. Framework (candle) types stay inside `model`, `train` and `predict`.
+//! The model layer: the table of encoder families, the Hugging Face config, the BERT port with HF tensor
+//! names, classification heads, weight loading and saving, and the ops and fused CPU kernels they compute
+//! with. Framework (candle) types stay inside `model`, `engine`, `infer` and `train`.
 
 mod bert;
 pub mod classifier;
 pub mod config;
-pub mod folder;
+pub mod family;
 pub mod head;
-pub mod hub;
-pub mod infer;
 pub mod kernels;
 pub mod ops;
 pub mod params;
@@ -16,5 +15,7 @@ pub mod random;
 pub use bert::{Encoder, Freeze, Inputs};
 pub use classifier::{Classifier, LoadOptions, SavedMeta};
 pub use config::{Activation, BertConfig, HeadConfig, Pooling};
-pub use folder::ModelFolder;
+pub use family::Family;
 pub use ops::Mode;
+// model files are found by `crate::source`; re-exported here for existing callers
+pub use crate::source::{hub, ModelFolder};

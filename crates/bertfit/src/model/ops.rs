@@ -12,22 +12,26 @@ use super::config::Activation;
 use super::kernels;
 use crate::error::Result;
 use crate::rng;
+use crate::runtime::Exec;
 
-/// A dense layer with Hugging Face's `[out, in]` weight layout.
+/// A dense layer with Hugging Face's `[out, in]` weight layout, computing as its runtime said when it
+/// was built.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// Weight, (out, in).
     pub weight: Tensor,
     /// Bias, (out).
     pub bias: Option<Tensor>,
+    /// Precision and kernels.
+    pub exec: Exec,
 }
 
 impl Linear {
     /// `x`: (..., in) → (..., out).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if let (Some(b), true) = (&self.bias, fused(x)) {
+        if let (Some(b), true) = (&self.bias, fused(x, self.exec)) {
             // Any leading dimensions: no reshape nodes in the graph.
-            return kernels::linear(x, &self.weight, b);
+            return kernels::linear(x, &self.weight, b, self.exec.precision);
         }
         let dims = x.dims().to_vec();
         let (last, lead) = dims.split_last().ok_or_else(|| candle_core::Error::Msg("linear on a scalar".into()))?;
@@ -44,10 +48,10 @@ impl Linear {
 
     /// `act(self.forward(x))`; with the erf GELU on the fused path, one op for both.
     pub fn forward_act(&self, x: &Tensor, act: Activation) -> Result<Tensor> {
-        if let (Some(b), Activation::GeluErf, true) = (&self.bias, act, fused(x)) {
-            return kernels::linear_gelu(x, &self.weight, b);
+        if let (Some(b), Activation::GeluErf, true) = (&self.bias, act, fused(x, self.exec)) {
+            return kernels::linear_gelu(x, &self.weight, b, self.exec.precision);
         }
-        activate(&self.forward(x)?, act)
+        activate(&self.forward(x)?, act, self.exec)
     }
 }
 
@@ -60,12 +64,14 @@ pub struct LayerNorm {
     pub bias: Tensor,
     /// Epsilon.
     pub eps: f64,
+    /// Fused kernel or composed ops.
+    pub exec: Exec,
 }
 
 impl LayerNorm {
     /// `x`: (..., hidden) → same shape.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if fused(x) {
+        if fused(x, self.exec) {
             return kernels::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         self.composed(x)
@@ -81,28 +87,27 @@ impl LayerNorm {
     }
 }
 
-/// Whether `x` goes through our fused CPU kernels: f32 on the CPU, unless `BERTFIT_FUSED=0` asks for
-/// the composed ops (for measuring what the kernels bring).
-fn fused(x: &Tensor) -> bool {
-    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *ENABLED.get_or_init(|| std::env::var("BERTFIT_FUSED").map_or(true, |v| v != "0")) && x.dtype() == DType::F32 && x.device().is_cpu()
+/// Whether `x` goes through our fused CPU kernels: f32 on the CPU, unless the runtime asks for the
+/// composed ops (the reference, and a way to measure what the kernels bring).
+fn fused(x: &Tensor, exec: Exec) -> bool {
+    exec.fused && x.dtype() == DType::F32 && x.device().is_cpu()
 }
 
 /// Multi-head self-attention context from the projected `q`, `k`, `v` (batch, seq, hidden):
 /// `dropout(softmax(Q Kᵀ / √d + bias)) V` per head, merged back to (batch, seq, hidden).
 #[allow(clippy::too_many_arguments)]
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, heads: usize, dropout_p: f64, mode: Mode, site: u64) -> Result<Tensor> {
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: &Tensor, heads: usize, dropout_p: f64, mode: Mode, site: u64, exec: Exec) -> Result<Tensor> {
     let (b, s, h) = q.dims3()?;
     let d = h / heads.max(1);
     let scale = 1.0 / (d as f64).sqrt();
-    if fused(q) && bias.dtype() == DType::F32 {
+    if fused(q, exec) && bias.dtype() == DType::F32 {
         let drop = (mode.train && dropout_p > 0.0).then(|| kernels::AttentionDropout { p: dropout_p, key: rng::key(&[mode.dropout_key, site]) });
         return kernels::attention(q, k, v, bias, heads, scale, drop);
     }
     let split = |t: &Tensor| -> Result<Tensor> { Ok(t.reshape((b, s, heads, d))?.transpose(1, 2)?.contiguous()?) };
     let (q, k, v) = (split(q)?, split(k)?, split(v)?);
     let probs = softmax_last(&(q.matmul(&k.t()?)? * scale)?.broadcast_add(bias)?)?;
-    let probs = dropout(&probs, dropout_p, mode, site)?;
+    let probs = dropout(&probs, dropout_p, mode, site, exec)?;
     Ok(probs.matmul(&v)?.transpose(1, 2)?.contiguous()?.reshape((b, s, h))?)
 }
 
@@ -123,9 +128,9 @@ pub fn log_softmax_last(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Applies an activation function.
-pub fn activate(x: &Tensor, act: Activation) -> Result<Tensor> {
+pub fn activate(x: &Tensor, act: Activation, exec: Exec) -> Result<Tensor> {
     Ok(match act {
-        Activation::GeluErf if fused(x) => kernels::gelu_erf(x)?,
+        Activation::GeluErf if fused(x, exec) => kernels::gelu_erf(x)?,
         Activation::GeluErf => x.gelu_erf()?,
         Activation::GeluTanh => x.gelu()?,
         Activation::Relu => x.relu()?,
@@ -154,12 +159,12 @@ impl Mode {
 
 /// Inverted dropout with a counter-based mask: element `i` of site `site` is kept when
 /// `uniform(key(mode.dropout_key, site), i) >= p`, and scaled by `1 / (1 - p)`.
-pub fn dropout(x: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
+pub fn dropout(x: &Tensor, p: f64, mode: Mode, site: u64, exec: Exec) -> Result<Tensor> {
     if !mode.train || p <= 0.0 {
         return Ok(x.clone());
     }
     let key = rng::key(&[mode.dropout_key, site]);
-    if fused(x) {
+    if fused(x, exec) {
         return kernels::dropout(x, p, key);
     }
     let n = x.elem_count();
@@ -172,14 +177,14 @@ pub fn dropout(x: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
 }
 
 /// `dropout(x) + residual` (the sublayer output joining the residual stream).
-pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f64, mode: Mode, site: u64) -> Result<Tensor> {
+pub fn dropout_add(x: &Tensor, residual: &Tensor, p: f64, mode: Mode, site: u64, exec: Exec) -> Result<Tensor> {
     if !mode.train || p <= 0.0 {
         return Ok(x.add(residual)?);
     }
-    if fused(x) && residual.dtype() == DType::F32 {
+    if fused(x, exec) && residual.dtype() == DType::F32 {
         return kernels::dropout_add(x, residual, p, rng::key(&[mode.dropout_key, site]));
     }
-    Ok(dropout(x, p, mode, site)?.add(residual)?)
+    Ok(dropout(x, p, mode, site, exec)?.add(residual)?)
 }
 
 /// An embedding table lookup. `ids`: (batch, seq) u32 → (batch, seq, dim).

@@ -46,11 +46,12 @@ pub struct LoadReport {
 }
 
 /// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently.
-/// Handles the `bert.`/`roberta.` prefixes, old TF-style `gamma`/`beta`, and buffers.
+/// Handles the encoder prefixes of the family table (`bert.`, `roberta.`) and `model.`, old TF-style
+/// `gamma`/`beta`, and buffers.
 pub fn canonical_name(name: &str) -> Option<String> {
     let mut n = name;
-    for prefix in ["bert.", "roberta.", "model."] {
-        if let Some(rest) = n.strip_prefix(prefix) {
+    for prefix in super::family::Family::prefixes().into_iter().chain(["model"]) {
+        if let Some(rest) = n.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
             n = rest;
             break;
         }

@@ -28,7 +28,7 @@ pub fn write_random_model(dir: &Path, cfg: &BertConfig, vocab: &[String], seed: 
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let mut store = ParamStore::empty(Device::Cpu, seed);
-    let mut b = Builder { store: &mut store, freeze: Freeze::default(), init_std: cfg.initializer_range };
+    let mut b = Builder { store: &mut store, freeze: Freeze::default(), init_std: cfg.initializer_range, exec: crate::runtime::Exec::default() };
     Encoder::build(cfg, &mut b, true)?;
     store.save(&dir.join("model.safetensors"), |n| n.to_string())?;
     let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::config("config", e.to_string()))?;

@@ -9,12 +9,13 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::events::{EvalRecord, Event, Observer};
 use super::job::{self, Prepared, RunOptions, RunSummary};
-use crate::data::{self, Dataset};
+use crate::data;
 use crate::error::{Error, Result};
+use crate::infer::{self, argmax, Predictor};
 use crate::metrics::aggregate::{self, Spread};
 use crate::metrics::{ConfusionMatrix, Scores};
-use crate::predict::Predictor;
-use crate::train::trainer::argmax;
+use crate::model::ModelFolder;
+use crate::rundir::{self, write_json};
 
 /// One run's headline results (a fold or a seed).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -66,13 +67,8 @@ fn rows_summary(kind: &str, runs: Vec<RunRow>, oof: Option<Scores>) -> MultiSumm
     MultiSummary { kind: kind.into(), runs, valid, test, oof, table }
 }
 
-fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let json = serde_json::to_string_pretty(value).map_err(|e| Error::config("summary", e.to_string()))?;
-    std::fs::write(path, json).map_err(|e| Error::io("cannot write", path, e))
-}
-
 fn read_summary(dir: &Path) -> Option<RunSummary> {
-    serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).ok()?).ok()
+    serde_json::from_str(&std::fs::read_to_string(dir.join(rundir::SUMMARY)).ok()?).ok()
 }
 
 /// Runs (or resumes, or skips when finished) one member run in `dir`.
@@ -83,8 +79,8 @@ fn member(cfg: &RunConfig, dir: &Path, prepared: Option<Prepared>, resume: bool,
     }
     let mut c = cfg.clone();
     c.output = dir.to_path_buf();
-    let started = dir.join("run_config.json").exists();
-    let o = RunOptions { resume: resume && started, overwrite: true, cancel: opts.cancel };
+    let started = dir.join(rundir::RUN_CONFIG).exists();
+    let o = RunOptions { resume: resume && started, overwrite: true, ..opts };
     obs.on_event(&Event::Info(format!("== {} ==", dir.display())));
     let summary = match prepared {
         Some(p) => job::run_prepared(&c, p, o, obs)?,
@@ -119,9 +115,9 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
     let ids = labels.encode(&full)?;
     let test = cfg.data.test.as_ref().map(|p| data::read_dataset(p, &cfg.data.columns(), true)).transpose()?;
     let fold_sets = data::stratified_kfold(&ids, folds, cfg.train.seed)?;
-    claim(&cfg.output, opts, "fold-")?;
-    write_json(&cfg.output.join("run_config.json"), cfg)?;
-    write_json(&cfg.output.join("cv.json"), &serde_json::json!({ "folds": folds }))?;
+    claim(&cfg.output, opts, rundir::FOLD_PREFIX)?;
+    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
+    write_json(&cfg.output.join(rundir::CV), "fold count", &serde_json::json!({ "folds": folds }))?;
 
     let mut oof: Vec<Option<(usize, Vec<f32>)>> = vec![None; full.len()];
     let mut rows = Vec::with_capacity(folds);
@@ -133,42 +129,35 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
         let train_idx: Vec<usize> = (0..full.len()).filter(|&i| !in_fold[i]).collect();
         let valid = full.subset(held_out);
         let prepared = Prepared { labels: labels.clone(), train: full.subset(&train_idx), valid: Some(valid.clone()), test: test.clone() };
-        let dir = cfg.output.join(format!("fold-{k}"));
+        let dir = cfg.output.join(format!("{}{k}", rundir::FOLD_PREFIX));
         let summary = member(cfg, &dir, Some(prepared), opts.resume, opts, obs)?;
-        let predictor = Predictor::load(&dir.join("best").display().to_string(), None)?;
+        let runtime = opts.runtime.cloned().unwrap_or_default();
+        let predictor = Predictor::load(&ModelFolder::open(&dir.join(rundir::BEST))?, &runtime, None, None)?;
         let probs = predictor.predict_dataset(&valid, cfg.train.eval_batch_size, &mut |_, _| {})?;
         for (&i, p) in held_out.iter().zip(probs) {
             oof[i] = Some((k, p));
         }
-        rows.push(RunRow { name: format!("fold-{k}"), dir, valid: summary.best, test: summary.test });
+        rows.push(RunRow { name: format!("{}{k}", rundir::FOLD_PREFIX), dir, valid: summary.best, test: summary.test });
     }
     let oof: Vec<(usize, Vec<f32>)> = oof
         .into_iter()
         .enumerate()
         .map(|(i, o)| o.ok_or_else(|| Error::config("folds", format!("example {i} was in no fold"))))
         .collect::<Result<_>>()?;
-    write_oof(&cfg.output.join("oof.csv"), &full, &ids, labels.names(), &oof)?;
+    let oof_path = cfg.output.join(rundir::OOF);
+    infer::write_file_atomically(&oof_path, |w| infer::write_oof(w, &oof_path, &full, &ids, labels.names(), &oof))?;
     let pred: Vec<usize> = oof.iter().map(|(_, p)| argmax(p)).collect();
     let oof_scores = Scores::from_confusion(&ConfusionMatrix::from_predictions(&ids, &pred, labels.len()), labels.names());
     let summary = rows_summary("cv", rows, Some(oof_scores));
-    write_json(&cfg.output.join("cv_summary.json"), &summary)?;
-    std::fs::write(cfg.output.join("cv_summary.md"), &summary.table).map_err(|e| Error::io("cannot write", cfg.output.join("cv_summary.md"), e))?;
+    write_multi(&cfg.output, &summary)?;
     Ok(summary)
 }
 
-/// Out-of-fold predictions: one row per training example, in file order.
-fn write_oof(path: &Path, data: &Dataset, gold: &[usize], labels: &[String], oof: &[(usize, Vec<f32>)]) -> Result<()> {
-    let io = |e: csv::Error| Error::input(crate::Location::file(path), format!("cannot write CSV: {e}"));
-    let mut w = csv::Writer::from_path(path).map_err(io)?;
-    let mut header = vec!["row".to_string(), "id".into(), "fold".into(), "gold".into(), "label".into()];
-    header.extend(labels.iter().map(|l| format!("prob_{l}")));
-    w.write_record(&header).map_err(io)?;
-    for (i, ((fold, p), ex)) in oof.iter().zip(&data.examples).enumerate() {
-        let mut row = vec![i.to_string(), ex.id.clone().unwrap_or_default(), fold.to_string(), labels[gold[i]].clone(), labels[argmax(p)].clone()];
-        row.extend(p.iter().map(|x| format!("{x:.6}")));
-        w.write_record(&row).map_err(io)?;
-    }
-    w.flush().map_err(|e| Error::io("cannot write", path, e))
+/// `cv_summary.json`/`.md` or `seeds_summary.json`/`.md`.
+fn write_multi(dir: &Path, summary: &MultiSummary) -> Result<()> {
+    write_json(&dir.join(rundir::multi_summary_json(&summary.kind)), "summary", summary)?;
+    let md = dir.join(rundir::multi_summary_md(&summary.kind));
+    std::fs::write(&md, &summary.table).map_err(|e| Error::io("cannot write", &md, e))
 }
 
 /// Repeats a run (or a cross-validation with `folds`) for each seed into `cfg.output/seed-S/`.
@@ -177,18 +166,18 @@ pub fn repeat_seeds(cfg: &RunConfig, seeds: &[u64], folds: Option<usize>, opts: 
     if seeds.is_empty() {
         return Err(Error::config("seeds", "give at least one seed, e.g. 1,2,3"));
     }
-    claim(&cfg.output, opts, "seed-")?;
-    write_json(&cfg.output.join("run_config.json"), cfg)?;
-    write_json(&cfg.output.join("seeds.json"), &serde_json::json!({ "seeds": seeds, "folds": folds }))?;
+    claim(&cfg.output, opts, rundir::SEED_PREFIX)?;
+    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
+    write_json(&cfg.output.join(rundir::SEEDS), "seeds", &serde_json::json!({ "seeds": seeds, "folds": folds }))?;
     let mut rows = Vec::with_capacity(seeds.len());
     for &seed in seeds {
         let mut c = cfg.clone();
         c.train.seed = seed;
-        let dir = cfg.output.join(format!("seed-{seed}"));
+        let dir = cfg.output.join(format!("{}{seed}", rundir::SEED_PREFIX));
         c.output = dir.clone();
         let (valid, test) = match folds {
             Some(k) => {
-                let o = RunOptions { resume: opts.resume && dir.exists(), overwrite: false, cancel: opts.cancel };
+                let o = RunOptions { resume: opts.resume && dir.exists(), overwrite: false, ..opts };
                 std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create", &dir, e))?;
                 let s = cross_validate(&c, k, o, obs)?;
                 // A seed's headline is its out-of-fold score over the whole training file.
@@ -200,28 +189,9 @@ pub fn repeat_seeds(cfg: &RunConfig, seeds: &[u64], folds: Option<usize>, opts: 
                 (s.best, s.test)
             }
         };
-        rows.push(RunRow { name: format!("seed-{seed}"), dir, valid, test });
+        rows.push(RunRow { name: format!("{}{seed}", rundir::SEED_PREFIX), dir, valid, test });
     }
     let summary = rows_summary("seeds", rows, None);
-    write_json(&cfg.output.join("seeds_summary.json"), &summary)?;
-    std::fs::write(cfg.output.join("seeds_summary.md"), &summary.table).map_err(|e| Error::io("cannot write", cfg.output.join("seeds_summary.md"), e))?;
+    write_multi(&cfg.output, &summary)?;
     Ok(summary)
-}
-
-/// Model folders of a multi-run directory (`fold-*/best`, `seed-*/best`, `seed-*/fold-*/best`), or the
-/// folder itself when it is a model.
-pub fn member_models(dir: &Path) -> Vec<PathBuf> {
-    if dir.join("config.json").exists() {
-        return vec![dir.to_path_buf()];
-    }
-    if dir.join("best/config.json").exists() {
-        return vec![dir.join("best")];
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut subs: Vec<PathBuf> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir() && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("fold-") || n.starts_with("seed-")))
-        .collect();
-    subs.sort();
-    subs.iter().flat_map(|s| member_models(s)).collect()
 }

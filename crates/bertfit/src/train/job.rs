@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
 
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
@@ -14,7 +13,10 @@ use super::loss;
 use super::trainer::{self, Split, Trainer};
 use crate::data::{self, Dataset, LabelMap};
 use crate::error::{Error, Result};
+use crate::infer;
 use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder};
+use crate::rundir::{self, FINGERPRINT, RUN_FILES};
+use crate::runtime::Runtime;
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// Options that change how a run is carried out, not what it computes.
@@ -26,6 +28,9 @@ pub struct RunOptions<'a> {
     pub resume: bool,
     /// Stop flag set by a signal handler.
     pub cancel: Option<&'a AtomicBool>,
+    /// Device, kernels and threads to train on (`None`: the CPU with rayon's default pool); the run's
+    /// configured precision is applied to it.
+    pub runtime: Option<&'a Runtime>,
 }
 
 /// The outcome of a run, also written to `RUN_DIR/summary.json`.
@@ -60,21 +65,6 @@ pub struct RunSummary {
     pub history: Vec<EvalRecord>,
 }
 
-/// Loads the tokenizer of a model folder with truncation at `max_len`.
-pub fn load_tokenizer(folder: &ModelFolder, max_len: usize) -> Result<TextTokenizer> {
-    match (&folder.tokenizer_json, &folder.vocab_txt) {
-        (Some(json), _) => TextTokenizer::from_tokenizer_json(json, max_len),
-        (None, Some(vocab)) => TextTokenizer::from_vocab(vocab, folder.lowercase(), max_len),
-        (None, None) => Err(Error::config("model", format!("{}: no tokenizer.json or vocab.txt", folder.dir.display()))),
-    }
-}
-
-/// Tokenizes every example of a dataset.
-pub fn encode(tokenizer: &TextTokenizer, data: &Dataset) -> Result<Vec<Encoded>> {
-    let texts: Vec<(&str, Option<&str>)> = data.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
-    tokenizer.encode_all(&texts)
-}
-
 fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Result<Option<Vec<f32>>> {
     Ok(match cw {
         ClassWeights::None => None,
@@ -91,21 +81,6 @@ fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Resul
         }
     })
 }
-
-/// Files and folders a run writes into its directory.
-const RUN_FILES: &[&str] = &[
-    "metrics.jsonl",
-    "steps.jsonl",
-    "best",
-    "checkpoints",
-    "predictions",
-    "run_config.json",
-    "summary.json",
-    "data_stats.json",
-    "report.html",
-    "report",
-    FINGERPRINT,
-];
 
 /// Refuses an output directory that holds a run, unless overwriting (read-only: nothing is removed yet).
 fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
@@ -132,9 +107,6 @@ fn claim_output(dir: &Path) -> Result<()> {
     }
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create run directory", dir, e))
 }
-
-/// File that records the sha256 of each data file a run was started on.
-const FINGERPRINT: &str = "data_fingerprint.json";
 
 fn data_fingerprint(cfg: &RunConfig) -> Result<std::collections::BTreeMap<String, String>> {
     use sha2::Digest;
@@ -234,7 +206,7 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
 pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
     cfg.validate()?;
     let tc = &cfg.train;
-    crate::model::kernels::set_matmul_precision(tc.precision);
+    let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision);
     let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
     let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;
@@ -270,15 +242,15 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     };
     let folder = ModelFolder::resolve(&cfg.model, None)?;
     let model_cfg = crate::model::BertConfig::from_file(&folder.config)?;
-    let position_room = model_cfg.max_position_embeddings - if model_cfg.roberta_positions() { model_cfg.pad_token_id as usize + 1 } else { 0 };
-    let max_len = tc.max_len.min(position_room);
-    if max_len < tc.max_len {
-        obs.on_event(&Event::Warning(format!("max_len {} exceeds the model's {} positions; using {max_len}", tc.max_len, position_room)));
+    let (max_len, note) = model_cfg.fit_max_len(tc.max_len);
+    if let Some(note) = note {
+        obs.on_event(&Event::Warning(note));
     }
-    let tokenizer = load_tokenizer(&folder, max_len)?;
-    let enc_train = encode(&tokenizer, &train)?;
-    let enc_valid = valid.as_ref().map(|d| encode(&tokenizer, d)).transpose()?;
-    let enc_test = test.as_ref().map(|d| encode(&tokenizer, d)).transpose()?;
+    let tokenizer = TextTokenizer::for_folder(&folder, max_len)?;
+    model_cfg.check_tokenizer(&tokenizer, &folder)?;
+    let enc_train = tokenizer.encode_dataset(&train)?;
+    let enc_valid = valid.as_ref().map(|d| tokenizer.encode_dataset(d)).transpose()?;
+    let enc_test = test.as_ref().map(|d| tokenizer.encode_dataset(d)).transpose()?;
     let truncated_share = enc_train.iter().filter(|e| e.truncated).count() as f64 / enc_train.len().max(1) as f64;
 
     let weights_folder = match &resume_from {
@@ -292,7 +264,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
             head: Some(tc.head.clone()),
             freeze: Freeze { encoder: tc.freeze_encoder, layers: tc.freeze_layers, head: false },
             seed: tc.seed,
-            device: Device::Cpu,
+            runtime: runtime.clone(),
         },
     )?;
     let report = &model.load_report;
@@ -310,14 +282,10 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     }
     if resume_from.is_none() && !opts.resume {
         claim_output(&cfg.output)?;
-        let fp = serde_json::to_string_pretty(&data_fingerprint(cfg)?).map_err(|e| Error::config("data", e.to_string()))?;
-        let path = cfg.output.join(FINGERPRINT);
-        std::fs::write(&path, fp).map_err(|e| Error::io("cannot write", &path, e))?;
+        rundir::write_json(&cfg.output.join(FINGERPRINT), "data fingerprint", &data_fingerprint(cfg)?)?;
     }
-    write_data_stats(&cfg.output.join("data_stats.json"), &tokenizer, &labels, [("train", Some(&train), Some(&enc_train)), ("valid", valid.as_ref(), enc_valid.as_ref()), ("test", test.as_ref(), enc_test.as_ref())])?;
-    let saved = serde_json::to_string_pretty(cfg).map_err(|e| Error::config("config", e.to_string()))?;
-    let cfg_path = cfg.output.join("run_config.json");
-    std::fs::write(&cfg_path, saved).map_err(|e| Error::io("cannot write", &cfg_path, e))?;
+    write_data_stats(&cfg.output.join(rundir::DATA_STATS), &tokenizer, &labels, [("train", Some(&train), Some(&enc_train)), ("valid", valid.as_ref(), enc_valid.as_ref()), ("test", test.as_ref(), enc_test.as_ref())])?;
+    rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
 
     let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
     let trainer = Trainer {
@@ -334,15 +302,16 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
 
     let mut test_rec = None;
     if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
-        let best = Classifier::load(&ModelFolder::open(&cfg.output.join("best"))?, LoadOptions::default())?;
-        let (loss, scores, probs) = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        let best = Classifier::load(&ModelFolder::open(&cfg.output.join(rundir::BEST))?, LoadOptions { runtime: runtime.clone(), ..Default::default() })?;
+        let e = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
         if let Some(data) = &test {
-            data::write_scored(&cfg.output.join("predictions").join("test.csv"), data, ids, &best.labels, &probs)?;
+            let path = rundir::predictions_csv(&cfg.output, "test");
+            infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, ids, &best.labels, &e.probs))?;
         }
         let step = outcome.best.as_ref().map_or(outcome.steps, |b| b.step);
         let epoch = outcome.best.as_ref().map_or(outcome.epochs as f64, |b| b.epoch);
-        let rec = EvalRecord::new("test", epoch, step, loss, 0.0, outcome.seconds, ids.len(), scores);
-        append_record(&cfg.output.join("metrics.jsonl"), &rec)?;
+        let rec = EvalRecord::new("test", epoch, step, e.loss, 0.0, outcome.seconds, ids.len(), e.scores);
+        rundir::append_jsonl(&cfg.output.join(rundir::METRICS), "metrics", &rec)?;
         obs.on_event(&Event::Evaluated(&rec));
         test_rec = Some(rec);
     }
@@ -361,9 +330,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         truncated_share,
         history: outcome.history.clone(),
     };
-    let path = cfg.output.join("summary.json");
-    let json = serde_json::to_string_pretty(&summary).map_err(|e| Error::config("summary", e.to_string()))?;
-    std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))?;
+    rundir::write_json(&cfg.output.join(rundir::SUMMARY), "summary", &summary)?;
     Ok(summary)
 }
 
@@ -398,11 +365,4 @@ fn write_data_stats(
     }
     let json = serde_json::json!({ "max_len": tokenizer.max_len(), "splits": out });
     std::fs::write(path, json.to_string()).map_err(|e| Error::io("cannot write", path, e))
-}
-
-fn append_record(path: &Path, rec: &EvalRecord) -> Result<()> {
-    use std::io::Write;
-    let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
-    let mut f = std::fs::OpenOptions::new().append(true).create(true).open(path).map_err(|e| Error::io("cannot open", path, e))?;
-    writeln!(f, "{line}").map_err(|e| Error::io("cannot append to", path, e))
 }

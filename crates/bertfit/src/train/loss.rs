@@ -1,4 +1,5 @@
-//! Cross-entropy loss with optional class weights, as a differentiable tensor and as a plain number.
+//! Training's cross-entropy loss with optional class weights, as a differentiable tensor (the same loss
+//! on probabilities, for evaluation, is `infer::cross_entropy_from_probs`), and balanced class weights.
 
 use candle_core::Tensor;
 
@@ -18,21 +19,6 @@ pub fn cross_entropy(logits: &Tensor, labels: &[usize], class_weights: Option<&[
     let target = Tensor::from_vec(target, (b, n), logits.device())?;
     let logp = ops::log_softmax_last(logits)?;
     Ok(logp.mul(&target)?.sum_all()?.neg()?)
-}
-
-/// The same loss from probabilities (for evaluation), in f64.
-pub fn cross_entropy_from_probs(probs: &[Vec<f32>], labels: &[usize], class_weights: Option<&[f32]>) -> f64 {
-    let w = |y: usize| class_weights.map_or(1.0, |cw| cw[y] as f64);
-    let (mut num, mut den) = (0.0, 0.0);
-    for (p, &y) in probs.iter().zip(labels) {
-        num += -w(y) * (p[y] as f64).max(1e-30).ln();
-        den += w(y);
-    }
-    if den > 0.0 {
-        num / den
-    } else {
-        0.0
-    }
 }
 
 /// Class weights inversely proportional to frequency (scikit-learn's `balanced`: n / (k · count)).
@@ -60,8 +46,8 @@ mod tests {
         let lw = cross_entropy(&logits, &[0, 1], Some(&[1.0, 3.0]), 1.0).expect("ce").to_scalar::<f32>().expect("s");
         let e3 = -(1f64.exp() / (1.0 + 1f64.exp())).ln();
         assert!((lw as f64 - (e1 + 3.0 * e3) / 4.0).abs() < 1e-6);
-        let probs = crate::model::infer::softmax_rows(&logits).expect("probs");
-        assert!((cross_entropy_from_probs(&probs, &[0, 1], Some(&[1.0, 3.0])) - lw as f64).abs() < 1e-6);
+        let probs = crate::infer::softmax_rows(&logits).expect("probs");
+        assert!((crate::infer::cross_entropy_from_probs(&probs, &[0, 1], Some(&[1.0, 3.0])) - lw as f64).abs() < 1e-6);
     }
 
     #[test]

@@ -4,7 +4,6 @@
 //! The loop is driven by a [`TrainerState`]: everything it reads between steps lives there (or in the
 //! optimizer and the weights), and checkpoints save all three, so a resumed run takes the same steps.
 
-use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -18,11 +17,12 @@ use super::loss;
 use super::optimizer::{AdamW, AdamWConfig};
 use super::schedule::Schedule;
 use super::state::{Running, StepRecord, TrainerState};
-use crate::batch;
+use crate::batch::{self, Batch};
 use crate::error::{Error, Result};
+use crate::infer::{self, argmax, Evaluation};
 use crate::metrics::{ConfusionMatrix, Scores};
-use crate::model::infer;
 use crate::model::{Classifier, Inputs, Mode};
+use crate::rundir::{self, JsonLog};
 use crate::tokenize::{Encoded, TextTokenizer};
 
 /// Tokenized examples with their class ids.
@@ -71,7 +71,7 @@ pub struct Trainer<'a> {
     pub valid_examples: Option<&'a crate::data::Dataset>,
 }
 
-/// Evaluates a split: mean loss, scores and per-example probabilities.
+/// Evaluates a split in inference mode (no dropout, no autograd graph), reporting progress as events.
 pub fn evaluate(
     model: &Classifier,
     split: Split<'_>,
@@ -79,7 +79,7 @@ pub fn evaluate(
     class_weights: Option<&[f32]>,
     name: &str,
     obs: &mut dyn Observer,
-) -> Result<(f64, Scores, Vec<Vec<f32>>)> {
+) -> Result<Evaluation> {
     let batches = split.encoded.len().div_ceil(batch_size.max(1));
     obs.on_event(&Event::EvalStart { split: name, batches });
     let view = model.inference_view()?;
@@ -87,21 +87,56 @@ pub fn evaluate(
         faults::point("eval");
         obs.on_event(&Event::EvalBatch { done, total })
     })?;
-    let loss = loss::cross_entropy_from_probs(&probs, split.labels, class_weights);
-    let preds: Vec<usize> = probs.iter().map(|p| argmax(p)).collect();
-    let cm = ConfusionMatrix::from_predictions(split.labels, &preds, model.labels.len());
-    Ok((loss, Scores::from_confusion(&cm, &model.labels), probs))
+    Ok(infer::evaluate(probs, split.labels.to_vec(), &model.labels, class_weights))
 }
 
-/// Index of the largest value (first on ties).
-pub fn argmax(p: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in p.iter().enumerate() {
-        if v > p[best] {
-            best = i;
+/// What one training batch did.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    /// The batch's loss (unscaled by gradient accumulation).
+    pub loss: f64,
+    /// Per-example probabilities of the training forward pass (dropout on).
+    pub probs: Vec<Vec<f32>>,
+    /// Trainable weights no gradient reached.
+    pub missing: Vec<String>,
+    /// The gradient norm before clipping, when this batch ended an optimizer update.
+    pub grad_norm: Option<f64>,
+}
+
+/// One training batch on the model's runtime: forward with the dropout key of `(cfg.seed, micro_step)`,
+/// cross-entropy (scaled by `1 / grad_accum`), backward, gradient accumulation, and — when `update_lr`
+/// is given — the AdamW update with clipping at `cfg.max_grad_norm`. The training loop and
+/// `bench-step` both call this, so the benchmark measures what training runs.
+pub fn step(
+    model: &Classifier,
+    opt: &mut AdamW,
+    b: &Batch,
+    micro_step: u64,
+    cfg: &TrainConfig,
+    class_weights: Option<&[f32]>,
+    update_lr: Option<f64>,
+) -> Result<StepOutcome> {
+    let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
+    let step_at = opt.step;
+    model.runtime().install(|| {
+        let inputs = Inputs::from_batch(b, model.device())?;
+        let logits = model.forward(&inputs, Mode::train(cfg.seed, micro_step))?;
+        let loss = loss::cross_entropy(&logits, &b.labels, class_weights, 1.0 / cfg.grad_accum as f64)?;
+        let loss_value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
+        if !loss_value.is_finite() {
+            return Err(Error::Diverged { step: step_at, loss: loss_value });
         }
-    }
-    best
+        let grads = loss.backward()?;
+        let missing = opt.accumulate(&grads)?;
+        drop(grads);
+        faults::point("step");
+        let probs = infer::softmax_rows(&logits.detach())?;
+        let grad_norm = match update_lr {
+            Some(lr) => Some(opt.apply(lr, clip)?),
+            None => None,
+        };
+        Ok(StepOutcome { loss: loss_value, probs, missing, grad_norm })
+    })
 }
 
 /// The run's shape, derived from config and data size.
@@ -118,29 +153,6 @@ impl Plan {
         let total_steps = cfg.max_steps.unwrap_or(updates_per_epoch * cfg.epochs);
         let epochs = cfg.max_steps.map_or(cfg.epochs, |m| m.div_ceil(updates_per_epoch));
         Plan { epochs, total_steps, batches_per_epoch }
-    }
-}
-
-/// An open JSON-lines log (metrics.jsonl, steps.jsonl), kept equal to a list in the state.
-struct JsonLog {
-    file: std::fs::File,
-    path: std::path::PathBuf,
-}
-
-impl JsonLog {
-    /// (Re)writes the file from `records`, dropping lines a crashed session wrote after its checkpoint.
-    fn open<T: serde::Serialize>(path: std::path::PathBuf, records: &[T]) -> Result<Self> {
-        let mut file = std::fs::File::create(&path).map_err(|e| Error::io("cannot create", &path, e))?;
-        for rec in records {
-            let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
-            writeln!(file, "{line}").map_err(|e| Error::io("cannot write", &path, e))?;
-        }
-        Ok(JsonLog { file, path })
-    }
-
-    fn append<T: serde::Serialize>(&mut self, rec: &T) -> Result<()> {
-        let line = serde_json::to_string(rec).map_err(|e| Error::config("metrics", e.to_string()))?;
-        writeln!(self.file, "{line}").and_then(|_| self.file.flush()).map_err(|e| Error::io("cannot append to", &self.path, e))
     }
 }
 
@@ -206,8 +218,8 @@ impl Trainer<'_> {
             }
         };
         std::fs::create_dir_all(self.run_dir).map_err(|e| Error::io("cannot create run directory", self.run_dir, e))?;
-        let log = JsonLog::open(self.run_dir.join("metrics.jsonl"), &st.history)?;
-        let step_log = JsonLog::open(self.run_dir.join("steps.jsonl"), &st.steps)?;
+        let log = JsonLog::open(self.run_dir.join(rundir::METRICS), "metrics", &st.history)?;
+        let step_log = JsonLog::open(self.run_dir.join(rundir::STEPS), "steps", &st.steps)?;
         obs.on_event(&Event::Start {
             epochs: plan.epochs,
             total_steps: plan.total_steps,
@@ -246,29 +258,21 @@ impl Trainer<'_> {
         let epoch_start = Instant::now();
         s.obs.on_event(&Event::EpochStart { epoch, batches: batches.len(), done: s.st.batches_done });
         let pad = self.model.config.pad_token_id;
-        let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
         let cw = self.class_weights.as_deref();
         while s.st.batches_done < batches.len() {
             let bi = s.st.batches_done;
             let b = batch::collate(train.encoded, &batches[bi], Some(train.labels), pad);
-            let inputs = Inputs::from_batch(&b, self.model.device())?;
-            let logits = self.model.forward(&inputs, Mode::train(cfg.seed, s.st.micro_step))?;
-            let loss = loss::cross_entropy(&logits, &b.labels, cw, 1.0 / cfg.grad_accum as f64)?;
-            let loss_value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
-            if !loss_value.is_finite() {
-                return Err(Error::config(
-                    "lr",
-                    format!("training diverged: loss is {loss_value} at step {} (try a lower --lr)", s.st.step),
-                ));
+            let last_batch = bi + 1 == batches.len();
+            let lr = s.st.schedule.lr(s.st.step);
+            // this batch ends an update when it completes the accumulation or the epoch
+            let micro = s.opt.accumulated + 1;
+            let update = micro == cfg.grad_accum || last_batch;
+            let out = step(self.model, &mut s.opt, &b, s.st.micro_step, cfg, cw, update.then_some(lr))?;
+            if !out.missing.is_empty() && s.st.micro_step == 0 {
+                s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", out.missing.join(", "))));
             }
-            let grads = loss.backward()?;
-            let missing = s.opt.accumulate(&grads)?;
-            drop(grads);
-            if !missing.is_empty() && s.st.micro_step == 0 {
-                s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", missing.join(", "))));
-            }
-            faults::point("step");
-            for (p, &g) in infer::softmax_rows(&logits.detach())?.iter().zip(&b.labels) {
+            let loss_value = out.loss;
+            for (p, &g) in out.probs.iter().zip(&b.labels) {
                 s.st.running.pred.push(argmax(p));
                 s.st.running.gold.push(g);
             }
@@ -278,12 +282,8 @@ impl Trainer<'_> {
             s.st.tokens += b.tokens;
             s.st.micro_step += 1;
             s.st.batches_done += 1;
-            let last_batch = s.st.batches_done == batches.len();
-            let lr = s.st.schedule.lr(s.st.step);
             let mut updated = false;
-            if s.opt.accumulated == cfg.grad_accum || last_batch {
-                let micro = s.opt.accumulated.max(1);
-                s.opt.apply(lr, clip)?;
+            if update {
                 s.st.step = s.opt.step;
                 updated = true;
                 let rec = StepRecord {
@@ -339,8 +339,8 @@ impl Trainer<'_> {
             Decision::Improved => {
                 self.save_best(s)?;
                 if let Some(data) = self.valid_examples {
-                    let path = self.run_dir.join("predictions").join("valid.csv");
-                    crate::data::write_scored(&path, data, &gold, &self.model.labels, &probs)?;
+                    let path = rundir::predictions_csv(self.run_dir, "valid");
+                    infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, &gold, &self.model.labels, &probs))?;
                 }
                 s.st.best = Some(rec);
             }
@@ -393,8 +393,8 @@ impl Trainer<'_> {
     }
 
     fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, Vec<usize>)> {
-        let (loss, scores, probs) = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
-        Ok((EvalRecord::new("valid", at, s.st.step, loss, lr, s.elapsed(), v.labels.len(), scores), probs, v.labels.to_vec()))
+        let e = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
+        Ok((EvalRecord::new("valid", at, s.st.step, e.loss, lr, s.elapsed(), v.labels.len(), e.scores), e.probs, e.gold))
     }
 
     fn record(&self, s: &mut Session<'_>, rec: &EvalRecord) -> Result<()> {
@@ -405,7 +405,7 @@ impl Trainer<'_> {
     }
 
     fn save_best(&self, s: &mut Session<'_>) -> Result<()> {
-        let dest = self.run_dir.join("best");
+        let dest = self.run_dir.join(rundir::BEST);
         checkpoint::write_atomically(&dest, |tmp| checkpoint::write_model(self.model, self.tokenizer, tmp))?;
         s.obs.on_event(&Event::Saved { what: "best", path: &dest });
         Ok(())

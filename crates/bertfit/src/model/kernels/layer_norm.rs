@@ -135,7 +135,7 @@ mod tests {
 
     /// The composed candle LayerNorm (autograd through primitive ops), in any dtype.
     fn composed(x: &Tensor, w: &Tensor, b: &Tensor) -> Tensor {
-        LayerNorm { weight: w.clone(), bias: b.clone(), eps: 1e-12 }.composed(x).expect("composed")
+        LayerNorm { weight: w.clone(), bias: b.clone(), eps: 1e-12, exec: crate::runtime::Exec::default() }.composed(x).expect("composed")
     }
 
     #[test]

@@ -8,23 +8,23 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use super::bf16::gemm_bf16;
 use super::gelu::{gelu_grad, gelu_into};
 use super::gemm::{gemm, Mat, Threads};
-use super::{matmul_precision, Precision};
+use super::Precision;
 use super::{for_rows, slice};
 use crate::error::Result;
 
 /// `x`: (..., in), `weight`: (out, in) (Hugging Face layout), `bias`: (out) → (..., out), f32; the
 /// leading dimensions are rows (taking them as they are saves the reshape nodes, whose backward
 /// costs a zero-filled gradient and an add each). Differentiable in all three.
-/// Products use the precision set with [`super::set_matmul_precision`] (forward and backward alike).
-pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { precision: matmul_precision(), gelu: None })?)
+/// Products use `precision`, forward and backward alike (the op keeps it).
+pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor, precision: Precision) -> Result<Tensor> {
+    Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Forward { precision, gelu: None })?)
 }
 
 /// `gelu(x Wᵀ + b)` (the erf GELU) as one op: the activation is applied in the dense layer's
 /// call, and its backward runs inside the layer's, so the graph holds one node where it held two
 /// (saving the activation node's zero-filled gradient and add). Shapes as [`linear`].
-pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    let op = Forward { precision: matmul_precision(), gelu: Some(std::sync::OnceLock::new()) };
+pub fn linear_gelu(x: &Tensor, weight: &Tensor, bias: &Tensor, precision: Precision) -> Result<Tensor> {
+    let op = Forward { precision, gelu: Some(std::sync::OnceLock::new()) };
     Ok(x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?)
 }
 
@@ -182,7 +182,7 @@ mod tests {
         let b = Var::from_tensor(&random(&[out], seed + 2, 1.0)).expect("var");
         let up = random(&with(out), seed + 3, 1.0);
         let act = |t: Tensor| if gelu { t.gelu_erf().expect("gelu") } else { t };
-        let ours = if gelu { linear_gelu(&x, &w, &b) } else { linear(&x, &w, &b) }.expect("fused");
+        let ours = if gelu { linear_gelu(&x, &w, &b, Precision::F32) } else { linear(&x, &w, &b, Precision::F32) }.expect("fused");
         let g_ours = backward(&ours, &up);
         let candle = act(composed(&x, &w, &b));
         let g_candle = backward(&candle, &up);
@@ -244,8 +244,8 @@ mod tests {
     #[test]
     fn mismatched_shapes_are_errors() {
         let x = random(&[4, 3], 1, 1.0);
-        assert!(linear(&x, &random(&[5, 2], 2, 1.0), &random(&[5], 3, 1.0)).is_err());
-        assert!(linear(&x, &random(&[5, 3], 2, 1.0), &random(&[4], 3, 1.0)).is_err());
+        assert!(linear(&x, &random(&[5, 2], 2, 1.0), &random(&[5], 3, 1.0), Precision::F32).is_err());
+        assert!(linear(&x, &random(&[5, 3], 2, 1.0), &random(&[4], 3, 1.0), Precision::F32).is_err());
     }
 
     #[test]
@@ -253,7 +253,7 @@ mod tests {
         let x = Tensor::zeros((2, 3, 0), DType::F32, &candle_core::Device::Cpu).expect("x");
         let w = Tensor::zeros((5, 0), DType::F32, &candle_core::Device::Cpu).expect("w");
         let b = random(&[5], 3, 1.0);
-        let y = linear(&x, &w, &b).expect("linear");
+        let y = linear(&x, &w, &b, Precision::F32).expect("linear");
         assert_eq!(y.dims(), &[2, 3, 5]);
         assert_eq!(max_diff(&y, &b.broadcast_as((2, 3, 5)).expect("b")), 0.0);
     }

@@ -21,49 +21,9 @@ pub use gelu::gelu_erf;
 pub use layer_norm::layer_norm;
 pub use linear::{linear, linear_gelu};
 
-use std::sync::atomic::{AtomicU8, Ordering};
-
 use candle_core::{CpuStorage, Layout};
 
-/// Precision of the dense layers' matrix products.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// f32 operands and accumulation.
-    #[default]
-    F32,
-    /// Mixed precision: operands rounded to bf16, f32 accumulation; weights, gradients and optimizer
-    /// state stay f32 (the master weights).
-    Bf16,
-}
-
-impl Precision {
-    /// Parses `f32` or `bf16`.
-    pub fn parse(s: &str) -> std::result::Result<Precision, String> {
-        match s {
-            "f32" | "fp32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            other => Err(format!("`{other}`: expected f32 or bf16")),
-        }
-    }
-}
-
-static PRECISION: AtomicU8 = AtomicU8::new(0);
-
-/// Sets the dense layers' matmul precision for this process (a run sets it from its config before
-/// building batches; evaluation and prediction from their flags).
-pub fn set_matmul_precision(p: Precision) {
-    PRECISION.store(p as u8, Ordering::Relaxed);
-}
-
-/// The dense layers' matmul precision in effect.
-pub fn matmul_precision() -> Precision {
-    if PRECISION.load(Ordering::Relaxed) == Precision::Bf16 as u8 {
-        Precision::Bf16
-    } else {
-        Precision::F32
-    }
-}
+pub use crate::runtime::Precision;
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough to balance two to
 /// sixteen threads on typical batch × sequence sizes.

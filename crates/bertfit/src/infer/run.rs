@@ -1,26 +1,11 @@
-//! Batched inference: class probabilities for tokenized examples, in input order.
+//! Running a loaded model: class probabilities for tokenized examples, in input order, batched by length.
 
-use candle_core::{Device, Tensor};
+use candle_core::Tensor;
 
-use super::bert::Inputs;
-use super::classifier::Classifier;
-use super::ops::Mode;
-use crate::batch::{self, Batch};
+use crate::batch;
 use crate::error::Result;
+use crate::model::{Classifier, Inputs, Mode};
 use crate::tokenize::Encoded;
-
-impl Inputs {
-    /// Moves a padded batch onto `device`.
-    pub fn from_batch(b: &Batch, device: &Device) -> Result<Self> {
-        let shape = (b.size, b.seq_len);
-        let mask: Vec<f32> = b.attention_mask.iter().map(|&m| m as f32).collect();
-        Ok(Inputs {
-            input_ids: Tensor::from_slice(&b.input_ids, shape, device)?,
-            type_ids: Tensor::from_slice(&b.type_ids, shape, device)?,
-            mask: Tensor::from_vec(mask, shape, device)?,
-        })
-    }
-}
 
 /// Row-wise softmax of a (batch, classes) logits tensor, computed in f64 on the host.
 pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
@@ -36,7 +21,8 @@ pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
-/// Class probabilities for every example, in input order. `on_batch(done, total)` reports progress.
+/// Class probabilities for every example, in input order, computed on the model's runtime.
+/// `on_batch(done, total)` reports progress.
 pub fn probabilities(
     model: &Classifier,
     encoded: &[Encoded],
@@ -47,11 +33,15 @@ pub fn probabilities(
     let plan = batch::inference_batches(&lengths, batch_size);
     let mut out = vec![Vec::new(); encoded.len()];
     let pad = model.config.pad_token_id;
+    let rt = model.runtime();
     for (i, idx) in plan.iter().enumerate() {
         let b = batch::collate(encoded, idx, None, pad);
-        let logits = model.forward(&Inputs::from_batch(&b, model.device())?, Mode::EVAL)?;
-        for (row, probs) in b.indices.iter().zip(softmax_rows(&logits)?) {
-            out[*row] = probs;
+        let probs = rt.install(|| -> Result<Vec<Vec<f32>>> {
+            let logits = model.forward(&Inputs::from_batch(&b, model.device())?, Mode::EVAL)?;
+            softmax_rows(&logits)
+        })?;
+        for (row, p) in b.indices.iter().zip(probs) {
+            out[*row] = p;
         }
         on_batch(i + 1, plan.len());
     }

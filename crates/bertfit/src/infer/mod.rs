@@ -1,0 +1,191 @@
+//! The inference layer: a fine-tuned model folder loaded on a [`Runtime`] ([`Predictor`]) or several
+//! averaged ([`Ensemble`]), batched probabilities, scoring against gold labels, and the prediction files.
+//! Training and prediction both use it; nothing here imports `train`, so `predict`, `eval` and a server
+//! link without the optimizer.
+
+mod output;
+mod run;
+mod score;
+
+use std::path::Path;
+
+pub use output::{write_file_atomically, write_oof, write_predictions, write_scored};
+pub use run::{probabilities, softmax_rows};
+pub use score::{argmax, cross_entropy_from_probs, evaluate, Evaluation};
+
+use crate::data::{Dataset, LabelMap};
+use crate::error::{Error, Result};
+use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder, SavedMeta};
+use crate::rundir;
+use crate::runtime::{Precision, Runtime};
+use crate::tokenize::TextTokenizer;
+
+/// Default truncation for models that do not record their training length.
+pub const DEFAULT_MAX_LEN: usize = 128;
+
+/// A loaded classifier with its tokenizer.
+#[derive(Debug)]
+pub struct Predictor {
+    model: Classifier,
+    tokenizer: TextTokenizer,
+    notes: Vec<String>,
+}
+
+impl Predictor {
+    /// Loads a fine-tuned model folder on `rt`. `precision` defaults to the one the model was trained
+    /// with (f32 for folders that do not record it), `max_len` to its training length; a `max_len`
+    /// beyond the model's positions is cut to them, with a note (see [`Predictor::notes`]).
+    pub fn load(folder: &ModelFolder, rt: &Runtime, precision: Option<Precision>, max_len: Option<usize>) -> Result<Self> {
+        let meta = SavedMeta::read(folder)?;
+        let precision = precision.or(meta.as_ref().map(|m| m.precision)).unwrap_or_default();
+        let runtime = rt.clone().with_precision(precision);
+        let model = Classifier::load(folder, LoadOptions { freeze: Freeze::ALL, runtime, ..Default::default() })?;
+        let wanted = max_len.or(meta.as_ref().map(|m| m.max_len)).unwrap_or(DEFAULT_MAX_LEN);
+        let (max_len, note) = model.config.fit_max_len(wanted);
+        let tokenizer = TextTokenizer::for_folder(folder, max_len)?;
+        model.config.check_tokenizer(&tokenizer, folder)?;
+        Ok(Predictor { model, tokenizer, notes: note.into_iter().collect() })
+    }
+
+    /// Class names by id.
+    pub fn labels(&self) -> &[String] {
+        &self.model.labels
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Classifier {
+        &self.model
+    }
+
+    /// What loading adjusted (for example a `max_len` cut to the model's positions).
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// Probabilities for every example of a dataset, in order.
+    pub fn predict_dataset(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
+        let enc = self.tokenizer.encode_dataset(data)?;
+        probabilities(&self.model, &enc, batch_size, on_batch)
+    }
+
+    /// Probabilities for raw texts (with optional second segments).
+    pub fn predict_texts(&self, texts: &[(&str, Option<&str>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let enc = self.tokenizer.encode_all(texts)?;
+        probabilities(&self.model, &enc, batch_size, &mut |_, _| {})
+    }
+
+    /// Scores a labeled dataset (its label column as read). Labels the model does not know are an error
+    /// naming file, line and column.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
+        let gold = LabelMap::from_names(self.model.labels.clone())?.encode(data)?;
+        let probs = self.predict_dataset(data, batch_size, on_batch)?;
+        Ok(evaluate(probs, gold, &self.model.labels, None))
+    }
+}
+
+/// Several classifiers whose probabilities are averaged (an ensemble of folds, seeds or any models
+/// trained on the same labels).
+#[derive(Debug)]
+pub struct Ensemble {
+    members: Vec<Predictor>,
+}
+
+impl Ensemble {
+    /// Loads model folders (paths or hub ids); a cross-validation or seeds run directory expands to its
+    /// members' `best/`.
+    pub fn load(specs: &[String], rt: &Runtime, precision: Option<Precision>, max_len: Option<usize>) -> Result<Self> {
+        let mut members = Vec::new();
+        for spec in specs {
+            let path = Path::new(spec);
+            let expanded = if path.is_dir() { rundir::member_models(path) } else { Vec::new() };
+            if expanded.is_empty() {
+                members.push(Predictor::load(&ModelFolder::resolve(spec, None)?, rt, precision, max_len)?);
+            } else {
+                for m in expanded {
+                    members.push(Predictor::load(&ModelFolder::open(&m)?, rt, precision, max_len)?);
+                }
+            }
+        }
+        Self::from_members(members)
+    }
+
+    /// An ensemble of loaded predictors (at least one; all with the same labels).
+    pub fn from_members(members: Vec<Predictor>) -> Result<Self> {
+        let Some(first) = members.first() else { return Err(Error::config("model", "no model given")) };
+        for m in &members[1..] {
+            if m.labels() != first.labels() {
+                return Err(Error::config(
+                    "model",
+                    format!("ensemble members disagree on labels: [{}] vs [{}]", first.labels().join(", "), m.labels().join(", ")),
+                ));
+            }
+        }
+        Ok(Ensemble { members })
+    }
+
+    /// Number of member models.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Always false: an ensemble has at least one member.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Class names by id (shared by every member).
+    pub fn labels(&self) -> &[String] {
+        self.members[0].labels()
+    }
+
+    /// The members.
+    pub fn members(&self) -> &[Predictor] {
+        &self.members
+    }
+
+    /// Notes of every member's loading, without repeats.
+    pub fn notes(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for n in self.members.iter().flat_map(|m| m.notes()) {
+            if !out.contains(n) {
+                out.push(n.clone());
+            }
+        }
+        out
+    }
+
+    /// Mean of the members' probabilities for every example of a dataset.
+    pub fn predict_dataset(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
+        let per_member = self
+            .members
+            .iter()
+            .map(|m| m.predict_dataset(data, batch_size, on_batch))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(average(&per_member))
+    }
+
+    /// Mean probabilities for raw texts.
+    pub fn predict_texts(&self, texts: &[(&str, Option<&str>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let per_member = self.members.iter().map(|m| m.predict_texts(texts, batch_size)).collect::<Result<Vec<_>>>()?;
+        Ok(average(&per_member))
+    }
+
+    /// Scores a labeled dataset with the averaged probabilities.
+    pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
+        let gold = LabelMap::from_names(self.labels().to_vec())?.encode(data)?;
+        let probs = self.predict_dataset(data, batch_size, on_batch)?;
+        Ok(evaluate(probs, gold, self.labels(), None))
+    }
+}
+
+/// Element-wise mean of several members' probabilities (each: examples × classes).
+pub fn average(per_member: &[Vec<Vec<f32>>]) -> Vec<Vec<f32>> {
+    let Some(first) = per_member.first() else { return Vec::new() };
+    if per_member.len() == 1 {
+        return first.clone();
+    }
+    let n = per_member.len() as f32;
+    (0..first.len())
+        .map(|i| (0..first[i].len()).map(|c| per_member.iter().map(|m| m[i][c]).sum::<f32>() / n).collect())
+        .collect()
+}

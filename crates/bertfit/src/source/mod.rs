@@ -1,0 +1,7 @@
+//! Where model files come from: a Hugging Face model folder on disk ([`ModelFolder`]), or the Hugging
+//! Face Hub (downloaded into the standard hub cache, for users with network access).
+
+pub mod folder;
+pub mod hub;
+
+pub use folder::ModelFolder;
