@@ -234,3 +234,28 @@ fn help_texts_match_snapshots() {
         check_snapshot(&format!("{cmd}-help.txt"), &String::from_utf8_lossy(&o.stdout));
     }
 }
+
+#[test]
+fn max_len_beyond_the_positions_is_cut_with_a_warning_in_train_eval_and_predict() {
+    let f = fixture();
+    let out = f.root.join("run");
+    let mut args = train_args(&f, p(&out));
+    let at = args.iter().position(|a| a == "--max-len").expect("max-len flag") + 1;
+    args[at] = "5000".into();
+    let epochs = args.iter().position(|a| a == "20").expect("epochs");
+    args[epochs] = "1".into();
+    let o = bin().args(&args).output().expect("train");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = "max_len 5000 exceeds the model's 64 positions; using 64";
+    assert!(stderr(&o).contains(warning), "{}", stderr(&o));
+    let best = out.join("best");
+    let data = f.root.join("data.csv");
+    for cmd in [
+        vec!["eval", "--model", p(&best), "--data", p(&data), "--max-len", "5000", "--quiet"],
+        vec!["predict", "--model", p(&best), "--data", p(&data), "--max-len", "5000", "--quiet"],
+    ] {
+        let o = run(&cmd);
+        assert!(o.status.success(), "{}: {}", cmd[0], stderr(&o));
+        assert!(stderr(&o).contains(warning), "{}: {}", cmd[0], stderr(&o));
+    }
+}

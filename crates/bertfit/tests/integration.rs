@@ -446,3 +446,79 @@ fn ensembles_average_member_probabilities() {
     let err = bertfit::infer::Ensemble::load(&[spec(&a), other.display().to_string()], &Runtime::cpu(), None, None).expect_err("labels differ");
     assert!(err.to_string().contains("disagree on labels"), "{err}");
 }
+
+#[test]
+fn models_of_different_precisions_live_side_by_side() {
+    use bertfit::runtime::Precision;
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 21);
+    let bf16_run = run_config(dir.path(), &model, "bf16", TrainConfig { epochs: 2, precision: Precision::Bf16, ..fast_config() });
+    train::run(&bf16_run, RunOptions::default(), &mut Silent).expect("train bf16");
+    let best = ModelFolder::open(&bf16_run.output.join("best")).expect("best");
+    // the training precision is saved with the model, and prediction defaults to it
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&best.config).expect("cfg")).expect("json");
+    assert_eq!(config["bertfit"]["precision"], "bf16");
+    let data = data::read_dataset(&bf16_run.data.train, &Columns::default(), true).expect("read");
+    let rt = Runtime::cpu();
+    let predict = |p: &Predictor| p.predict_dataset(&data, 8, &mut |_, _| {}).expect("predict");
+    let alone_default = predict(&Predictor::load(&best, &rt, None, None).expect("default"));
+    let alone_bf16 = predict(&Predictor::load(&best, &rt, Some(Precision::Bf16), None).expect("bf16"));
+    let alone_f32 = predict(&Predictor::load(&best, &rt, Some(Precision::F32), None).expect("f32"));
+    assert_eq!(alone_default, alone_bf16);
+    assert_ne!(alone_f32, alone_bf16, "bf16 rounding must change some probability");
+    // both loaded at once, used in turn, each from its own thread too: the same bits as alone
+    let f32_model = Predictor::load(&best, &rt, Some(Precision::F32), None).expect("f32");
+    let bf16_model = Predictor::load(&best, &rt.clone().with_threads(1).expect("pool"), Some(Precision::Bf16), None).expect("bf16");
+    for _ in 0..2 {
+        assert_eq!(predict(&f32_model), alone_f32);
+        assert_eq!(predict(&bf16_model), alone_bf16);
+    }
+    std::thread::scope(|s| {
+        let a = s.spawn(|| predict(&f32_model));
+        let b = s.spawn(|| predict(&bf16_model));
+        assert_eq!(a.join().expect("f32 thread"), alone_f32);
+        assert_eq!(b.join().expect("bf16 thread"), alone_bf16);
+    });
+}
+
+#[test]
+fn a_diverging_loss_says_so() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 22);
+    let cfg = run_config(dir.path(), &model, "nan", TrainConfig { epochs: 3, lr: 1e30, max_grad_norm: 0.0, ..fast_config() });
+    let err = train::run(&cfg, RunOptions::default(), &mut Silent).expect_err("a learning rate of 1e30 diverges");
+    assert!(matches!(err, bertfit::Error::Diverged { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("training diverged") && text.contains("--lr"), "{text}");
+    assert!(!err.is_user_error(), "divergence is not a malformed input");
+}
+
+#[test]
+fn a_custom_label_column_is_named_in_errors() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let path = dir.path().join("eval.csv");
+    std::fs::write(&path, "text,sentiment\ngood film,pos\nbad film,meh\n").expect("write");
+    let cols = Columns { label: Some("sentiment".into()), ..Columns::default() };
+    let data = data::read_dataset(&path, &cols, true).expect("read");
+    let map = data::LabelMap::from_names(vec!["neg".into(), "pos".into()]).expect("map");
+    let err = map.encode(&data).expect_err("meh is unknown");
+    let text = err.to_string();
+    assert!(text.contains("field `sentiment`") && text.contains("line 3"), "{text}");
+}
+
+#[test]
+fn tokenizer_ids_beyond_the_vocabulary_are_an_input_error() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 23);
+    // a config whose embedding table is smaller than the tokenizer's vocabulary
+    let cfg_path = model.join("config.json");
+    let mut cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&cfg_path).expect("cfg")).expect("json");
+    cfg["vocab_size"] = serde_json::json!(10);
+    std::fs::write(&cfg_path, cfg.to_string()).expect("write cfg");
+    let run = run_config(dir.path(), &model, "vocab", TrainConfig { epochs: 1, ..fast_config() });
+    let err = train::run(&run, RunOptions::default(), &mut Silent).expect_err("vocabulary mismatch");
+    assert!(err.is_user_error(), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("vocab_size 10") && text.contains(&WORDS.len().to_string()), "{text}");
+}

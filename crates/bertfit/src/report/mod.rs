@@ -55,7 +55,7 @@ fn png_dir_for(path: &Path) -> PathBuf {
 /// Returns the page's path.
 pub fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
     let run = RunDir::read(run_dir)?;
-    let path = run_dir.join("report.html");
+    let path = run_dir.join(crate::rundir::REPORT);
     let mut figs = Figures::new(opts.png.then(|| png_dir_for(&path)).as_deref())?;
     let sections = match &run.multi {
         Some(m) => {

@@ -53,7 +53,7 @@ fn runs_section(run: &RunDir, multi: &MultiSummary, figs: &mut Figures) -> Resul
         let mut row = vec![Cell::text(&r.name)];
         metric_cells(r.valid.as_ref(), &mut row);
         metric_cells(r.test.as_ref(), &mut row);
-        let link = if member_dir(&run.dir, &r.name).is_some_and(|d| d.join("report.html").is_file()) {
+        let link = if member_dir(&run.dir, &r.name).is_some_and(|d| d.join(crate::rundir::REPORT).is_file()) {
             Cell::Html(format!("<a href=\"{}/report.html\">report</a>", esc(&r.name)))
         } else {
             Cell::text("–")

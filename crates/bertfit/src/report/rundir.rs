@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::error::{Error, Location, Result};
 use crate::metrics::ClassScores;
+use crate::rundir as names;
 
 /// One evaluation: a line of `metrics.jsonl` (also `summary.json`'s `best` and `test`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -241,16 +242,16 @@ impl RunDir {
             return Err(Error::io("cannot read run directory", dir, e));
         }
         let mut run = RunDir { dir: dir.to_path_buf(), ..RunDir::default() };
-        run.config = read_json(&dir.join("run_config.json"))?;
-        run.metrics = read_jsonl(&dir.join("metrics.jsonl"), &mut run.notes)?;
-        run.steps = read_jsonl(&dir.join("steps.jsonl"), &mut run.notes)?;
-        run.summary = read_json(&dir.join("summary.json"))?;
-        run.stats = read_json(&dir.join("data_stats.json"))?;
-        run.valid_predictions = read_predictions(&dir.join("predictions").join("valid.csv"))?;
-        run.test_predictions = read_predictions(&dir.join("predictions").join("test.csv"))?;
-        run.multi = match read_json(&dir.join("cv_summary.json"))? {
+        run.config = read_json(&dir.join(names::RUN_CONFIG))?;
+        run.metrics = read_jsonl(&dir.join(names::METRICS), &mut run.notes)?;
+        run.steps = read_jsonl(&dir.join(names::STEPS), &mut run.notes)?;
+        run.summary = read_json(&dir.join(names::SUMMARY))?;
+        run.stats = read_json(&dir.join(names::DATA_STATS))?;
+        run.valid_predictions = read_predictions(&names::predictions_csv(dir, "valid"))?;
+        run.test_predictions = read_predictions(&names::predictions_csv(dir, "test"))?;
+        run.multi = match read_json(&dir.join(names::multi_summary_json("cv")))? {
             Some(m) => Some(m),
-            None => read_json(&dir.join("seeds_summary.json"))?,
+            None => read_json(&dir.join(names::multi_summary_json("seeds")))?,
         };
         Ok(run)
     }
