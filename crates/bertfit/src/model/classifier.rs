@@ -228,8 +228,8 @@ impl Classifier {
         cfg.extra.insert("architectures".into(), serde_json::json!([cfg.classifier_architecture()]));
         cfg.extra.insert("problem_type".into(), "single_label_classification".into());
         let meta = SavedMeta { head: self.head_config.clone(), max_len, precision: self.runtime.precision() };
-        cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::config("head", e.to_string()))?);
-        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::config("config", e.to_string()))?;
+        cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::serialize("bertfit settings", e))?);
+        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::serialize("model config", e))?;
         let path = dir.join("config.json");
         std::fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))?;
         let prefix = cfg.encoder_prefix();

@@ -291,4 +291,33 @@ mod tests {
         let err = cfg.validate(Path::new("m/config.json")).expect_err("must fail").to_string();
         assert!(err.contains("m/config.json") && err.contains("hidden_size"), "{err}");
     }
+
+    fn config(model_type: &str, pad: u32, positions: usize) -> BertConfig {
+        let json = serde_json::json!({"model_type": model_type, "hidden_size": 8, "intermediate_size": 8,
+            "max_position_embeddings": positions, "num_attention_heads": 2, "num_hidden_layers": 1, "vocab_size": 10,
+            "pad_token_id": pad});
+        serde_json::from_value(json).expect("valid json")
+    }
+
+    #[test]
+    fn an_unknown_family_is_refused_with_the_supported_list() {
+        let err = config("gpt2", 0, 16).validate(Path::new("m/config.json")).expect_err("gpt2").to_string();
+        assert!(err.contains("field `model_type`") && err.contains("`gpt2`") && err.contains("bert, roberta, xlm-roberta, camembert"), "{err}");
+        assert!(config("xlm-roberta", 1, 16).validate(Path::new("c")).is_ok());
+    }
+
+    #[test]
+    fn positions_and_max_len_follow_the_family() {
+        let bert = config("bert", 0, 16);
+        assert_eq!(bert.position_room(), 16);
+        let roberta = config("roberta", 1, 16);
+        assert_eq!(roberta.position_room(), 14);
+        assert_eq!(roberta.fit_max_len(14), (14, None));
+        let (cut, note) = roberta.fit_max_len(100);
+        assert_eq!(cut, 14);
+        assert_eq!(note.as_deref(), Some("max_len 100 exceeds the model's 14 positions; using 14"));
+        // a pad id at or beyond the positions is a config error, not an overflow
+        let err = config("roberta", 16, 16).validate(Path::new("m/config.json")).expect_err("no room").to_string();
+        assert!(err.contains("field `pad_token_id`"), "{err}");
+    }
 }

@@ -74,7 +74,7 @@ fn seal(dir: &Path) -> Result<()> {
         files.insert(name, FileEntry { size, sha256 });
     }
     faults::point("checkpoint-write");
-    let json = serde_json::to_vec_pretty(&Manifest { format: 1, files }).map_err(|e| Error::config("manifest", e.to_string()))?;
+    let json = serde_json::to_vec_pretty(&Manifest { format: 1, files }).map_err(|e| Error::serialize("checkpoint manifest", e))?;
     let path = dir.join(MANIFEST);
     std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))?;
     fsync(&path)?;
@@ -151,7 +151,7 @@ pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer
         candle_core::Error::Io(io) => Error::io("cannot write", &opt_path, io),
         other => Error::Tensor(other),
     })?;
-    let json = serde_json::to_string_pretty(state).map_err(|e| Error::config("checkpoint", e.to_string()))?;
+    let json = serde_json::to_string_pretty(state).map_err(|e| Error::serialize("trainer state", e))?;
     let path = dir.join(STATE);
     std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))
 }
