@@ -1,9 +1,12 @@
 //! Raw command-line flags (clap derive). Train options double as the keys of a `--config` TOML file.
+//! Numeric flags are range-checked while parsing (see `ranges`).
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use serde::{Deserialize, Serialize};
+
+use crate::ranges::{fraction, integer_at_least, non_negative_number, positive_number};
 
 /// Fine-tune, evaluate and serve BERT-family text classifiers.
 #[derive(Debug, Parser)]
@@ -90,51 +93,51 @@ pub struct TrainArgs {
     #[serde(flatten)]
     pub columns: ColumnArgs,
     /// Share of --train held out for validation when --valid is absent [default: 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = fraction())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub valid_fraction: Option<f64>,
     /// Share of --train held out for testing when --test is absent [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = fraction())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub test_fraction: Option<f64>,
     /// Training epochs [default: 3].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub epochs: Option<usize>,
     /// Examples per batch [default: 32].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
     /// Examples per evaluation batch [default: 64].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batch_size: Option<usize>,
     /// Peak learning rate [default: 5e-5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = positive_number())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lr: Option<f64>,
     /// Truncation length in tokens [default: 128].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_len: Option<usize>,
     /// Seed for splits, data order, dropout and new weights [default: 42].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<u64>(0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
     /// Share of steps spent on linear warmup [default: 0.1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = fraction())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warmup_ratio: Option<f64>,
     /// AdamW decoupled weight decay (not on biases/LayerNorm) [default: 0.01].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_number())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight_decay: Option<f64>,
     /// Batches per optimizer step [default: 1].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grad_accum: Option<usize>,
     /// Clip gradients to this global L2 norm, 0 disables [default: 1.0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_number())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_grad_norm: Option<f64>,
     /// Learning-rate schedule after warmup: linear, cosine, constant, plateau [default: linear].
@@ -146,11 +149,11 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping_metric: Option<String>,
     /// Stop after this many evaluations without improvement [default: never].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub patience: Option<usize>,
     /// Smallest improvement that counts [default: 0].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = non_negative_number())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_delta: Option<f64>,
     /// Loss weights: `balanced`, `none`, or LABEL=W,LABEL=W [default: none].
@@ -158,11 +161,11 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<String>,
     /// Also evaluate every N optimizer steps.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_every_steps: Option<usize>,
     /// Stop after N optimizer steps (overrides --epochs).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_steps: Option<usize>,
     /// Hidden layer sizes of the head, e.g. 256,32 [default: none, one linear layer].
@@ -170,7 +173,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_hidden: Option<String>,
     /// Dropout in the head [default: the model's hidden dropout].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = fraction())]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub head_dropout: Option<f64>,
     /// Activation between head layers: gelu, relu, tanh [default: gelu].
@@ -186,7 +189,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze_encoder: Option<bool>,
     /// Freeze embeddings and the first N encoder layers.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub freeze_layers: Option<usize>,
     /// Batch similar lengths together (still shuffled) [default: true].
@@ -194,11 +197,11 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub group_by_length: Option<bool>,
     /// Also write a checkpoint every N optimizer steps (epoch ends always get one).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub save_every_steps: Option<usize>,
     /// Checkpoints to keep in RUN_DIR/checkpoints (best/ is kept apart) [default: 2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub keep_checkpoints: Option<usize>,
     /// Matmul precision: f32, or bf16 (bf16 operands, f32 accumulation and master weights) [default: f32].
@@ -206,7 +209,7 @@ pub struct TrainArgs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub precision: Option<String>,
     /// Compute threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
     /// Repeat the run once per seed (e.g. 1,2,3) into RUN_DIR/seed-S and report mean ± std.
@@ -237,7 +240,7 @@ pub struct TrainArgs {
 #[derive(Debug, Clone, Args)]
 pub struct CvArgs {
     /// Number of folds [default: 5].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(2))]
     pub folds: Option<usize>,
     #[command(flatten)]
     pub train: TrainArgs,
@@ -265,13 +268,13 @@ pub struct EvalArgs {
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Truncation length [default: the length the model was trained with].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,
     /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 64)]
     pub batch_size: usize,
     /// Compute threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
@@ -300,13 +303,13 @@ pub struct PredictArgs {
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Truncation length [default: the length the model was trained with].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,
     /// Examples per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 64)]
     pub batch_size: usize,
     /// Compute threads [default: all cores].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
@@ -324,10 +327,10 @@ pub struct BenchArgs {
     /// train or infer.
     pub mode: String,
     /// Timed steps after 2 warm-up steps.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 10)]
     pub steps: usize,
     /// Compute threads.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 2)]
     pub threads: usize,
     /// Matmul precision: f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
@@ -338,10 +341,10 @@ pub struct BenchArgs {
 #[derive(Debug, Args)]
 pub struct GpuSelftestArgs {
     /// CUDA device ordinal.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0), default_value_t = 0)]
     pub device: usize,
     /// Tokens per batch of the matrix-product shapes (128 x 128 = 16384).
-    #[arg(long, default_value_t = 16384, value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    #[arg(long, allow_negative_numbers = true, default_value_t = 16384, value_parser = clap::builder::RangedI64ValueParser::<u64>::new().range(1..=1 << 20))]
     pub tokens: u64,
     /// Time only cuBLASLt's first-choice algorithm (skip timing every algorithm it offers).
     #[arg(long)]

@@ -6,6 +6,7 @@ mod bench;
 mod commands;
 mod gpu;
 mod progress;
+mod ranges;
 mod settings;
 
 use std::process::ExitCode;

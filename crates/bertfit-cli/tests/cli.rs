@@ -214,6 +214,37 @@ fn bad_input_gives_clear_errors_and_exit_code_2() {
     assert_eq!(run(&["train", "--epochs", "many"]).status.code(), Some(2));
 }
 
+/// Negative, zero or out-of-range numbers are usage errors that name the flag and the allowed range
+/// (before any file is read, so no fixture is needed), rather than clap's "unexpected argument '-3'".
+#[test]
+fn out_of_range_numeric_flags_name_the_flag_and_the_range() {
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["train", "--epochs", "-3"], "'--epochs <EPOCHS>'", "must be an integer ≥ 1"),
+        (&["train", "--lr", "-1"], "'--lr <LR>'", "must be a number > 0"),
+        (&["train", "--lr", "0"], "'--lr <LR>'", "must be a number > 0"),
+        (&["train", "--batch-size", "0"], "'--batch-size <BATCH_SIZE>'", "must be an integer ≥ 1"),
+        (&["train", "--warmup-ratio", "1.5"], "'--warmup-ratio <WARMUP_RATIO>'", "must be a number in [0, 1)"),
+        (&["train", "--valid-fraction=-0.1"], "'--valid-fraction <VALID_FRACTION>'", "must be a number in [0, 1)"),
+        (&["train", "--max-len", "2"], "'--max-len <MAX_LEN>'", "must be an integer ≥ 4"),
+        (&["train", "--weight-decay", "-0.01"], "'--weight-decay <WEIGHT_DECAY>'", "must be a number ≥ 0"),
+        (&["train", "--seed", "-1"], "'--seed <SEED>'", "must be an integer ≥ 0"),
+        (&["cv", "--folds", "1"], "'--folds <FOLDS>'", "must be an integer ≥ 2"),
+        (&["eval", "--model", "m", "--data", "d.csv", "--batch-size", "-8"], "'--batch-size <BATCH_SIZE>'", "must be an integer ≥ 1"),
+        (&["predict", "--model", "m", "--text", "t", "--threads", "-2"], "'--threads <THREADS>'", "must be an integer ≥ 0"),
+    ];
+    for (args, flag, range) in cases {
+        let o = run(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(flag) && err.contains(range), "{args:?} should name {flag} and {range:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+    // In-range values (0 where it is allowed) get past parsing: only the missing --train is reported.
+    let o = run(&["train", "--epochs", "1", "--lr", "1e-4", "--warmup-ratio", "0", "--seed", "0", "--model", "m", "--output", "o"]);
+    assert_user_error(&o, &["--train is required"]);
+    assert!(!stderr(&o).contains("invalid value"), "{}", stderr(&o));
+}
+
 fn check_snapshot(name: &str, actual: &str) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots").join(name);
     if std::env::var("BERTFIT_UPDATE_SNAPSHOTS").is_ok_and(|v| v == "1") {
