@@ -65,6 +65,21 @@ fn install_signal_handler() {
     }
 }
 
+/// How often plain progress lines (standard error not a terminal) are written at most, when the
+/// environment overrides the 30 s default: `BERTFIT_PROGRESS_INTERVAL_MS`, a hidden setting for tests
+/// and impatient logs, read once as a training command starts.
+fn progress_line_interval() -> Option<std::time::Duration> {
+    const VAR: &str = "BERTFIT_PROGRESS_INTERVAL_MS";
+    let value = std::env::var(VAR).ok()?;
+    match value.trim().parse::<u64>() {
+        Ok(ms) => Some(std::time::Duration::from_millis(ms)),
+        Err(_) => {
+            eprintln!("warning: ignoring {VAR}={value:?} (expected milliseconds, e.g. 1000)");
+            None
+        }
+    }
+}
+
 /// `train` (folds = None) and `cv` (folds = Some), each optionally repeated over `--seeds`.
 fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
     let (cfg, resume, seeds_flag, threads) = match &flags.resume {
@@ -79,6 +94,9 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
     install_signal_handler();
     let report_opts = ReportOptions { png: flags.png };
     let mut progress = Progress::new(flags.quiet).with_report(&cfg.output, report_opts);
+    if let Some(interval) = progress_line_interval() {
+        progress = progress.with_line_interval(interval);
+    }
     let opts = RunOptions { overwrite: flags.overwrite, resume, cancel: Some(&CANCEL), runtime: Some(&rt) };
     let command = if folds.is_some() { "cv" } else { "train" };
     let interrupted = |e: bertfit::Error| -> anyhow::Error {

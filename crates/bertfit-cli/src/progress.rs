@@ -1,14 +1,23 @@
-//! Renders training events: progress bars with rate and ETA, one summary line per epoch, notes and
-//! warnings on standard error.
+//! Renders training events: progress bars with rate and ETA on a terminal (plain, rate-limited log
+//! lines when standard error is not one), one summary line per epoch, notes and warnings on standard
+//! error.
 
-use std::time::Duration;
+mod plain;
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
 
 use bertfit::train::{EvalRecord, Event, Observer};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use plain::PlainLog;
 
-/// Progress display for the terminal; also refreshes the run's HTML report after each evaluation.
+/// Progress display on standard error; also refreshes the run's HTML report after each evaluation.
 pub struct Progress {
     quiet: bool,
+    /// Draw bars (standard error is a terminal and not quiet).
+    bars: bool,
+    /// Plain progress lines instead (standard error is not a terminal and not quiet).
+    lines: Option<PlainLog>,
     report: Option<(std::path::PathBuf, bertfit::report::ReportOptions)>,
     bar: Option<ProgressBar>,
     eval_bar: Option<ProgressBar>,
@@ -21,9 +30,21 @@ fn style(template: &str) -> ProgressStyle {
 }
 
 impl Progress {
-    /// A display; `quiet` hides bars and notes (warnings and epoch lines still print).
+    /// A display; `quiet` hides bars and notes (warnings and epoch lines still print). Bars when
+    /// standard error is a terminal; otherwise plain progress lines, at most one every 30 s besides
+    /// those at evaluations and epoch ends.
     pub fn new(quiet: bool) -> Self {
-        Progress { quiet, report: None, bar: None, eval_bar: None, epochs: 0, loss_ema: None }
+        let terminal = std::io::stderr().is_terminal();
+        let lines = (!quiet && !terminal).then(|| PlainLog::new(plain::DEFAULT_INTERVAL));
+        Progress { quiet, bars: !quiet && terminal, lines, report: None, bar: None, eval_bar: None, epochs: 0, loss_ema: None }
+    }
+
+    /// Changes how often plain progress lines are written at most (no effect on bars).
+    pub fn with_line_interval(mut self, interval: Duration) -> Self {
+        if self.lines.is_some() {
+            self.lines = Some(PlainLog::new(interval));
+        }
+        self
     }
 
     /// Refresh `RUN_DIR/report.html` after every validation or test evaluation.
@@ -41,7 +62,7 @@ impl Progress {
     }
 
     fn bar(&self, len: usize, template: &str) -> Option<ProgressBar> {
-        if self.quiet {
+        if !self.bars {
             return None;
         }
         let pb = ProgressBar::with_draw_target(Some(len as u64), ProgressDrawTarget::stderr_with_hz(4));
@@ -64,12 +85,16 @@ fn short(r: &EvalRecord) -> String {
 
 impl Observer for Progress {
     fn on_event(&mut self, event: &Event<'_>) {
+        let now = Instant::now();
         match event {
             Event::Info(msg) if !self.quiet => self.println(msg.clone()),
             Event::Info(_) => {}
             Event::Warning(msg) => self.println(format!("warning: {msg}")),
             Event::Start { epochs, total_steps, batches_per_epoch, trainable_params } => {
                 self.epochs = *epochs;
+                if let Some(l) = &mut self.lines {
+                    l.start(*epochs);
+                }
                 if !self.quiet {
                     self.println(format!(
                         "training: {epochs} epoch(s), {batches_per_epoch} batches per epoch, {total_steps} optimizer steps, {:.1} M trainable parameters",
@@ -88,8 +113,11 @@ impl Observer for Progress {
                     b.set_position(*done as u64);
                 }
                 self.loss_ema = None;
+                if let Some(l) = &mut self.lines {
+                    l.epoch_start(now, *epoch, *batches, *done);
+                }
             }
-            Event::Batch { done, loss, lr, .. } => {
+            Event::Batch { done, loss, lr, step, tokens, .. } => {
                 let ema = match self.loss_ema {
                     Some(e) => 0.9 * e + 0.1 * loss,
                     None => *loss,
@@ -99,16 +127,28 @@ impl Observer for Progress {
                     b.set_position(*done as u64);
                     b.set_message(format!("loss {ema:.4} lr {lr:.2e}"));
                 }
+                if let Some(line) = self.lines.as_mut().and_then(|l| l.batch(now, *done, *step, *tokens, ema)) {
+                    eprintln!("{line}");
+                }
             }
             Event::EvalStart { split, batches } => {
                 self.eval_bar = self.bar(*batches, &format!("  eval {split} [{{bar:30}}] {{pos}}/{{len}} eta {{eta}}"));
+                if let Some(line) = self.lines.as_mut().and_then(|l| l.eval_start(now, split, *batches)) {
+                    eprintln!("{line}");
+                }
             }
-            Event::EvalBatch { done, .. } => {
+            Event::EvalBatch { done, total } => {
                 if let Some(b) = &self.eval_bar {
                     b.set_position(*done as u64);
                 }
+                if let Some(line) = self.lines.as_mut().and_then(|l| l.eval_batch(now, *done, *total)) {
+                    eprintln!("{line}");
+                }
             }
             Event::Evaluated(rec) => {
+                if let Some(l) = &mut self.lines {
+                    l.evaluated(now);
+                }
                 if let Some(b) = self.eval_bar.take() {
                     b.finish_and_clear();
                 }
@@ -124,6 +164,9 @@ impl Observer for Progress {
             Event::EpochEnd { epoch, train, valid, improved, seconds } => {
                 if let Some(b) = self.bar.take() {
                     b.finish_and_clear();
+                }
+                if let Some(l) = &mut self.lines {
+                    l.epoch_end();
                 }
                 let v = valid.map(|v| format!(" | valid {}", short(v))).unwrap_or_default();
                 let mark = if *improved { " *best" } else { "" };

@@ -1,6 +1,6 @@
 //! End-to-end tests of the `bertfit` binary: train → eval → predict on a tiny random BERT, exit codes
-//! and error messages for bad input, config files, and `--help` snapshots; the HTML report and resume
-//! in submodules.
+//! and error messages for bad input and out-of-range flags, config files, plain progress lines when
+//! standard error is not a terminal, and `--help` snapshots; the HTML report and resume in submodules.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -243,6 +243,40 @@ fn out_of_range_numeric_flags_name_the_flag_and_the_range() {
     let o = run(&["train", "--epochs", "1", "--lr", "1e-4", "--warmup-ratio", "0", "--seed", "0", "--model", "m", "--output", "o"]);
     assert_user_error(&o, &["--train is required"]);
     assert!(!stderr(&o).contains("invalid value"), "{}", stderr(&o));
+}
+
+/// With standard error piped (not a terminal), training progress comes as plain log lines, not bars.
+/// `BERTFIT_PROGRESS_INTERVAL_MS` (a hidden setting the CLI reads once at startup; the default is a
+/// line every 30 s at most) is set to 0 here so that every batch of this short run gets a line, not
+/// only the first one, each epoch end and each mid-epoch evaluation.
+#[test]
+fn progress_is_plain_lines_when_stderr_is_not_a_terminal() {
+    let f = fixture();
+    let out = f.root.join("run");
+    let mut args = train_args(&f, p(&out));
+    args.retain(|a| a != "--quiet");
+    let epochs = args.iter().position(|a| a == "--epochs").expect("epochs") + 1;
+    args[epochs] = "2".into();
+    // 12 examples in batches of 4: 3 batches (steps) per epoch; step 4 evaluates mid-epoch.
+    args.extend(["--eval-every-steps".into(), "4".into(), "--eval-batch-size".into(), "4".into()]);
+    let o = bin().args(&args).env("BERTFIT_PROGRESS_INTERVAL_MS", "0").env("RAYON_NUM_THREADS", "1").output().expect("train");
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(!err.contains('\r') && !err.contains("\x1b["), "bar control characters in: {err:?}");
+    let progress: Vec<&str> = err.lines().filter(|l| l.starts_with("step ")).collect();
+    assert_eq!(progress.len(), 7, "one line per batch and one before the mid-epoch evaluation: {err}");
+    for l in &progress {
+        for part in ["| epoch ", "| loss ", " batches/s, ", " tokens/s | epoch "] {
+            assert!(l.contains(part), "{l:?} lacks {part:?}");
+        }
+    }
+    assert!(progress[1].starts_with("step 2 | epoch 0.67/2 | loss "), "{err}");
+    assert!(progress[1].contains("| epoch eta "), "{err}");
+    assert!(progress[2].starts_with("step 3 | epoch 1.00/2 |") && progress[2].contains("| epoch done in "), "{err}");
+    assert!(progress[4].starts_with("step 4 | epoch 1.33/2 |") && progress[4].ends_with("| evaluating valid (3 batches)"), "{err}");
+    // The epoch summaries and notes still print.
+    assert!(err.contains("\nepoch 1/2 ") && err.contains("\nepoch 2/2 ") && err.contains("  step 4 valid: "), "{err}");
+    assert!(err.contains("training: 2 epoch(s), 3 batches per epoch"), "{err}");
 }
 
 fn check_snapshot(name: &str, actual: &str) {
