@@ -41,12 +41,7 @@ pub(crate) fn from_bf16(h: u16) -> f32 {
 pub fn native() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *HAS.get_or_init(|| {
-            // The conversion kernels also use AVX-512 BW and VL (every CPU with BF16 has them, but
-            // a VM may report features selectively).
-            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")
-        })
+        x86::detect().is_some()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -66,9 +61,9 @@ pub(super) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: u
         return Ok(());
     }
     #[cfg(target_arch = "x86_64")]
-    if native() && k > 0 {
+    if let (Some(cpu), true) = (x86::detect(), k > 0) {
         let packed_b = pack_b(rhs, k, n);
-        return x86::run(dst, dst_rs, m, n, k, lhs, &packed_b, accumulate);
+        return x86::run(cpu, dst, dst_rs, m, n, k, lhs, &packed_b, accumulate);
     }
     // Fallback: the same bf16 rounding, f32 products.
     let round = |a: Mat<'_>, r: usize, c: usize| -> Vec<f32> {
@@ -122,9 +117,8 @@ fn pack_line(out: &mut [u32], step: usize, data: &[f32], start: usize, stride: u
 #[inline(always)]
 fn convert(dst: &mut [u16], src: &[f32]) {
     #[cfg(target_arch = "x86_64")]
-    if native() {
-        // SAFETY: the CPU has AVX512-BF16.
-        return unsafe { x86::convert(dst, src) };
+    if let Some(cpu) = x86::detect() {
+        return x86::convert(cpu, dst, src);
     }
     dst.iter_mut().zip(src).for_each(|(d, &x)| *d = to_bf16(x));
 }
@@ -134,9 +128,8 @@ fn convert(dst: &mut [u16], src: &[f32]) {
 #[inline(always)]
 fn pack_two_rows(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
     #[cfg(target_arch = "x86_64")]
-    if native() {
-        // SAFETY: the CPU has AVX512-BF16.
-        return unsafe { x86::pair_words(out, row0, row1) };
+    if let Some(cpu) = x86::detect() {
+        return x86::pair_words(cpu, out, row0, row1);
     }
     match row1 {
         Some(row1) => out.iter_mut().zip(row0).zip(row1).for_each(|((w, &a), &b)| *w = word(a, b)),
@@ -210,11 +203,30 @@ fn pack_a(lhs: Mat<'_>, i0: usize, rows: usize, k: usize, out: &mut Vec<u32>) {
     });
 }
 
+/// The AVX-512 kernels. Their safe entry points take a [`x86::Bf16Cpu`], which only
+/// [`x86::detect`] makes, so they cannot run on a CPU without the instructions.
 #[cfg(target_arch = "x86_64")]
+#[deny(unsafe_op_in_unsafe_fn)]
 mod x86 {
     use std::arch::x86_64::*;
 
     use super::{pack_a, Mat, KP, MC, MR, NR};
+
+    /// Proof that this CPU has AVX-512 F, BW, VL and BF16. The private field keeps it from being
+    /// made anywhere but [`detect`].
+    #[derive(Clone, Copy)]
+    pub(super) struct Bf16Cpu(());
+
+    /// A [`Bf16Cpu`] if this CPU has the instructions (checked once).
+    pub(super) fn detect() -> Option<Bf16Cpu> {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        let has = *HAS.get_or_init(|| {
+            // The conversion kernels also use AVX-512 BW and VL (every CPU with BF16 has them, but
+            // a VM may report features selectively).
+            is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vl")
+        });
+        has.then_some(Bf16Cpu(()))
+    }
 
     /// Raw output pointer shared by tasks that write disjoint row ranges.
     #[derive(Clone, Copy)]
@@ -223,10 +235,31 @@ mod x86 {
     unsafe impl Send for Out {}
     unsafe impl Sync for Out {}
 
+    /// `dst (m × n, row stride dst_rs) = (accumulate ? dst : 0) + lhs · B` with B packed by
+    /// [`super::pack_b`], for k > 0. The kernel writes `dst` and reads `packed_b` through raw
+    /// pointers, so their sizes are checked here (an error if too small), whatever the caller did.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn run(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, packed_b: &[u32], accumulate: bool) -> candle_core::Result<()> {
+    pub(super) fn run(
+        _cpu: Bf16Cpu,
+        dst: &mut [f32],
+        dst_rs: usize,
+        m: usize,
+        n: usize,
+        k: usize,
+        lhs: Mat<'_>,
+        packed_b: &[u32],
+        accumulate: bool,
+    ) -> candle_core::Result<()> {
         use rayon::prelude::*;
         let pairs = k.div_ceil(2);
+        if m == 0 || n == 0 {
+            return Ok(());
+        }
+        // Rows must not overlap either: tasks write disjoint row blocks in parallel.
+        let dst_fits = dst_rs >= n && (m - 1).checked_mul(dst_rs).and_then(|x| x.checked_add(n)).is_some_and(|end| end <= dst.len());
+        if !dst_fits || packed_b.len() < n.div_ceil(NR) * pairs * NR {
+            candle_core::bail!("bf16 gemm: output or packed operand too small for {m}×{k} · {k}×{n}");
+        }
         let out = Out(dst.as_mut_ptr());
         // Tasks own disjoint row blocks [t * MC, (t + 1) * MC) of dst.
         (0..m.div_ceil(MC)).into_par_iter().for_each_init(Vec::new, |apack, t| {
@@ -248,10 +281,11 @@ mod x86 {
                         let a = &apack[(blk * pairs + kb) * MR..];
                         let r0 = i0 + blk * MR;
                         let valid_rows = MR.min(m - r0);
-                        // SAFETY: the CPU has AVX512-BF16 (checked by the caller); `a` and `b`
-                        // hold at least `kp` more steps of MR and NR words; rows r0..r0 + valid_rows
-                        // < m and columns j0..j0 + cols <= n lie inside dst, and only this task
-                        // writes rows i0..i0 + rows.
+                        // SAFETY: the CPU has AVX512-BF16 (`_cpu` proves it); `a` and `b`
+                        // hold at least `kp` more steps of MR and NR words (pack_a's layout, the
+                        // size of packed_b checked above); rows r0..r0 + valid_rows < m and columns
+                        // j0..j0 + cols <= n lie inside dst (checked above), and only this task
+                        // writes rows i0..i0 + rows (rows do not overlap: dst_rs >= n).
                         unsafe { tile_kernel(kp, a.as_ptr(), b.as_ptr(), out.0.add(r0 * dst_rs + j0), dst_rs, valid_rows, cols, add) };
                     }
                 }
@@ -272,8 +306,14 @@ mod x86 {
 
     /// `dst[i] = bf16(src[i])` with `vcvtneps2bf16` (round to nearest even, as [`super::to_bf16`];
     /// the instruction also flushes f32 denormals to zero), 16 values per instruction.
+    #[inline(always)]
+    pub(super) fn convert(_cpu: Bf16Cpu, dst: &mut [u16], src: &[f32]) {
+        // SAFETY: `_cpu` proves the CPU has the features the function is compiled for.
+        unsafe { convert_avx512(dst, src) }
+    }
+
     #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
-    pub(super) unsafe fn convert(dst: &mut [u16], src: &[f32]) {
+    unsafe fn convert_avx512(dst: &mut [u16], src: &[f32]) {
         let n = dst.len().min(src.len());
         for at in (0..n).step_by(16) {
             let m = first(n - at);
@@ -287,10 +327,22 @@ mod x86 {
     }
 
     /// `out[j] = bf16(row0[j]) | bf16(row1[j]) << 16` (zeros for an absent `row1`), 16 words per step.
+    #[inline(always)]
+    pub(super) fn pair_words(_cpu: Bf16Cpu, out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
+        // SAFETY: `_cpu` proves the CPU has the features the function is compiled for.
+        unsafe { pair_words_avx512(out, row0, row1) }
+    }
+
     #[target_feature(enable = "avx512f,avx512bf16,avx512bw,avx512vl")]
-    pub(super) unsafe fn pair_words(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
+    unsafe fn pair_words_avx512(out: &mut [u32], row0: &[f32], row1: Option<&[f32]>) {
         let n = out.len().min(row0.len()).min(row1.map_or(usize::MAX, <[f32]>::len));
-        let widen = |x: __m512| _mm512_cvtepu16_epi32(std::mem::transmute::<__m256bh, __m256i>(_mm512_cvtneps_pbh(x)));
+        // 16 f32 to bf16, each zero-extended into the low half of a 32-bit lane.
+        let widen = |x: __m512| {
+            let halves = _mm512_cvtneps_pbh(x);
+            // SAFETY: both are 256-bit vectors of plain bits, and every bit pattern is a valid
+            // `__m256i`: the transmute only renames the type.
+            _mm512_cvtepu16_epi32(unsafe { std::mem::transmute::<__m256bh, __m256i>(halves) })
+        };
         for at in (0..n).step_by(16) {
             let m = first(n - at);
             // SAFETY: the masks keep loads and stores within the first n elements of the slices.
@@ -391,6 +443,26 @@ mod tests {
         }
         pack_two_rows(&mut words, r0, None);
         assert!(words.iter().zip(r0).all(|(w, &x)| *w == to_bf16(x) as u32));
+    }
+
+    /// The native kernel checks the sizes its raw pointers rely on, whatever its caller passes: a
+    /// short output, overlapping output rows or a short packed operand are errors. (Only where
+    /// the CPU has AVX512-BF16: elsewhere no `Bf16Cpu` can be had, so `x86::run` cannot be called.)
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_native_kernel_refuses_buffers_too_small() {
+        let Some(cpu) = x86::detect() else { return };
+        let (m, n, k) = (4, 5, 6);
+        let a = data(m * k, 1);
+        let lhs = Mat { data: &a, rs: k, cs: 1 };
+        let b = data(k * n, 2);
+        let packed = pack_b(Mat { data: &b, rs: n, cs: 1 }, k, n);
+        let mut dst = vec![0.0f32; m * n];
+        assert!(x86::run(cpu, &mut dst, n, m, n, k, lhs, &packed, false).is_ok());
+        let mut short = vec![0.0f32; m * n - 1];
+        assert!(x86::run(cpu, &mut short, n, m, n, k, lhs, &packed, false).is_err(), "short output");
+        assert!(x86::run(cpu, &mut dst, n - 1, m, n, k, lhs, &packed, false).is_err(), "overlapping rows");
+        assert!(x86::run(cpu, &mut dst, n, m, n, k, lhs, &packed[..packed.len() - 1], false).is_err(), "short packed operand");
     }
 
     /// Against a float64 product of the bf16-rounded operands (what the instruction computes), for
