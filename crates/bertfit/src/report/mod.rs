@@ -11,7 +11,8 @@ pub mod curves;
 pub mod dataset;
 pub mod matrix;
 pub mod mistakes;
-pub mod rundir;
+/// The run directory as the report reads it (lenient readers owned by [`crate::rundir`]).
+pub use crate::rundir::read as rundir;
 pub mod series;
 
 mod chart;

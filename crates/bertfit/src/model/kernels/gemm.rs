@@ -22,7 +22,7 @@ impl Mat<'_> {
 /// How a product is spread over threads.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum Threads {
-    /// On the threads candle uses (one large product).
+    /// On the current rayon pool's threads (one large product).
     Pool,
     /// On the calling thread (many small products run in parallel by the caller).
     One,
@@ -48,7 +48,8 @@ pub(super) fn gemm(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize,
         }
         return Ok(());
     }
-    let pool = candle_core::utils::get_num_threads();
+    // the current rayon pool: the runtime's own when called inside `Runtime::install`
+    let pool = rayon::current_num_threads();
     let parallelism = match threads {
         Threads::Pool if pool > 1 => gemm::Parallelism::Rayon(pool),
         _ => gemm::Parallelism::None,

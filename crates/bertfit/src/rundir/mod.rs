@@ -1,6 +1,9 @@
 //! The run directory: the one place that names its files and folders, writes its JSON and JSON-lines
-//! files, and finds the member models of a cross-validation or seeds directory. Training writes through
-//! it, the report and `--resume` read the same names.
+//! files, reads them back leniently for reports ([`read`]), and finds the member models of a
+//! cross-validation or seeds directory. Training writes through it; the report and `--resume` read
+//! through it.
+
+pub mod read;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
