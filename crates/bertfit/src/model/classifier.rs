@@ -46,7 +46,7 @@ impl SavedMeta {
 }
 
 /// How to set up a classifier.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     /// Class names to train for. `None`: use the checkpoint's own `id2label` and classifier (eval/predict).
     pub labels: Option<Vec<String>>,
@@ -60,11 +60,6 @@ pub struct LoadOptions {
     pub runtime: Runtime,
 }
 
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions { labels: None, head: None, freeze: Freeze::default(), seed: 0, runtime: Runtime::cpu() }
-    }
-}
 
 /// Encoder + head.
 #[derive(Debug)]
