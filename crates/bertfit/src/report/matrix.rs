@@ -2,6 +2,7 @@
 //! view (each gold class's share of predictions: recall on the diagonal).
 
 use crate::error::{Error, Result};
+use crate::infer::argmax;
 
 /// A square matrix of counts with its class names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,17 +57,6 @@ impl Confusion {
     pub fn pred_totals(&self) -> Vec<u64> {
         (0..self.counts.len()).map(|p| self.counts.iter().map(|r| r.get(p).copied().unwrap_or(0)).sum()).collect()
     }
-}
-
-/// Index of the largest probability (the first on ties; NaN never wins).
-pub fn argmax(p: &[f32]) -> usize {
-    let mut best: Option<(usize, f32)> = None;
-    for (i, &v) in p.iter().enumerate() {
-        if !v.is_nan() && best.is_none_or(|(_, b)| v > b) {
-            best = Some((i, v));
-        }
-    }
-    best.map_or(0, |(i, _)| i)
 }
 
 /// Checks that predictions fit `n` classes: equal lengths, gold ids below `n`, `n` probabilities each.

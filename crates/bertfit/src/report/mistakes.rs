@@ -1,7 +1,7 @@
 //! The most confident errors: wrong predictions sorted by the probability the model gave its wrong
 //! answer, the first place to look for label noise and systematic failures.
 
-use super::matrix::argmax;
+use crate::infer::argmax;
 
 /// A wrong prediction.
 #[derive(Debug, Clone, PartialEq)]

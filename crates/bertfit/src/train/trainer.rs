@@ -174,6 +174,11 @@ impl Session<'_> {
 }
 
 impl Trainer<'_> {
+    /// One batch of this run (see [`step`]): its model, hyperparameters and class weights.
+    pub fn step(&self, opt: &mut AdamW, b: &Batch, micro_step: u64, update_lr: Option<f64>) -> Result<StepOutcome> {
+        step(self.model, opt, b, micro_step, self.config, self.class_weights.as_deref(), update_lr)
+    }
+
     fn metric_value(&self, r: &EvalRecord) -> f64 {
         self.config.early_stopping_metric.value(&r.scores, r.loss)
     }
@@ -258,7 +263,6 @@ impl Trainer<'_> {
         let epoch_start = Instant::now();
         s.obs.on_event(&Event::EpochStart { epoch, batches: batches.len(), done: s.st.batches_done });
         let pad = self.model.config.pad_token_id;
-        let cw = self.class_weights.as_deref();
         while s.st.batches_done < batches.len() {
             let bi = s.st.batches_done;
             let b = batch::collate(train.encoded, &batches[bi], Some(train.labels), pad);
@@ -267,7 +271,7 @@ impl Trainer<'_> {
             // this batch ends an update when it completes the accumulation or the epoch
             let micro = s.opt.accumulated + 1;
             let update = micro == cfg.grad_accum || last_batch;
-            let out = step(self.model, &mut s.opt, &b, s.st.micro_step, cfg, cw, update.then_some(lr))?;
+            let out = self.step(&mut s.opt, &b, s.st.micro_step, update.then_some(lr))?;
             if !out.missing.is_empty() && s.st.micro_step == 0 {
                 s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", out.missing.join(", "))));
             }
