@@ -1,6 +1,8 @@
-//! The engine: one explicit forward and backward over a backend (design: ENGINE.md). What has landed so
-//! far is the GPU self-test of the CUDA backend's first pieces (`bertfit gpu-selftest`, feature `cuda`);
-//! the backend trait, the CPU backend and the schedule follow.
+//! The engine: one explicit forward and backward over a backend (design: ENGINE.md). What has landed:
+//! token packing ([`pack`]: padded batches to the unpadded form the engine computes on, with the padded
+//! dropout coordinates) and the GPU self-test of the CUDA backend's first pieces (`bertfit gpu-selftest`,
+//! feature `cuda`). The backend trait, the arena planner, the CPU backend and the schedule follow.
 
+pub mod pack;
 #[cfg(feature = "cuda")]
 pub mod selftest;
