@@ -45,6 +45,11 @@ pub struct LoadReport {
     pub unexpected: Vec<String>,
 }
 
+/// Whether AdamW's weight decay applies to a parameter (transformers: not to biases or LayerNorm weights).
+pub fn decays(name: &str) -> bool {
+    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
+}
+
 /// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently.
 /// Handles the encoder prefixes of the family table (`bert.`, `roberta.`) and `model.`, old TF-style
 /// `gamma`/`beta`, and buffers.

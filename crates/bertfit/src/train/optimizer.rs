@@ -31,10 +31,8 @@ impl Default for AdamWConfig {
     }
 }
 
-/// Whether weight decay applies to a parameter (transformers: not to biases or LayerNorm weights).
-pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
-}
+/// Whether weight decay applies to a parameter (the rule lives with the parameter names).
+pub use crate::model::params::decays;
 
 struct Slot {
     name: String,
