@@ -165,11 +165,11 @@ mod tests {
         }
         for s in &layout.segments {
             if !is_qkv_follower(&s.name) {
-                assert_eq!(s.offset % ALIGN, 0, "{}", s.name);
+                assert!(s.offset.is_multiple_of(ALIGN), "{}", s.name);
             }
         }
         let last = layout.segments.last().expect("segments");
-        assert!(last.offset + last.len <= layout.total && layout.total % ALIGN == 0);
+        assert!(last.offset + last.len <= layout.total && layout.total.is_multiple_of(ALIGN));
         let h = cfg.hidden_size;
         for l in 0..cfg.num_hidden_layers {
             let at = |part: &str, kind: &str| layout.get(&format!("encoder.layer.{l}.attention.self.{part}.{kind}")).expect("qkv").offset;
