@@ -1,0 +1,159 @@
+//! Slice-level cores of the engine's new CPU ops (design 2.5): the classification loss with its
+//! gradient (K12 `softmax_ce`) and sequence pooling over packed tokens (K10 `pool`), forward and
+//! backward. Reductions run in a fixed order, so results do not depend on threads.
+
+/// Softmax cross-entropy of `logits` (`rows × classes`, row-major) against `labels`, with optional class
+/// weights: the loss is `Σ w_y · nll / Σ w_y · scale` (PyTorch's `CrossEntropyLoss(weight=w)` times
+/// `scale`, as `train::loss::cross_entropy`). Writes the probabilities and `∂loss/∂logits`; returns the
+/// loss. Softmax and sums run in f64.
+pub fn softmax_ce(
+    logits: &[f32],
+    classes: usize,
+    labels: &[usize],
+    weights: Option<&[f32]>,
+    scale: f64,
+    probs: &mut [f32],
+    dlogits: &mut [f32],
+) -> f64 {
+    let w = |y: usize| weights.map_or(1.0, |cw| f64::from(cw[y]));
+    let total: f64 = labels.iter().map(|&y| w(y)).sum();
+    let norm = if total > 0.0 { scale / total } else { 0.0 };
+    let mut loss = 0.0;
+    for (r, &y) in labels.iter().enumerate() {
+        let row = &logits[r * classes..(r + 1) * classes];
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let exps: Vec<f64> = row.iter().map(|&x| (f64::from(x) - max).exp()).collect();
+        let sum: f64 = exps.iter().sum();
+        let coef = w(y) * norm;
+        loss += coef * -(exps[y] / sum).ln();
+        for (c, e) in exps.iter().enumerate() {
+            let p = e / sum;
+            probs[r * classes + c] = p as f32;
+            dlogits[r * classes + c] = ((p - f64::from(u8::from(c == y))) * coef) as f32;
+        }
+    }
+    loss
+}
+
+/// How a sequence becomes one vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// The first token.
+    First,
+    /// The mean over the sequence's tokens.
+    Mean,
+}
+
+/// `out[b] = pool(x[cu[b]..cu[b+1]])` for packed rows `x` (`tokens × width`); `out` is `sequences × width`.
+/// An empty sequence pools to zeros.
+pub fn pool_fwd(x: &[f32], width: usize, cu_seqlens: &[u32], how: Pool, out: &mut [f32]) {
+    for (b, w) in cu_seqlens.windows(2).enumerate() {
+        let (start, end) = (w[0] as usize, w[1] as usize);
+        let dst = &mut out[b * width..(b + 1) * width];
+        dst.fill(0.0);
+        if end == start {
+            continue;
+        }
+        match how {
+            Pool::First => dst.copy_from_slice(&x[start * width..(start + 1) * width]),
+            Pool::Mean => {
+                let mut acc = vec![0f64; width];
+                for t in start..end {
+                    for (a, &v) in acc.iter_mut().zip(&x[t * width..(t + 1) * width]) {
+                        *a += f64::from(v);
+                    }
+                }
+                let n = (end - start) as f64;
+                for (d, a) in dst.iter_mut().zip(acc) {
+                    *d = (a / n) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// The gradient of [`pool_fwd`]: adds `∂/∂x` of `Σ dout · out` into `dx` (`tokens × width`).
+pub fn pool_bwd(dout: &[f32], width: usize, cu_seqlens: &[u32], how: Pool, dx: &mut [f32]) {
+    for (b, w) in cu_seqlens.windows(2).enumerate() {
+        let (start, end) = (w[0] as usize, w[1] as usize);
+        if end == start {
+            continue;
+        }
+        let g = &dout[b * width..(b + 1) * width];
+        let (tokens, scale) = match how {
+            Pool::First => (start..start + 1, 1.0f32),
+            Pool::Mean => (start..end, 1.0 / (end - start) as f32),
+        };
+        for t in tokens {
+            for (d, &v) in dx[t * width..(t + 1) * width].iter_mut().zip(g) {
+                *d += v * scale;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::kernels::testing::random;
+    use candle_core::{Tensor, Var};
+
+    fn flat(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().and_then(|t| t.to_vec1()).expect("f32")
+    }
+
+    #[test]
+    fn softmax_ce_matches_the_training_loss_and_its_autograd_gradient() {
+        let (rows, classes) = (5, 3);
+        let logits = Var::from_tensor(&random(&[rows, classes], 3, 4.0)).expect("var");
+        let labels = [0usize, 2, 1, 2, 2];
+        for (weights, scale) in [(None, 1.0), (Some(vec![1.0f32, 3.0, 0.5]), 0.25)] {
+            let loss = crate::train::loss::cross_entropy(logits.as_tensor(), &labels, weights.as_deref(), scale).expect("loss");
+            let grads = loss.backward().expect("backward");
+            let want_grad = flat(grads.get(logits.as_tensor()).expect("grad"));
+            let mut probs = vec![0f32; rows * classes];
+            let mut dlogits = vec![0f32; rows * classes];
+            let got = softmax_ce(&flat(logits.as_tensor()), classes, &labels, weights.as_deref(), scale, &mut probs, &mut dlogits);
+            let want = loss.to_scalar::<f32>().expect("scalar") as f64;
+            assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "loss {got} vs {want}");
+            for (g, w) in dlogits.iter().zip(&want_grad) {
+                assert!((g - w).abs() < 1e-6, "gradient {g} vs {w}");
+            }
+            let want_probs = crate::infer::softmax_rows(logits.as_tensor()).expect("probs");
+            assert_eq!(probs, want_probs.concat());
+        }
+    }
+
+    #[test]
+    fn pooling_matches_a_direct_formula_and_its_gradient() {
+        let width = 4;
+        let cu = [0u32, 3, 4, 4, 9];
+        let x: Vec<f32> = (0..9 * width).map(|i| (i as f32 * 0.37).sin()).collect();
+        let dout: Vec<f32> = (0..4 * width).map(|i| (i as f32 * 0.11).cos()).collect();
+        for how in [Pool::First, Pool::Mean] {
+            let mut out = vec![f32::NAN; 4 * width];
+            pool_fwd(&x, width, &cu, how, &mut out);
+            let mut dx = vec![0f32; 9 * width];
+            pool_bwd(&dout, width, &cu, how, &mut dx);
+            for b in 0..4 {
+                let (s, e) = (cu[b] as usize, cu[b + 1] as usize);
+                for f in 0..width {
+                    let want = match (how, e - s) {
+                        (_, 0) => 0.0,
+                        (Pool::First, _) => x[s * width + f] as f64,
+                        (Pool::Mean, n) => (s..e).map(|t| x[t * width + f] as f64).sum::<f64>() / n as f64,
+                    };
+                    assert!((out[b * width + f] as f64 - want).abs() < 1e-6, "{how:?} b{b} f{f}");
+                    for t in s..e {
+                        let want_dx = match how {
+                            Pool::First if t == s => dout[b * width + f],
+                            Pool::First => 0.0,
+                            Pool::Mean => dout[b * width + f] / (e - s) as f32,
+                        };
+                        assert!((dx[t * width + f] - want_dx).abs() < 1e-7, "{how:?} dx t{t} f{f}");
+                    }
+                }
+            }
+        }
+    }
+}
