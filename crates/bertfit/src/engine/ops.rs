@@ -1,6 +1,10 @@
 //! Slice-level cores of the engine's new CPU ops (design 2.5): the classification loss with its
-//! gradient (K12 `softmax_ce`) and sequence pooling over packed tokens (K10 `pool`), forward and
-//! backward. Reductions run in a fixed order, so results do not depend on threads.
+//! gradient (K12 `softmax_ce`), sequence pooling over packed tokens (K10 `pool`), forward and
+//! backward, and the AdamW element update (K14), which the graph's optimizer calls too, so both paths
+//! update weights with the same arithmetic. Reductions run in a fixed order, so results do not depend on
+//! threads.
+
+use super::layout::Layout;
 
 /// Softmax cross-entropy of `logits` (`rows × classes`, row-major) against `labels`, with optional class
 /// weights: the loss is `Σ w_y · nll / Σ w_y · scale` (PyTorch's `CrossEntropyLoss(weight=w)` times
@@ -89,6 +93,52 @@ pub fn pool_bwd(dout: &[f32], width: usize, cu_seqlens: &[u32], how: Pool, dx: &
                 *d += v * scale;
             }
         }
+    }
+}
+
+/// One AdamW update's constants (`decay` is 0 for segments without weight decay).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamStep {
+    /// Learning rate.
+    pub lr: f32,
+    /// Decoupled weight decay of this tensor.
+    pub decay: f32,
+    /// First-moment decay.
+    pub beta1: f32,
+    /// Second-moment decay.
+    pub beta2: f32,
+    /// Denominator epsilon.
+    pub eps: f32,
+    /// `1 - beta1^t`.
+    pub bias1: f32,
+    /// `sqrt(1 - beta2^t)`.
+    pub bias2_sqrt: f32,
+    /// Gradient clipping factor (1 without clipping).
+    pub grad_scale: f32,
+}
+
+/// AdamW on one tensor: moments `m`, `v` and weights `p` updated from the accumulated gradient `g`
+/// (transformers' AdamW: decoupled decay, bias-corrected step). Zipped slices, so the loop vectorises.
+pub fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {
+    let step_size = s.lr / s.bias1;
+    for (((w, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * s.grad_scale;
+        *m = s.beta1 * *m + (1.0 - s.beta1) * g;
+        *v = s.beta2 * *v + (1.0 - s.beta2) * g * g;
+        let mut x = *w;
+        x -= s.lr * s.decay * x;
+        x -= step_size * *m / (v.sqrt() / s.bias2_sqrt + s.eps);
+        *w = x;
+    }
+}
+
+/// AdamW over every trainable segment of flat buffers laid out by `layout` (K14: one pass over the
+/// packed parameters); `step.decay` is taken as the weight decay of segments that decay.
+pub fn adamw_flat(layout: &Layout, params: &mut [f32], grads: &[f32], m: &mut [f32], v: &mut [f32], step: &AdamStep) {
+    for seg in layout.segments.iter().filter(|s| s.trainable) {
+        let r = seg.offset..seg.offset + seg.len;
+        let s = AdamStep { decay: if seg.decay { step.decay } else { 0.0 }, ..*step };
+        adamw(&mut params[r.clone()], &grads[r.clone()], &mut m[r.clone()], &mut v[r], &s);
     }
 }
 

@@ -92,17 +92,18 @@ impl candle_core::InplaceOp1 for Update<'_> {
         if p.len() != self.grad.len() || ms.len() != p.len() || vs.len() != p.len() {
             candle_core::bail!("adamw: parameter length {}, gradient {}, moments {} and {}", p.len(), self.grad.len(), ms.len(), vs.len());
         }
-        let step_size = self.lr / self.bias1;
-        // Zipped slices (no aliasing), so the loop vectorises.
-        for (((w, &g), m), v) in p.iter_mut().zip(self.grad).zip(ms.iter_mut()).zip(vs.iter_mut()) {
-            let g = g * self.grad_scale;
-            *m = self.beta1 * *m + (1.0 - self.beta1) * g;
-            *v = self.beta2 * *v + (1.0 - self.beta2) * g * g;
-            let mut x = *w;
-            x -= self.lr * self.decay * x;
-            x -= step_size * *m / (v.sqrt() / self.bias2_sqrt + self.eps);
-            *w = x;
-        }
+        // the element update the engine's flat AdamW uses too
+        let step = crate::engine::ops::AdamStep {
+            lr: self.lr,
+            decay: self.decay,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            bias1: self.bias1,
+            bias2_sqrt: self.bias2_sqrt,
+            grad_scale: self.grad_scale,
+        };
+        crate::engine::ops::adamw(p, self.grad, &mut ms, &mut vs, &step);
         Ok(())
     }
 }
@@ -277,5 +278,67 @@ mod tests {
         assert!(decays("encoder.layer.0.attention.self.query.weight"));
         assert!(!decays("encoder.layer.0.attention.self.query.bias"));
         assert!(!decays("embeddings.LayerNorm.weight"));
+    }
+
+    /// The engine's flat AdamW (one pass over the layout's buffers) gives the graph optimizer's bits.
+    #[test]
+    fn the_engines_flat_adamw_equals_the_graph_optimizer_bit_for_bit() {
+        use crate::engine::layout::Layout;
+        use crate::engine::ops::{adamw_flat, AdamStep};
+        use crate::model::random::{tiny_config, write_random_model};
+        use crate::model::{Classifier, Freeze, HeadConfig, LoadOptions, ModelFolder};
+        let dir = tempfile::tempdir().expect("dir");
+        let cfg = tiny_config(12);
+        let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| s.to_string()).collect();
+        write_random_model(dir.path(), &cfg, &vocab, 5).expect("model");
+        let freeze = Freeze { layers: 1, ..Freeze::default() };
+        let opts = LoadOptions { labels: Some(vec!["x".into(), "y".into()]), freeze, ..Default::default() };
+        let model = Classifier::load(&ModelFolder::open(dir.path()).expect("folder"), opts).expect("classifier");
+        let layout = Layout::new(&model.config, true, &HeadConfig::default(), 2, freeze);
+        let wd = 0.01;
+        let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: wd, ..Default::default() });
+        let vars: std::collections::BTreeMap<String, Var> = model.trainable().into_iter().collect();
+        let read = |v: &Var| v.as_tensor().flatten_all().and_then(|t| t.to_vec1::<f32>()).expect("f32");
+        let mut params = vec![0f32; layout.total];
+        for seg in layout.segments.iter().filter(|s| s.trainable) {
+            params[seg.offset..seg.offset + seg.len].copy_from_slice(&read(&vars[&seg.name]));
+        }
+        let (mut m, mut v) = (vec![0f32; layout.total], vec![0f32; layout.total]);
+        let encoded: Vec<crate::tokenize::Encoded> = (0..4)
+            .map(|i| crate::tokenize::Encoded { ids: (0..3 + i).map(|t| 4 + ((t + i) % 8) as u32).collect(), type_ids: vec![0; 3 + i], truncated: false })
+            .collect();
+        let train = crate::train::TrainConfig { max_grad_norm: 0.0, weight_decay: wd, ..Default::default() };
+        for step in 1..=3 {
+            let b = crate::batch::collate(&encoded, &[0, 1, 2, 3], Some(&[0, 1, 1, 0]), 0);
+            crate::train::trainer::step(&model, &mut opt, &b, step, &train, None, None).expect("backward");
+            let state: HashMap<String, Vec<f32>> = opt.state_vectors().into_iter().map(|(n, s)| (n, s.to_vec())).collect();
+            let mut grads = vec![0f32; layout.total];
+            for seg in layout.segments.iter().filter(|s| s.trainable) {
+                grads[seg.offset..seg.offset + seg.len].copy_from_slice(&state[&format!("{}.grad_acc", seg.name)]);
+            }
+            let lr = 1e-3;
+            opt.apply(lr, None).expect("apply");
+            let c = AdamWConfig::default();
+            let t = step as i32;
+            let hyper = AdamStep {
+                lr: lr as f32,
+                decay: wd as f32,
+                beta1: c.beta1 as f32,
+                beta2: c.beta2 as f32,
+                eps: c.eps as f32,
+                bias1: (1.0 - c.beta1.powi(t)) as f32,
+                bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+                grad_scale: 1.0,
+            };
+            adamw_flat(&layout, &mut params, &grads, &mut m, &mut v, &hyper);
+            let state: HashMap<String, Vec<f32>> = opt.state_vectors().into_iter().map(|(n, s)| (n, s.to_vec())).collect();
+            let bits = |x: &[f32]| x.iter().map(|f| f.to_bits()).collect::<Vec<u32>>();
+            for seg in layout.segments.iter().filter(|s| s.trainable) {
+                let r = seg.offset..seg.offset + seg.len;
+                assert_eq!(bits(&params[r.clone()]), bits(&read(&vars[&seg.name])), "step {step} weights of {}", seg.name);
+                assert_eq!(bits(&m[r.clone()]), bits(&state[&format!("{}.exp_avg", seg.name)]), "step {step} m of {}", seg.name);
+                assert_eq!(bits(&v[r]), bits(&state[&format!("{}.exp_avg_sq", seg.name)]), "step {step} v of {}", seg.name);
+            }
+        }
     }
 }
