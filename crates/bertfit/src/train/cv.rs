@@ -119,6 +119,7 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
     write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
     write_json(&cfg.output.join(rundir::CV), "fold count", &serde_json::json!({ "folds": folds }))?;
 
+    let runtime = opts.runtime.cloned().unwrap_or_default();
     let mut oof: Vec<Option<(usize, Vec<f32>)>> = vec![None; full.len()];
     let mut rows = Vec::with_capacity(folds);
     for (k, held_out) in fold_sets.iter().enumerate() {
@@ -131,7 +132,6 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
         let prepared = Prepared { labels: labels.clone(), train: full.subset(&train_idx), valid: Some(valid.clone()), test: test.clone() };
         let dir = cfg.output.join(format!("{}{k}", rundir::FOLD_PREFIX));
         let summary = member(cfg, &dir, Some(prepared), opts.resume, opts, obs)?;
-        let runtime = opts.runtime.cloned().unwrap_or_default();
         let predictor = Predictor::load(&ModelFolder::open(&dir.join(rundir::BEST))?, &runtime, None, None)?;
         let probs = predictor.predict_dataset(&valid, cfg.train.eval_batch_size, &mut |_, _| {})?;
         for (&i, p) in held_out.iter().zip(probs) {
