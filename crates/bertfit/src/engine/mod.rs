@@ -1,13 +1,300 @@
-//! The engine: one explicit forward and backward over a backend (design: ENGINE.md). What has landed:
-//! the parameter layout ([`layout`]: every weight at an offset of one flat buffer, Q/K/V contiguous,
-//! decay and trainable flags), slice-level cores of its new CPU ops ([`ops`]: softmax cross-entropy
-//! with its gradient, sequence pooling forward and backward), token packing ([`pack`]: padded batches
-//! to the unpadded form the engine computes on, with the padded dropout coordinates) and the GPU
-//! self-test of the CUDA backend's first pieces (`bertfit gpu-selftest`, feature `cuda`). The backend
-//! trait, the arena planner, the CPU backend and the schedule follow.
+//! The engine: one explicit forward and backward over a [`Backend`] (design: ENGINE.md), for BERT-layout
+//! encoders with the classification heads and the loss. Parameters, gradients and AdamW moments live in
+//! flat buffers laid out by [`layout`]; activations in an arena planned per batch shape by [`plan`] (its
+//! memory only grows); batches are packed ([`pack`]): dense layers, LayerNorm, GELU and dropout run on the
+//! real tokens only, attention per sequence. The schedule (`schedule.rs`) is written against the trait;
+//! [`cpu::CpuBackend`] runs it on the host with our fused kernels' cores. [`ops`] holds the cores of the
+//! engine's own ops (loss, pooling, AdamW); `bertfit gpu-selftest` (feature `cuda`) checks the CUDA
+//! backend's pieces.
 
+pub mod backend;
+pub mod cpu;
 pub mod layout;
 pub mod ops;
 pub mod pack;
+pub mod plan;
+mod schedule;
 #[cfg(feature = "cuda")]
 pub mod selftest;
+
+use backend::{Backend, Buf, Region, SoftmaxCe};
+use layout::Layout;
+use ops::{AdamStep, Pool};
+use pack::Packed;
+use plan::Plan;
+use schedule::{LayerWeights, Weights};
+
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::model::family::Positions;
+use crate::model::params::ParamStore;
+use crate::model::{Activation, Classifier, Freeze, Mode, Pooling};
+use crate::runtime::Precision;
+use crate::train::optimizer::{with_f32, AdamWConfig};
+
+/// What the engine computes: the model's shape, dropout, head and arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Spec {
+    /// Hidden size.
+    pub hidden: usize,
+    /// Attention heads.
+    pub heads: usize,
+    /// FFN width.
+    pub intermediate: usize,
+    /// Transformer layers.
+    pub layers: usize,
+    /// LayerNorm epsilon.
+    pub eps: f32,
+    /// FFN activation.
+    pub act: Activation,
+    /// Hidden-state dropout.
+    pub hidden_dropout: f64,
+    /// Attention-probability dropout.
+    pub attn_dropout: f64,
+    /// Dropout before each head layer.
+    pub head_dropout: f64,
+    /// Activation after hidden head layers.
+    pub head_act: Activation,
+    /// First token or mean.
+    pub pooling: Pool,
+    /// Whether the encoder's pooler (dense + tanh of the first token) feeds the head.
+    pub pooler: bool,
+    /// Widths through the head: hidden size, hidden head layers, classes.
+    pub head: Vec<usize>,
+    /// Position numbering.
+    pub positions: Positions,
+    /// Padding token id.
+    pub pad_id: u32,
+    /// Matmul precision of the dense layers.
+    pub precision: Precision,
+    /// Which weights train.
+    pub freeze: Freeze,
+}
+
+impl Spec {
+    /// The engine's view of a loaded classifier.
+    pub fn of(model: &Classifier) -> Spec {
+        let c = &model.config;
+        let hc = &model.head_config;
+        let mut head = vec![c.hidden_size];
+        head.extend(hc.hidden.iter().copied());
+        head.push(model.labels.len());
+        Spec {
+            hidden: c.hidden_size,
+            heads: c.num_attention_heads,
+            intermediate: c.intermediate_size,
+            layers: c.num_hidden_layers,
+            eps: c.layer_norm_eps as f32,
+            act: c.hidden_act,
+            hidden_dropout: c.hidden_dropout_prob,
+            attn_dropout: c.attention_probs_dropout_prob,
+            head_dropout: hc.dropout.unwrap_or(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob)),
+            head_act: hc.activation,
+            pooling: if hc.pooling == Pooling::Cls { Pool::First } else { Pool::Mean },
+            pooler: hc.pooling == Pooling::Cls,
+            head,
+            positions: c.family().positions,
+            pad_id: c.pad_token_id,
+            precision: model.runtime().precision(),
+            freeze: model.freeze(),
+        }
+    }
+
+    fn shape(&self) -> plan::Shape {
+        plan::Shape { hidden: self.hidden, intermediate: self.intermediate, layers: self.layers, pooler: self.pooler, head: self.head.clone() }
+    }
+}
+
+/// What one training micro-batch gave.
+#[derive(Debug, Clone)]
+pub struct MicroOut {
+    /// The loss as computed (scaled by the caller's `scale`).
+    pub loss: f64,
+    /// Per-example class probabilities of the training forward pass.
+    pub probs: Vec<Vec<f32>>,
+}
+
+/// The engine over one backend.
+pub struct Engine<B: Backend> {
+    backend: B,
+    spec: Spec,
+    layout: Layout,
+    weights: Weights,
+    adam: AdamWConfig,
+    /// Updates applied.
+    pub step: usize,
+    /// Micro-batches accumulated since the last update.
+    pub accumulated: usize,
+}
+
+impl<B: Backend> Engine<B> {
+    /// An engine holding a copy of `model`'s weights (and its freezing, head and precision), with zeroed
+    /// gradients and AdamW moments.
+    pub fn new(model: &Classifier, mut backend: B, adam: AdamWConfig) -> Result<Self> {
+        let spec = Spec::of(model);
+        let layout = Layout::new(&model.config, spec.pooler, &model.head_config, model.labels.len(), spec.freeze);
+        for region in [Region::Params, Region::Grads, Region::AdamM, Region::AdamV] {
+            backend.reserve(region, layout.total)?;
+        }
+        let vars = model.params().vars();
+        for seg in &layout.segments {
+            let var = vars.get(&seg.name).ok_or_else(|| Error::config("engine", format!("the model has no `{}`", seg.name)))?;
+            let buf = Buf { region: Region::Params, offset: seg.offset, len: seg.len };
+            with_f32(var.as_tensor(), |data| backend.upload(buf, data))??;
+        }
+        let weights = resolve(&layout, &spec, &model.head_config)?;
+        Ok(Engine { backend, spec, layout, weights, adam, step: 0, accumulated: 0 })
+    }
+
+    /// The model description the engine computes.
+    pub fn spec(&self) -> &Spec {
+        &self.spec
+    }
+
+    /// The parameter layout.
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Packs `b`, plans its buffers and uploads its integer inputs.
+    fn prepare(&mut self, b: &Batch, train: bool) -> Result<Plan> {
+        let packed = Packed::from_batch(b, self.spec.positions, self.spec.pad_id)?;
+        let plan = Plan::new(&self.spec.shape(), packed.tokens(), packed.sequences(), packed.padded_len, train);
+        self.backend.reserve(Region::Acts, plan.total)?;
+        self.backend.reserve_ints(plan.ints.total)?;
+        let prow: Vec<u32> = packed.coords.iter().map(|&(r, p)| r * packed.padded_len as u32 + p).collect();
+        let i = plan.ints;
+        self.backend.upload_ints(i.ids, &packed.ids)?;
+        self.backend.upload_ints(i.positions, &packed.positions)?;
+        self.backend.upload_ints(i.types, &packed.type_ids)?;
+        self.backend.upload_ints(i.prow, &prow)?;
+        self.backend.upload_ints(i.cu_seqlens, &packed.cu_seqlens)?;
+        Ok(plan)
+    }
+
+    /// One training micro-batch: forward with `mode`'s dropout, the loss (class weights, times `scale`),
+    /// backward into the gradient accumulators.
+    pub fn train_micro(&mut self, b: &Batch, mode: Mode, class_weights: Option<&[f32]>, scale: f64) -> Result<MicroOut> {
+        let plan = self.prepare(b, true)?;
+        let logits = self.forward(&plan, mode)?;
+        let classes = *self.spec.head.last().unwrap_or(&0);
+        let loss = self.backend.softmax_ce(&SoftmaxCe { logits, classes, labels: &b.labels, weights: class_weights, scale, probs: plan.probs, dlogits: plan.dlogits })?;
+        let mut flat = vec![0f32; plan.probs.len];
+        self.backend.download(plan.probs, &mut flat)?;
+        self.backward(&plan, mode)?;
+        self.accumulated += 1;
+        Ok(MicroOut { loss, probs: flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect() })
+    }
+
+    /// Class probabilities of a batch (no dropout, nothing saved for a backward).
+    pub fn predict(&mut self, b: &Batch) -> Result<Vec<Vec<f32>>> {
+        let plan = self.prepare(b, false)?;
+        let logits = self.forward(&plan, Mode::EVAL)?;
+        let classes = *self.spec.head.last().unwrap_or(&0);
+        let mut flat = vec![0f32; logits.len];
+        self.backend.download(logits, &mut flat)?;
+        Ok(flat
+            .chunks(classes.max(1))
+            .map(|r| {
+                let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+                let e: Vec<f64> = r.iter().map(|&x| (x as f64 - max).exp()).collect();
+                let s: f64 = e.iter().sum();
+                e.into_iter().map(|x| (x / s) as f32).collect()
+            })
+            .collect())
+    }
+
+    /// The trainable segments' gradient buffers.
+    fn grad_bufs(&self) -> Vec<Buf> {
+        self.layout.segments.iter().filter(|s| s.trainable).map(|s| Buf { region: Region::Grads, offset: s.offset, len: s.len }).collect()
+    }
+
+    /// L2 norm of the accumulated gradients.
+    pub fn grad_norm(&mut self) -> Result<f64> {
+        let bufs = self.grad_bufs();
+        Ok(self.backend.grad_norm_sq(&bufs)?.sqrt())
+    }
+
+    /// Clips the accumulated gradients to `max_norm` (global L2 norm), applies one AdamW update at `lr`
+    /// (the graph optimizer's arithmetic) and zeroes the accumulators. Returns the norm before clipping.
+    pub fn apply_update(&mut self, lr: f64, max_norm: Option<f64>) -> Result<f64> {
+        let norm = self.grad_norm()?;
+        let grad_scale = match max_norm {
+            Some(max) if max > 0.0 && norm.is_finite() => (max / (norm + 1e-6)).min(1.0),
+            _ => 1.0,
+        } as f32;
+        self.step += 1;
+        let t = self.step as i32;
+        let c = self.adam;
+        let step = AdamStep {
+            lr: lr as f32,
+            decay: c.weight_decay as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            bias1: (1.0 - c.beta1.powi(t)) as f32,
+            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            grad_scale,
+        };
+        let segments: Vec<(Buf, bool)> =
+            self.layout.segments.iter().filter(|s| s.trainable).map(|s| (Buf { region: Region::Params, offset: s.offset, len: s.len }, s.decay)).collect();
+        self.backend.adamw(&segments, &step)?;
+        self.accumulated = 0;
+        Ok(norm)
+    }
+
+    /// A tensor of `region` (weights, gradients, moments) by canonical name, downloaded.
+    pub fn tensor(&mut self, region: Region, name: &str) -> Result<Vec<f32>> {
+        let seg = self.layout.get(name).ok_or_else(|| Error::config("engine", format!("no weight `{name}`")))?;
+        let mut out = vec![0f32; seg.len];
+        self.backend.download(Buf { region, offset: seg.offset, len: seg.len }, &mut out)?;
+        Ok(out)
+    }
+
+    /// Writes the engine's weights into `store`'s variables (for saving with the graph's writers).
+    pub fn export_params(&mut self, store: &ParamStore) -> Result<()> {
+        for seg in self.layout.segments.clone() {
+            let var = store.vars().get(&seg.name).ok_or_else(|| Error::config("engine", format!("the store has no `{}`", seg.name)))?;
+            let data = self.tensor(Region::Params, &seg.name)?;
+            let t = candle_core::Tensor::from_vec(data, seg.shape.as_slice(), store.device())?;
+            var.set(&t)?;
+        }
+        Ok(())
+    }
+}
+
+/// Every weight's buffer by role.
+fn resolve(layout: &Layout, spec: &Spec, head: &crate::model::HeadConfig) -> Result<Weights> {
+    let buf = |name: &str| -> Result<Buf> {
+        let s = layout.get(name).ok_or_else(|| Error::config("engine", format!("the layout has no `{name}`")))?;
+        Ok(Buf { region: Region::Params, offset: s.offset, len: s.len })
+    };
+    let pair = |p: &str| -> Result<(Buf, Buf)> { Ok((buf(&format!("{p}.weight"))?, buf(&format!("{p}.bias"))?)) };
+    let mut layers = Vec::with_capacity(spec.layers);
+    for l in 0..spec.layers {
+        let p = format!("encoder.layer.{l}");
+        let (q, qb) = pair(&format!("{p}.attention.self.query"))?;
+        let h = spec.hidden;
+        // Q, K, V are consecutive row blocks of one [3H, H] matrix (layout.rs)
+        let qkv = (Buf { len: 3 * h * h, ..q }, Buf { len: 3 * h, ..qb });
+        layers.push(LayerWeights {
+            qkv,
+            attn_out: pair(&format!("{p}.attention.output.dense"))?,
+            attn_norm: pair(&format!("{p}.attention.output.LayerNorm"))?,
+            inter: pair(&format!("{p}.intermediate.dense"))?,
+            out: pair(&format!("{p}.output.dense"))?,
+            out_norm: pair(&format!("{p}.output.LayerNorm"))?,
+        });
+    }
+    let head_names = crate::model::head::layer_names(head);
+    Ok(Weights {
+        tables: [buf("embeddings.word_embeddings.weight")?, buf("embeddings.position_embeddings.weight")?, buf("embeddings.token_type_embeddings.weight")?],
+        emb_norm: pair("embeddings.LayerNorm")?,
+        layers,
+        pooler: if spec.pooler { Some(pair("pooler.dense")?) } else { None },
+        head: head_names.iter().map(|n| pair(n)).collect::<Result<_>>()?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

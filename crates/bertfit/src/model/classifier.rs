@@ -207,6 +207,11 @@ impl Classifier {
         self.store.device()
     }
 
+    /// Which weights train.
+    pub fn freeze(&self) -> Freeze {
+        self.freeze
+    }
+
     /// The runtime this model computes with.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime

@@ -13,6 +13,7 @@ pub mod params;
 pub mod random;
 
 pub use bert::{Encoder, Freeze, Inputs};
+pub(crate) use bert::site;
 pub use classifier::{Classifier, LoadOptions, SavedMeta};
 pub use config::{Activation, BertConfig, HeadConfig, Pooling};
 pub use family::Family;

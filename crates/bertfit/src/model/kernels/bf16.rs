@@ -51,7 +51,7 @@ pub fn native() -> bool {
 
 /// `dst (m × n, row stride dst_rs) = (accumulate ? dst : 0) + bf16(lhs) · bf16(rhs)`, f32 accumulation.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> Result<()> {
+pub(crate) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> Result<()> {
     let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
     let fits = |a: &Mat<'_>, r: usize, c: usize| r == 0 || c == 0 || (r - 1) * a.rs + (c - 1) * a.cs < a.data.len();
     if !dst_fits || !fits(&lhs, m, k) || !fits(&rhs, k, n) {

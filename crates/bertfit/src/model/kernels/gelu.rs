@@ -66,7 +66,7 @@ impl CustomOp1 for Forward {
 }
 
 /// `out[i] = gelu(x[i])` (lengths equal), in parallel.
-pub(super) fn gelu_into(out: &mut [f32], x: &[f32]) {
+pub(crate) fn gelu_into(out: &mut [f32], x: &[f32]) {
     chunks(out, |at, y| {
         simd::vectorised!({
             for (v, &z) in y.iter_mut().zip(&x[at..]) {
@@ -79,6 +79,18 @@ pub(super) fn gelu_into(out: &mut [f32], x: &[f32]) {
 /// The gradient at the GELU's input `x` from the gradient `grad` at its output (not differentiable).
 pub(super) fn gelu_grad(x: &Tensor, grad: &Tensor) -> candle_core::Result<Tensor> {
     x.apply_op2_no_bwd(&grad.contiguous()?, &Backward)
+}
+
+/// `dx[i] = g[i] * (Φ(x[i]) + x[i] φ(x[i]))` (lengths equal), in parallel: the GELU's input gradient.
+pub(crate) fn gelu_backward_into(dx: &mut [f32], x: &[f32], g: &[f32]) {
+    chunks(dx, |at, d| {
+        simd::vectorised!({
+            for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
+                let (cdf, pdf) = cdf_pdf(z);
+                *v = gz * (cdf + z * pdf);
+            }
+        })
+    });
 }
 
 /// `dx = g * (Φ(x) + x φ(x))`.
@@ -96,14 +108,7 @@ impl CustomOp2 for Backward {
             candle_core::bail!("gelu backward: input {:?}, gradient {:?}", l1.dims(), l2.dims());
         }
         let mut out = vec![0f32; x.len()];
-        chunks(&mut out, |at, d| {
-            simd::vectorised!({
-                for ((v, &z), &gz) in d.iter_mut().zip(&x[at..]).zip(&g[at..]) {
-                    let (cdf, pdf) = cdf_pdf(z);
-                    *v = gz * (cdf + z * pdf);
-                }
-            })
-        });
+        gelu_backward_into(&mut out, x, g);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -6,7 +6,7 @@ use candle_core::Result;
 
 /// A read-only strided matrix: element `(i, j)` is `data[i * rs + j * cs]`.
 #[derive(Clone, Copy)]
-pub(super) struct Mat<'a> {
+pub(crate) struct Mat<'a> {
     pub data: &'a [f32],
     pub rs: usize,
     pub cs: usize,
@@ -21,7 +21,7 @@ impl Mat<'_> {
 
 /// How a product is spread over threads.
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Threads {
+pub(crate) enum Threads {
     /// On the current rayon pool's threads (one large product).
     Pool,
     /// On the calling thread (many small products run in parallel by the caller).
@@ -32,7 +32,7 @@ pub(super) enum Threads {
 /// stride `dst_rs` (≥ n) and must hold `(m - 1) * dst_rs + n` elements. The split of work depends
 /// only on the sizes and the thread count, so results are reproducible.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn gemm(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, threads: Threads) -> Result<()> {
+pub(crate) fn gemm(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, threads: Threads) -> Result<()> {
     let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
     if !dst_fits || !lhs.fits(m, k) || !rhs.fits(k, n) {
         candle_core::bail!("gemm: operands too small for {m}×{k} · {k}×{n}");

@@ -21,6 +21,72 @@ fn moments(row: &[f32], eps: f32) -> (f32, f32) {
     (mean, 1.0 / (var + eps).sqrt())
 }
 
+/// `out = LayerNorm(x) · w + b` row by row (`h = w.len()`), rows in parallel: the forward core.
+pub(crate) fn forward_rows(out: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f32) {
+    let h = w.len();
+    for_rows(out, h, |r, y| {
+        simd::vectorised!({
+            let row = &x[r * h..(r + 1) * h];
+            let (mean, rstd) = moments(row, eps);
+            for j in 0..h {
+                y[j] = (row[j] - mean) * rstd * w[j] + b[j];
+            }
+        })
+    });
+}
+
+/// The backward core: writes `dx` (rows of `h = w.len()`) from the LayerNorm input `x` and the output
+/// gradient `g`, and adds the weight and bias gradients into `dw`, `db`. Rows are split into blocks of
+/// [`ROW_BLOCK`] whose partial sums are added in block order: the same bits for any thread count.
+pub(crate) fn backward_rows(dx: &mut [f32], dw: &mut [f32], db: &mut [f32], x: &[f32], w: &[f32], g: &[f32], eps: f32) {
+    use rayon::prelude::*;
+    let h = w.len();
+    if h == 0 {
+        return;
+    }
+    // Each block of rows writes its dx rows and returns its partial dw, db.
+    let partials: Vec<Vec<f32>> = dx
+        .par_chunks_mut(h * ROW_BLOCK)
+        .enumerate()
+        .map(|(block, chunk)| {
+            let mut part = vec![0f32; 2 * h];
+            let (pw, pb) = part.split_at_mut(h);
+            for (i, dxr) in chunk.chunks_mut(h).enumerate() {
+                let r = block * ROW_BLOCK + i;
+                let xr = &x[r * h..(r + 1) * h];
+                let gr = &g[r * h..(r + 1) * h];
+                simd::vectorised!({
+                    let (mean, rstd) = moments(xr, eps);
+                    // dxr holds g·w for a moment.
+                    for j in 0..h {
+                        dxr[j] = gr[j] * w[j];
+                    }
+                    let sum_gw = simd::sum_map(dxr, |v| v);
+                    let sum_gw_x = simd::dot(dxr, xr);
+                    let (a, c) = (sum_gw / h as f32, rstd * (sum_gw_x - mean * sum_gw) / h as f32);
+                    for j in 0..h {
+                        let xhat = (xr[j] - mean) * rstd;
+                        pw[j] += gr[j] * xhat;
+                        pb[j] += gr[j];
+                        dxr[j] = rstd * (dxr[j] - a - xhat * c);
+                    }
+                });
+            }
+            part
+        })
+        .collect();
+    // Blocks are summed in order: the same result for any number of threads.
+    for part in &partials {
+        let (pw, pb) = part.split_at(h);
+        for (t, p) in dw.iter_mut().zip(pw) {
+            *t += p;
+        }
+        for (t, p) in db.iter_mut().zip(pb) {
+            *t += p;
+        }
+    }
+}
+
 struct Forward {
     eps: f32,
 }
@@ -39,15 +105,7 @@ impl CustomOp3 for Forward {
             candle_core::bail!("layer-norm: input {:?} with weight {} and bias {}", l1.dims(), h, b.len());
         }
         let mut out = vec![0f32; x.len()];
-        for_rows(&mut out, h, |r, y| {
-            simd::vectorised!({
-                let row = &x[r * h..(r + 1) * h];
-                let (mean, rstd) = moments(row, self.eps);
-                for j in 0..h {
-                    y[j] = (row[j] - mean) * rstd * w[j] + b[j];
-                }
-            })
-        });
+        forward_rows(&mut out, x, w, b, self.eps);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
@@ -73,7 +131,6 @@ impl CustomOp3 for Backward {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout, s3: &CpuStorage, l3: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        use rayon::prelude::*;
         let x = slice(self.name(), s1, l1)?;
         let w = slice(self.name(), s2, l2)?;
         let g = slice(self.name(), s3, l3)?;
@@ -83,45 +140,9 @@ impl CustomOp3 for Backward {
         }
         let rows = x.len() / h;
         let mut out = vec![0f32; x.len() + 2 * h];
-        let (dx, _) = out.split_at_mut(x.len());
-        // Each block of rows writes its dx rows and returns its partial dw, db.
-        let partials: Vec<Vec<f32>> = dx
-            .par_chunks_mut(h * ROW_BLOCK)
-            .enumerate()
-            .map(|(block, chunk)| {
-                let mut part = vec![0f32; 2 * h];
-                let (pw, pb) = part.split_at_mut(h);
-                for (i, dxr) in chunk.chunks_mut(h).enumerate() {
-                    let r = block * ROW_BLOCK + i;
-                    let xr = &x[r * h..(r + 1) * h];
-                    let gr = &g[r * h..(r + 1) * h];
-                    simd::vectorised!({
-                        let (mean, rstd) = moments(xr, self.eps);
-                        // dxr holds g·w for a moment.
-                        for j in 0..h {
-                            dxr[j] = gr[j] * w[j];
-                        }
-                        let sum_gw = simd::sum_map(dxr, |v| v);
-                        let sum_gw_x = simd::dot(dxr, xr);
-                        let (a, c) = (sum_gw / h as f32, rstd * (sum_gw_x - mean * sum_gw) / h as f32);
-                        for j in 0..h {
-                            let xhat = (xr[j] - mean) * rstd;
-                            pw[j] += gr[j] * xhat;
-                            pb[j] += gr[j];
-                            dxr[j] = rstd * (dxr[j] - a - xhat * c);
-                        }
-                    });
-                }
-                part
-            })
-            .collect();
-        // Blocks are summed in order: the same result for any number of threads.
-        let tail = &mut out[rows * h..];
-        for part in &partials {
-            for (t, p) in tail.iter_mut().zip(part) {
-                *t += p;
-            }
-        }
+        let (dx, tail) = out.split_at_mut(x.len());
+        let (dw, db) = tail.split_at_mut(h);
+        backward_rows(dx, dw, db, x, w, g, self.eps);
         Ok((CpuStorage::F32(out), Shape::from((rows + 2, h))))
     }
 }

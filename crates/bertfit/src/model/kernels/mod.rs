@@ -8,12 +8,12 @@
 
 mod attention;
 pub mod bf16;
-mod dropout;
-mod gelu;
-mod gemm;
-mod layer_norm;
+pub(crate) mod dropout;
+pub(crate) mod gelu;
+pub(crate) mod gemm;
+pub(crate) mod layer_norm;
 mod linear;
-mod simd;
+pub(crate) mod simd;
 
 pub use attention::{attention, AttentionDropout};
 pub use dropout::{dropout, dropout_add};
@@ -27,7 +27,7 @@ pub use crate::runtime::Precision;
 
 /// Rows per parallel task: large enough to amortise scheduling, small enough to balance two to
 /// sixteen threads on typical batch × sequence sizes.
-const ROW_BLOCK: usize = 32;
+pub(crate) const ROW_BLOCK: usize = 32;
 
 /// The contiguous f32 data of a kernel input, or an error naming the op.
 fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
@@ -37,7 +37,7 @@ fn slice<'a>(op: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a
 }
 
 /// Runs `f(row_index, row_in..., row_out)` over rows of `width` in parallel blocks of [`ROW_BLOCK`].
-fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub(crate) fn for_rows(out: &mut [f32], width: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     use rayon::prelude::*;
     if width == 0 {
         return;

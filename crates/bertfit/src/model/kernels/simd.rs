@@ -15,12 +15,12 @@ macro_rules! vectorised {
         $crate::model::kernels::simd::fast(#[inline(always)] || $body)
     };
 }
-pub(super) use vectorised;
+pub(crate) use vectorised;
 
 /// Runs `f` compiled with the CPU's widest vector extension; kernels go through [`vectorised!`],
 /// which makes sure `f` is inlined here.
 #[inline(always)]
-pub(super) fn fast<R>(f: impl FnOnce() -> R) -> R {
+pub(crate) fn fast<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         match level() {
@@ -69,7 +69,7 @@ unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {
 
 /// `e^x` in f32 without branches or library calls (relative error below 2e-7); 0 below -87.
 #[inline(always)]
-pub(super) fn exp(x: f32) -> f32 {
+pub(crate) fn exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
@@ -92,7 +92,7 @@ pub(super) fn exp(x: f32) -> f32 {
 
 /// `Σ a[i] · b[i]` summed in [`LANES`] interleaved partial sums, then those in order.
 #[inline(always)]
-pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut acc = [0f32; LANES];
     let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
     let (ra, rb) = (ca.remainder(), cb.remainder());
@@ -110,7 +110,7 @@ pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// `Σ f(a[i])` summed like [`dot`].
 #[inline(always)]
-pub(super) fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0f32; LANES];
     let chunks = a.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -128,7 +128,7 @@ pub(super) fn sum_map(a: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// Largest element (`-inf` for an empty slice).
 #[inline(always)]
-pub(super) fn max(a: &[f32]) -> f32 {
+pub(crate) fn max(a: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let chunks = a.chunks_exact(LANES);
     let rest = chunks.remainder();
@@ -142,7 +142,7 @@ pub(super) fn max(a: &[f32]) -> f32 {
 
 /// In-place `x[i] = e^(x[i] - shift)`, returning the sum of the results.
 #[inline(always)]
-pub(super) fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
+pub(crate) fn exp_shifted(x: &mut [f32], shift: f32) -> f32 {
     for v in x.iter_mut() {
         *v = exp(*v - shift);
     }
