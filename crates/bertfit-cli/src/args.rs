@@ -212,12 +212,17 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
+    /// Training path: graph (candle autograd over our fused ops) or fused (the engine: packed tokens,
+    /// explicit backward) [default: graph]. May change on --resume (the run continues, not bit-identical).
+    #[arg(long, value_name = "graph|fused")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
     /// Repeat the run once per seed (e.g. 1,2,3) into RUN_DIR/seed-S and report mean ± std.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<String>,
     /// Continue the run in RUN_DIR from its newest valid checkpoint, with its saved configuration.
-    /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size and
+    /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size, --engine and
     /// --threads may change.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["overwrite", "config"])]
     #[serde(skip)]
@@ -335,6 +340,9 @@ pub struct BenchArgs {
     /// Matmul precision: f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     pub precision: bertfit::model::kernels::Precision,
+    /// graph (candle autograd over our fused ops) or fused (the engine: explicit backward, packed tokens).
+    #[arg(long, default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    pub engine: bertfit::runtime::EnginePath,
 }
 
 /// `bertfit gpu-selftest`.

@@ -8,7 +8,9 @@ use bertfit::batch::Batch;
 use bertfit::model::random::write_random_model;
 use bertfit::model::{BertConfig, Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
 use bertfit::rng;
-use bertfit::runtime::Runtime;
+use bertfit::engine::cpu::CpuBackend;
+use bertfit::engine::Engine;
+use bertfit::runtime::{EnginePath, Runtime};
 use bertfit::train::optimizer::{AdamW, AdamWConfig};
 use bertfit::train::{trainer, TrainConfig};
 
@@ -61,7 +63,11 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     )?;
     let params = model.params().num_params();
     let dtype = rt.precision().name();
-    println!("bertfit size={} mode={} dtype={dtype} params={params} threads={}", a.size, a.mode, rt.threads());
+    println!("bertfit size={} mode={} dtype={dtype} engine={} params={params} threads={}", a.size, a.mode, a.engine.name(), rt.threads());
+    let mut engine = match a.engine {
+        EnginePath::Fused => Some(Engine::new(&model, CpuBackend::new(), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
+        EnginePath::Graph => None,
+    };
     let (warmup, steps) = (2, a.steps);
     let mut times = Vec::with_capacity(steps);
     match a.mode.as_str() {
@@ -71,8 +77,14 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
             for i in 0..warmup + steps {
                 let b = batch(32, 64, i as u64);
                 let t0 = Instant::now();
-                let out = trainer::step(&model, &mut opt, &b, i as u64, &cfg, None, Some(2e-5))?;
-                let l = out.loss;
+                let l = match engine.as_mut() {
+                    Some(e) => rt.install(|| -> bertfit::Result<f64> {
+                        let out = e.train_micro(&b, Mode::train(cfg.seed, i as u64), None, 1.0)?;
+                        e.apply_update(2e-5, Some(cfg.max_grad_norm))?;
+                        Ok(out.loss)
+                    })?,
+                    None => trainer::step(&model, &mut opt, &b, i as u64, &cfg, None, Some(2e-5))?.loss,
+                };
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
                 println!("step {i} loss {l:.4} {ms:.1} ms");
                 if i >= warmup {
@@ -86,6 +98,9 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
                 let b = batch(64, 64, 1000 + i as u64);
                 let t0 = Instant::now();
                 let probs = view.runtime().install(|| -> bertfit::Result<Vec<Vec<f32>>> {
+                    if let Some(e) = engine.as_mut() {
+                        return e.predict(&b);
+                    }
                     let logits = view.forward(&Inputs::from_batch(&b, view.device())?, Mode::EVAL)?;
                     bertfit::infer::softmax_rows(&logits)
                 })?;
@@ -101,8 +116,8 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     times.sort_by(|x, y| x.total_cmp(y));
     let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
     match a.mode.as_str() {
-        "train" => println!("RESULT bertfit {} train {dtype} median_ms={med:.1}", a.size),
-        _ => println!("RESULT bertfit {} infer {dtype} median_ms={med:.1} seq_per_s={:.1}", a.size, 64.0 / (med / 1e3)),
+        "train" => println!("RESULT bertfit {} train {dtype} engine={} median_ms={med:.1}", a.size, a.engine.name()),
+        _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, a.engine.name(), 64.0 / (med / 1e3)),
     }
     Ok(())
 }

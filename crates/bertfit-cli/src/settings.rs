@@ -102,6 +102,10 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
             Some(p) => Precision::parse(p).map_err(|e| Error::config("precision", e))?,
             None => d.precision,
         },
+        engine: match &a.engine {
+            Some(e) => bertfit::runtime::EnginePath::parse(e).map_err(|e| Error::config("engine", e))?,
+            None => d.engine,
+        },
     };
     let dd = base.map(|b| b.data.clone()).unwrap_or_default();
     let data = DataConfig {
@@ -123,7 +127,7 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
 }
 
 /// Options that may differ from the saved configuration when resuming.
-const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size"];
+const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size", "engine"];
 
 /// Reads `RUN_DIR/run_config.json` and applies the flags given with `--resume`, refusing any that would
 /// change the meaning of the run.
@@ -157,10 +161,17 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
         return Err(Error::config(
             "resume",
             format!(
-                "these flags would change the run being resumed: {}. Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints and --eval-batch-size may change",
+                "these flags would change the run being resumed: {}. Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size and --engine may change",
                 changed.join("; ")
             ),
         ));
+    }
+    if new.train.engine != saved.train.engine {
+        eprintln!(
+            "warning: resuming a run trained with --engine {} on --engine {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
+            saved.train.engine.name(),
+            new.train.engine.name()
+        );
     }
     new.output = run_dir.to_path_buf();
     Ok(new)

@@ -39,6 +39,36 @@ impl Precision {
     }
 }
 
+/// Which implementation trains and predicts: the candle graph (autograd over our fused ops; every
+/// family) or the engine (one explicit forward and backward on packed tokens; BERT-layout families).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnginePath {
+    /// The candle graph.
+    #[default]
+    Graph,
+    /// The engine (`crate::engine`).
+    Fused,
+}
+
+impl EnginePath {
+    /// Parses `graph` or `fused`.
+    pub fn parse(s: &str) -> std::result::Result<EnginePath, String> {
+        match s {
+            "graph" => Ok(EnginePath::Graph),
+            "fused" | "engine" => Ok(EnginePath::Fused),
+            other => Err(format!("`{other}`: expected graph or fused")),
+        }
+    }
+    /// `graph` or `fused`.
+    pub fn name(self) -> &'static str {
+        match self {
+            EnginePath::Graph => "graph",
+            EnginePath::Fused => "fused",
+        }
+    }
+}
+
 /// What a layer needs to know to compute: recorded by each layer when it is built, so forward and
 /// backward use the same arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

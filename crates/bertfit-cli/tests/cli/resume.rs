@@ -31,10 +31,15 @@ fn final_hashes(run: &Path) -> (String, String) {
 }
 
 fn args(f: &Fixture, out: &Path) -> Vec<String> {
+    engine_args(f, out, "graph")
+}
+
+/// The run of [`args`] on a training path (`graph` or `fused`).
+fn engine_args(f: &Fixture, out: &Path, engine: &str) -> Vec<String> {
     [
         "train", "--train", p(&f.root.join("train.jsonl")), "--valid", p(&f.root.join("data.csv")), "--model", p(&f.model),
         "--output", p(out), "--epochs", "3", "--batch-size", "4", "--lr", "3e-3", "--max-len", "16", "--grad-accum", "2",
-        "--save-every-steps", "1", "--keep-checkpoints", "3", "--threads", "1", "--quiet",
+        "--save-every-steps", "1", "--keep-checkpoints", "3", "--threads", "1", "--quiet", "--engine", engine,
     ]
     .iter()
     .map(|s| s.to_string())
@@ -81,7 +86,17 @@ fn resume(run: &Path) -> std::process::Output {
 
 #[test]
 fn killed_runs_resume_to_bit_identical_weights() {
+    killed_runs_resume_exactly("graph");
+}
+
+#[test]
+fn killed_engine_runs_resume_to_bit_identical_weights() {
+    killed_runs_resume_exactly("fused");
+}
+
+fn killed_runs_resume_exactly(engine: &str) {
     let f = fixture();
+    let args = |f: &Fixture, out: &Path| engine_args(f, out, engine);
     let reference = f.root.join("reference");
     let o = bin().args(args(&f, &reference)).output().expect("reference run");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -109,7 +124,17 @@ fn killed_runs_resume_to_bit_identical_weights() {
 
 #[test]
 fn sigterm_checkpoints_exits_130_and_resumes_exactly() {
+    sigterm_resumes_exactly("graph");
+}
+
+#[test]
+fn engine_runs_stopped_by_sigterm_resume_exactly() {
+    sigterm_resumes_exactly("fused");
+}
+
+fn sigterm_resumes_exactly(engine: &str) {
     let f = fixture();
+    let args = |f: &Fixture, out: &Path| engine_args(f, out, engine);
     let reference = f.root.join("reference");
     let o = bin().args(args(&f, &reference)).output().expect("reference run");
     assert!(o.status.success(), "{}", stderr(&o));
@@ -133,6 +158,24 @@ fn sigterm_checkpoints_exits_130_and_resumes_exactly() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("resuming from"), "{}", stderr(&o));
     assert_eq!(final_hashes(&run), final_hashes(&reference));
+}
+
+#[test]
+fn a_run_resumes_on_the_other_path_with_a_warning() {
+    let f = fixture();
+    let run = f.root.join("switched");
+    let mut child = spawn(&args(&f, &run), "step:4", None);
+    let rest = wait_for_pause(&mut child, "step:4");
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+    drop(rest);
+    let o = bin().args(["train", "--resume", p(&run), "--threads", "1", "--engine", "fused"]).output().expect("resume");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("resuming from") && err.contains("not bit-identically"), "{err}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(run.join("run_config.json")).expect("config")).expect("json");
+    assert_eq!(saved["train"]["engine"], "fused", "the run config records the path that ran last");
+    assert!(run.join("best/model.safetensors").exists());
 }
 
 #[test]

@@ -251,6 +251,11 @@ impl<B: Backend> Engine<B> {
         Ok(out)
     }
 
+    /// Copies host data into one of the engine's buffers (optimizer state from a checkpoint).
+    pub fn load(&mut self, dst: Buf, data: &[f32]) -> Result<()> {
+        self.backend.upload(dst, data)
+    }
+
     /// Writes the engine's weights into `store`'s variables (for saving with the graph's writers).
     pub fn export_params(&mut self, store: &ParamStore) -> Result<()> {
         for seg in self.layout.segments.clone() {

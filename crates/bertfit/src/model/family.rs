@@ -32,6 +32,9 @@ pub struct Family {
     pub config_aliases: &'static [(&'static str, &'static str)],
     /// Name of the classification head's output layer.
     pub head: &'static str,
+    /// Whether the engine (`crate::engine`) computes this family (each family enters it with its
+    /// engine-vs-graph test; the others train on the candle graph).
+    pub engine: bool,
 }
 
 /// Every supported family. The next families (DistilBERT, ELECTRA, …) are rows added here.
@@ -45,6 +48,7 @@ pub const FAMILIES: &[Family] = &[
         tensor_renames: &[],
         config_aliases: &[],
         head: "classifier",
+        engine: true,
     },
     Family {
         model_types: &["roberta"],
@@ -55,6 +59,7 @@ pub const FAMILIES: &[Family] = &[
         tensor_renames: &[],
         config_aliases: &[],
         head: "classifier",
+        engine: true,
     },
     Family {
         model_types: &["xlm-roberta"],
@@ -65,6 +70,7 @@ pub const FAMILIES: &[Family] = &[
         tensor_renames: &[],
         config_aliases: &[],
         head: "classifier",
+        engine: true,
     },
     Family {
         model_types: &["camembert"],
@@ -75,6 +81,7 @@ pub const FAMILIES: &[Family] = &[
         tensor_renames: &[],
         config_aliases: &[],
         head: "classifier",
+        engine: true,
     },
 ];
 

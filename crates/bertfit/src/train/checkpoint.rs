@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::faults;
-use super::optimizer::AdamW;
 use super::state::TrainerState;
 use crate::error::{Error, Location, Result};
 use crate::model::Classifier;
@@ -140,11 +139,12 @@ pub fn write_model(model: &Classifier, tokenizer: &TextTokenizer, dir: &Path) ->
 }
 
 /// Writes a checkpoint's files: the model folder plus optimizer moments and trainer state.
-pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer: &AdamW, state: &TrainerState, dir: &Path) -> Result<()> {
+/// `optimizer`: the runner's state vectors (`NAME.exp_avg`, `NAME.exp_avg_sq`, `NAME.grad_acc`).
+pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer: &[(String, Vec<f32>)], state: &TrainerState, dir: &Path) -> Result<()> {
     write_model(model, tokenizer, dir)?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (name, data) in optimizer.state_vectors() {
-        tensors.insert(name, Tensor::from_slice(data, data.len(), &Device::Cpu)?);
+    for (name, data) in optimizer {
+        tensors.insert(name.clone(), Tensor::from_slice(data, data.len(), &Device::Cpu)?);
     }
     let opt_path = dir.join(OPTIMIZER);
     candle_core::safetensors::save(&tensors, &opt_path).map_err(|e| match e {

@@ -9,6 +9,7 @@ use super::schedule::ScheduleKind;
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
 use crate::model::kernels::Precision;
+use crate::runtime::EnginePath;
 use crate::model::HeadConfig;
 
 /// Per-class loss weights.
@@ -103,6 +104,8 @@ pub struct TrainConfig {
     /// Matmul precision of the dense layers: f32, or bf16 operands with f32 accumulation and f32
     /// master weights.
     pub precision: Precision,
+    /// Which implementation trains: the candle graph or the engine (packed tokens, explicit backward).
+    pub engine: EnginePath,
 }
 
 impl Default for TrainConfig {
@@ -132,6 +135,7 @@ impl Default for TrainConfig {
             save_every_steps: None,
             keep_checkpoints: 2,
             precision: Precision::F32,
+            engine: EnginePath::Graph,
         }
     }
 }

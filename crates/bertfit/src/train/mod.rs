@@ -10,6 +10,7 @@ pub mod faults;
 pub mod job;
 pub mod loss;
 pub mod optimizer;
+pub mod runner;
 pub mod schedule;
 pub mod state;
 pub mod trainer;

@@ -14,7 +14,8 @@ use super::early_stopping::{Decision, EarlyStopping};
 use super::events::{EvalRecord, Event, Observer};
 use super::faults;
 use super::loss;
-use super::optimizer::{AdamW, AdamWConfig};
+use super::optimizer::AdamW;
+use super::runner::Runner;
 use super::schedule::Schedule;
 use super::state::{Running, StepRecord, TrainerState};
 use crate::batch::{self, Batch};
@@ -159,7 +160,7 @@ impl Plan {
 /// Mutable parts of a session.
 struct Session<'s> {
     st: TrainerState,
-    opt: AdamW,
+    runner: Runner,
     log: JsonLog,
     step_log: JsonLog,
     clock: Instant,
@@ -174,11 +175,6 @@ impl Session<'_> {
 }
 
 impl Trainer<'_> {
-    /// One batch of this run (see [`step`]): its model, hyperparameters and class weights.
-    pub fn step(&self, opt: &mut AdamW, b: &Batch, micro_step: u64, update_lr: Option<f64>) -> Result<StepOutcome> {
-        step(self.model, opt, b, micro_step, self.config, self.class_weights.as_deref(), update_lr)
-    }
-
     fn metric_value(&self, r: &EvalRecord) -> f64 {
         self.config.early_stopping_metric.value(&r.scores, r.loss)
     }
@@ -192,10 +188,10 @@ impl Trainer<'_> {
             return Err(Error::config("train", "no training examples"));
         }
         let plan = Plan::new(cfg, lengths.len());
-        let mut opt = AdamW::new(self.model.trainable(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
+        let mut runner = Runner::new(self.model, cfg, cfg.engine)?;
         let st = match resume {
             Some(loaded) => {
-                let bad = opt.restore(loaded.optimizer);
+                let bad = runner.restore(loaded.optimizer)?;
                 if !bad.is_empty() {
                     return Err(Error::input(
                         crate::Location::file(loaded.dir.join("optimizer.safetensors")),
@@ -203,8 +199,7 @@ impl Trainer<'_> {
                     ));
                 }
                 let mut st = loaded.state;
-                opt.step = st.step;
-                opt.accumulated = st.accumulated;
+                runner.set_counts(st.step, st.accumulated);
                 // Extending a finished run (more epochs or steps): recompute the schedule's length.
                 st.schedule.total_steps = plan.total_steps.max(1);
                 if st.finished.as_deref().is_some_and(|r| r.starts_with("completed") || r.starts_with("reached max_steps"))
@@ -229,10 +224,10 @@ impl Trainer<'_> {
             epochs: plan.epochs,
             total_steps: plan.total_steps,
             batches_per_epoch: plan.batches_per_epoch,
-            trainable_params: opt.num_params(),
+            trainable_params: runner.num_params(),
         });
         let offset_s = st.elapsed_s;
-        let mut s = Session { st, opt, log, step_log, clock: Instant::now(), offset_s, obs };
+        let mut s = Session { st, runner, log, step_log, clock: Instant::now(), offset_s, obs };
 
         while s.st.finished.is_none() && s.st.epoch < plan.epochs {
             self.run_epoch(&mut s, train, &lengths, valid)?;
@@ -269,9 +264,9 @@ impl Trainer<'_> {
             let last_batch = bi + 1 == batches.len();
             let lr = s.st.schedule.lr(s.st.step);
             // this batch ends an update when it completes the accumulation or the epoch
-            let micro = s.opt.accumulated + 1;
+            let micro = s.runner.accumulated() + 1;
             let update = micro == cfg.grad_accum || last_batch;
-            let out = self.step(&mut s.opt, &b, s.st.micro_step, update.then_some(lr))?;
+            let out = s.runner.step(self.model, &b, s.st.micro_step, cfg, self.class_weights.as_deref(), update.then_some(lr))?;
             if !out.missing.is_empty() && s.st.micro_step == 0 {
                 s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", out.missing.join(", "))));
             }
@@ -288,7 +283,7 @@ impl Trainer<'_> {
             s.st.batches_done += 1;
             let mut updated = false;
             if update {
-                s.st.step = s.opt.step;
+                s.st.step = s.runner.updates();
                 updated = true;
                 let rec = StepRecord {
                     step: s.st.step,
@@ -300,7 +295,7 @@ impl Trainer<'_> {
                 s.step_log.append(&rec)?;
                 s.st.steps.push(rec);
             }
-            s.st.accumulated = s.opt.accumulated;
+            s.st.accumulated = s.runner.accumulated();
             s.obs.on_event(&Event::Batch { epoch, done: s.st.batches_done, batches: batches.len(), step: s.st.step, loss: loss_value, lr, tokens: b.tokens });
             if updated && !last_batch {
                 if let (Some(every), Some(v)) = (cfg.eval_every_steps, valid) {
@@ -397,6 +392,7 @@ impl Trainer<'_> {
     }
 
     fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, Vec<usize>)> {
+        s.runner.sync(self.model)?;
         let e = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
         Ok((EvalRecord::new("valid", at, s.st.step, e.loss, lr, s.elapsed(), v.labels.len(), e.scores), e.probs, e.gold))
     }
@@ -409,6 +405,7 @@ impl Trainer<'_> {
     }
 
     fn save_best(&self, s: &mut Session<'_>) -> Result<()> {
+        s.runner.sync(self.model)?;
         let dest = self.run_dir.join(rundir::BEST);
         checkpoint::write_atomically(&dest, |tmp| checkpoint::write_model(self.model, self.tokenizer, tmp))?;
         s.obs.on_event(&Event::Saved { what: "best", path: &dest });
@@ -417,8 +414,10 @@ impl Trainer<'_> {
 
     fn save_checkpoint(&self, s: &mut Session<'_>) -> Result<()> {
         s.st.elapsed_s = s.elapsed();
+        s.runner.sync(self.model)?;
+        let optimizer = s.runner.state_vectors()?;
         let dest = checkpoint::checkpoints_dir(self.run_dir).join(checkpoint::checkpoint_name(s.st.micro_step));
-        checkpoint::write_atomically(&dest, |tmp| checkpoint::write_checkpoint(self.model, self.tokenizer, &s.opt, &s.st, tmp))?;
+        checkpoint::write_atomically(&dest, |tmp| checkpoint::write_checkpoint(self.model, self.tokenizer, &optimizer, &s.st, tmp))?;
         checkpoint::prune(self.run_dir, self.config.keep_checkpoints)?;
         s.obs.on_event(&Event::Saved { what: "checkpoint", path: &dest });
         Ok(())
