@@ -284,6 +284,9 @@ pub struct EvalArgs {
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
+    /// Inference path: graph (candle over our fused ops) or fused (the engine, on packed tokens).
+    #[arg(long, value_name = "graph|fused", default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    pub engine: bertfit::runtime::EnginePath,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -319,6 +322,9 @@ pub struct PredictArgs {
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
+    /// Inference path: graph (candle over our fused ops) or fused (the engine, on packed tokens).
+    #[arg(long, value_name = "graph|fused", default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    pub engine: bertfit::runtime::EnginePath,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,

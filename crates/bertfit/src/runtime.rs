@@ -91,12 +91,13 @@ impl Default for Exec {
 pub struct Runtime {
     device: Device,
     exec: Exec,
+    engine: EnginePath,
     pool: Option<Arc<rayon::ThreadPool>>,
 }
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("device", &self.device).field("exec", &self.exec).field("threads", &self.threads()).finish()
+        f.debug_struct("Runtime").field("device", &self.device).field("exec", &self.exec).field("engine", &self.engine).field("threads", &self.threads()).finish()
     }
 }
 
@@ -109,7 +110,7 @@ impl Default for Runtime {
 impl Runtime {
     /// The CPU, f32, fused kernels, rayon's default pool.
     pub fn cpu() -> Self {
-        Runtime { device: Device::Cpu, exec: Exec::default(), pool: None }
+        Runtime { device: Device::Cpu, exec: Exec::default(), engine: EnginePath::Graph, pool: None }
     }
 
     /// Runs compute on a pool of its own with `threads` workers (0 keeps rayon's default pool).
@@ -125,6 +126,17 @@ impl Runtime {
             .map_err(|e| Error::Backend(Box::new(e)))?;
         self.pool = Some(Arc::new(pool));
         Ok(self)
+    }
+
+    /// The same runtime on another training and inference path.
+    pub fn with_engine(mut self, engine: EnginePath) -> Self {
+        self.engine = engine;
+        self
+    }
+
+    /// The training and inference path.
+    pub fn engine(&self) -> EnginePath {
+        self.engine
     }
 
     /// The same runtime with another matmul precision.

@@ -257,6 +257,39 @@ fn two_identical_runs_give_bit_identical_weights() {
 }
 
 #[test]
+fn the_engine_path_trains_identically_twice_memorises_and_predicts_like_the_graph() {
+    use bertfit::runtime::EnginePath;
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = tiny_model(dir.path(), 9);
+    let engine = TrainConfig { engine: EnginePath::Fused, ..fast_config() };
+    let a = run_config(dir.path(), &model, "engine-a", engine.clone());
+    let b = run_config(dir.path(), &model, "engine-b", TrainConfig { epochs: 2, ..engine.clone() });
+    let b2 = run_config(dir.path(), &model, "engine-b2", TrainConfig { epochs: 2, ..engine });
+    train::run(&a, RunOptions::default(), &mut Silent).expect("engine run");
+    train::run(&b, RunOptions::default(), &mut Silent).expect("b");
+    train::run(&b2, RunOptions::default(), &mut Silent).expect("b2");
+    let wb = std::fs::read(newest_checkpoint(&b.output).join("model.safetensors")).expect("b");
+    let wb2 = std::fs::read(newest_checkpoint(&b2.output).join("model.safetensors")).expect("b2");
+    assert!(wb == wb2, "weights differ between identical engine runs");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(a.output.join("run_config.json")).expect("cfg")).expect("json");
+    assert_eq!(saved["train"]["engine"], "fused");
+    // the engine learns the small dataset as the graph does
+    let best = ModelFolder::open(&a.output.join("best")).expect("folder");
+    let data = data::read_dataset(&a.data.train, &Columns::default(), true).expect("read");
+    let graph = Predictor::load(&best, &Runtime::cpu(), None, None).expect("graph");
+    let fused = Predictor::load(&best, &Runtime::cpu().with_engine(EnginePath::Fused), None, None).expect("engine");
+    let eval = fused.evaluate(&data, 7, &mut |_, _| {}).expect("eval");
+    assert_eq!(eval.scores.accuracy, 1.0, "{:?}", eval.scores.confusion);
+    // and predicts what the graph predicts from the same folder
+    let (pg, pf) = (graph.predict_dataset(&data, 7, &mut |_, _| {}).expect("graph"), fused.predict_dataset(&data, 5, &mut |_, _| {}).expect("engine"));
+    for (g, f) in pg.iter().zip(&pf) {
+        for (x, y) in g.iter().zip(f) {
+            assert!((x - y).abs() < 1e-5, "graph {g:?} vs engine {f:?}");
+        }
+    }
+}
+
+#[test]
 fn an_existing_run_is_not_overwritten_without_asking() {
     let dir = tempfile::tempdir().expect("tmp");
     let model = tiny_model(dir.path(), 9);

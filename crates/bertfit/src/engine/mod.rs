@@ -30,7 +30,8 @@ use crate::model::family::Positions;
 use crate::model::params::ParamStore;
 use crate::model::{Activation, Classifier, Freeze, Mode, Pooling};
 use crate::runtime::Precision;
-use crate::train::optimizer::{with_f32, AdamWConfig};
+use crate::model::params::with_f32;
+use ops::AdamWConfig;
 
 /// What the engine computes: the model's shape, dropout, head and arithmetic.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,10 +131,20 @@ pub struct Engine<B: Backend> {
 impl<B: Backend> Engine<B> {
     /// An engine holding a copy of `model`'s weights (and its freezing, head and precision), with zeroed
     /// gradients and AdamW moments.
-    pub fn new(model: &Classifier, mut backend: B, adam: AdamWConfig) -> Result<Self> {
+    pub fn new(model: &Classifier, backend: B, adam: AdamWConfig) -> Result<Self> {
+        Self::build(model, backend, adam, true)
+    }
+
+    /// An engine for [`Engine::predict`] only: the weights, no gradient or optimizer memory.
+    pub fn for_inference(model: &Classifier, backend: B) -> Result<Self> {
+        Self::build(model, backend, AdamWConfig::default(), false)
+    }
+
+    fn build(model: &Classifier, mut backend: B, adam: AdamWConfig, train: bool) -> Result<Self> {
         let spec = Spec::of(model);
         let layout = Layout::new(&model.config, spec.pooler, &model.head_config, model.labels.len(), spec.freeze);
-        for region in [Region::Params, Region::Grads, Region::AdamM, Region::AdamV] {
+        let regions: &[Region] = if train { &[Region::Params, Region::Grads, Region::AdamM, Region::AdamV] } else { &[Region::Params] };
+        for &region in regions {
             backend.reserve(region, layout.total)?;
         }
         let vars = model.params().vars();

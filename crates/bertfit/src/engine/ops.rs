@@ -96,6 +96,25 @@ pub fn pool_bwd(dout: &[f32], width: usize, cu_seqlens: &[u32], how: Pool, dx: &
     }
 }
 
+/// AdamW hyperparameters (transformers' defaults).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AdamWConfig {
+    /// β1.
+    pub beta1: f64,
+    /// β2.
+    pub beta2: f64,
+    /// ε.
+    pub eps: f64,
+    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamWConfig {
+    fn default() -> Self {
+        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
+    }
+}
+
 /// One AdamW update's constants (`decay` is 0 for segments without weight decay).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamStep {

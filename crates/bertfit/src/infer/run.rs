@@ -3,6 +3,9 @@
 use candle_core::Tensor;
 
 use crate::batch;
+use crate::engine::cpu::CpuBackend;
+use crate::engine::Engine;
+use crate::runtime::EnginePath;
 use crate::error::Result;
 use crate::model::{Classifier, Inputs, Mode};
 use crate::tokenize::Encoded;
@@ -34,9 +37,17 @@ pub fn probabilities(
     let mut out = vec![Vec::new(); encoded.len()];
     let pad = model.config.pad_token_id;
     let rt = model.runtime();
+    // the engine path computes on its own copy of the weights, made once per call
+    let mut engine = match rt.engine() {
+        EnginePath::Fused if model.config.family().engine && model.device().is_cpu() => Some(Engine::for_inference(model, CpuBackend::new())?),
+        _ => None,
+    };
     for (i, idx) in plan.iter().enumerate() {
         let b = batch::collate(encoded, idx, None, pad);
         let probs = rt.install(|| -> Result<Vec<Vec<f32>>> {
+            if let Some(e) = engine.as_mut() {
+                return e.predict(&b);
+            }
             let logits = model.forward(&Inputs::from_batch(&b, model.device())?, Mode::EVAL)?;
             softmax_rows(&logits)
         })?;

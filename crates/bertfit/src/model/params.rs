@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{CpuStorage, DType, Device, Storage, Tensor, Var};
 
 use crate::error::{Error, Location, Result};
 use crate::rng;
@@ -193,6 +193,18 @@ impl ParamStore {
             other => Error::Tensor(other),
         })
     }
+}
+
+/// Calls `f` with a tensor's f32 data as a contiguous slice (copying only when the layout is strided).
+pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
+            return Ok(f(&data[start..end]));
+        }
+    }
+    let v: Vec<f32> = t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
+    Ok(f(&v))
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
 pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
     cfg.validate()?;
     let tc = &cfg.train;
-    let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision);
+    let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision).with_engine(tc.engine);
     let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
     let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;

@@ -8,28 +8,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
-use candle_core::{CpuStorage, Layout, Storage, Tensor, Var};
+use candle_core::{CpuStorage, Layout, Var};
 
 use crate::error::Result;
 
-/// AdamW hyperparameters (transformers' defaults).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AdamWConfig {
-    /// β1.
-    pub beta1: f64,
-    /// β2.
-    pub beta2: f64,
-    /// ε.
-    pub eps: f64,
-    /// Decoupled weight decay (not applied to biases and LayerNorm weights).
-    pub weight_decay: f64,
-}
-
-impl Default for AdamWConfig {
-    fn default() -> Self {
-        AdamWConfig { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0 }
-    }
-}
+/// AdamW hyperparameters (shared with the engine, which updates with the same arithmetic).
+pub use crate::engine::ops::AdamWConfig;
 
 /// Whether weight decay applies to a parameter (the rule lives with the parameter names).
 pub use crate::model::params::decays;
@@ -53,17 +37,7 @@ pub struct AdamW {
     pub accumulated: usize,
 }
 
-/// Calls `f` with a tensor's f32 data as a contiguous slice (copying only when the layout is strided).
-pub(crate) fn with_f32<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    {
-        let (storage, layout) = t.storage_and_layout();
-        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) = (&*storage, layout.contiguous_offsets()) {
-            return Ok(f(&data[start..end]));
-        }
-    }
-    let v: Vec<f32> = t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1()?;
-    Ok(f(&v))
-}
+pub(crate) use crate::model::params::with_f32;
 
 struct Update<'a> {
     grad: &'a [f32],
