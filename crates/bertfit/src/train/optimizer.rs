@@ -200,7 +200,7 @@ impl AdamW {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::Device;
+    use candle_core::{Device, Tensor};
 
     /// One AdamW step computed by hand in f64 (the PyTorch formulas).
     #[test]
