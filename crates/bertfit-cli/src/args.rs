@@ -349,6 +349,9 @@ pub struct BenchArgs {
     /// graph (candle autograd over our fused ops) or fused (the engine: explicit backward, packed tokens).
     #[arg(long, default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
+    /// With --engine fused: print where the timed steps' time went, per op and matrix-product shape.
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// `bertfit gpu-selftest`.

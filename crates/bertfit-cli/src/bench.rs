@@ -9,6 +9,7 @@ use bertfit::model::random::write_random_model;
 use bertfit::model::{BertConfig, Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
 use bertfit::rng;
 use bertfit::engine::cpu::CpuBackend;
+use bertfit::engine::timed::Timed;
 use bertfit::engine::Engine;
 use bertfit::runtime::{EnginePath, Runtime};
 use bertfit::train::optimizer::{AdamW, AdamWConfig};
@@ -65,7 +66,7 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     let dtype = rt.precision().name();
     println!("bertfit size={} mode={} dtype={dtype} engine={} params={params} threads={}", a.size, a.mode, a.engine.name(), rt.threads());
     let mut engine = match a.engine {
-        EnginePath::Fused => Some(Engine::new(&model, CpuBackend::new(), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
+        EnginePath::Fused => Some(Engine::new(&model, Timed::new(CpuBackend::new()), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
         EnginePath::Graph => None,
     };
     let (warmup, steps) = (2, a.steps);
@@ -76,6 +77,9 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
             let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
             for i in 0..warmup + steps {
                 let b = batch(32, 64, i as u64);
+                if let (Some(e), true) = (engine.as_mut(), i == warmup) {
+                    e.backend_mut().reset();
+                }
                 let t0 = Instant::now();
                 let l = match engine.as_mut() {
                     Some(e) => rt.install(|| -> bertfit::Result<f64> {
@@ -96,6 +100,9 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
             let view = model.inference_view()?;
             for i in 0..warmup + steps {
                 let b = batch(64, 64, 1000 + i as u64);
+                if let (Some(e), true) = (engine.as_mut(), i == warmup) {
+                    e.backend_mut().reset();
+                }
                 let t0 = Instant::now();
                 let probs = view.runtime().install(|| -> bertfit::Result<Vec<Vec<f32>>> {
                     if let Some(e) = engine.as_mut() {
@@ -113,6 +120,9 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
         }
         other => anyhow::bail!(bertfit::Error::config("mode", format!("`{other}`: expected train or infer"))),
     }
+    if let (Some(e), true) = (engine.as_ref(), a.profile) {
+        print_profile(e.backend(), times.iter().sum::<f64>(), times.len());
+    }
     times.sort_by(|x, y| x.total_cmp(y));
     let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
     match a.mode.as_str() {
@@ -120,4 +130,19 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
         _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, a.engine.name(), 64.0 / (med / 1e3)),
     }
     Ok(())
+}
+
+/// The per-op table of the timed steps: ms per step, share of the step, calls per step, GFLOP/s.
+fn print_profile(t: &Timed<CpuBackend>, total_ms: f64, steps: usize) {
+    let steps = steps.max(1) as f64;
+    let mut rows: Vec<_> = t.table().iter().collect();
+    rows.sort_by(|a, b| b.1.total.cmp(&a.1.total));
+    let ops_ms: f64 = rows.iter().map(|(_, o)| o.total.as_secs_f64() * 1e3).sum();
+    println!("profile: {:.1} ms per step, {:.1} ms in backend calls", total_ms / steps, ops_ms / steps);
+    println!("{:<34} {:>10} {:>7} {:>7} {:>9}", "op", "ms/step", "share", "calls", "GFLOP/s");
+    for (name, o) in rows {
+        let ms = o.total.as_secs_f64() * 1e3;
+        let gflops = if o.flops > 0.0 { format!("{:.1}", o.flops / o.total.as_secs_f64() / 1e9) } else { String::new() };
+        println!("{name:<34} {:>10.2} {:>6.1}% {:>7.0} {gflops:>9}", ms / steps, 100.0 * ms / total_ms.max(1e-9), o.calls as f64 / steps);
+    }
 }

@@ -14,6 +14,7 @@ pub mod ops;
 pub mod pack;
 pub mod plan;
 mod schedule;
+pub mod timed;
 #[cfg(feature = "cuda")]
 pub mod selftest;
 
@@ -155,6 +156,16 @@ impl<B: Backend> Engine<B> {
         }
         let weights = resolve(&layout, &spec, &model.head_config)?;
         Ok(Engine { backend, spec, layout, weights, adam, step: 0, accumulated: 0 })
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The backend, mutably (to reset a profiler, say).
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
     }
 
     /// The model description the engine computes.
