@@ -352,6 +352,19 @@ pub struct BenchArgs {
     /// With --engine fused: print where the timed steps' time went, per op and matrix-product shape.
     #[arg(long)]
     pub profile: bool,
+    /// Rows per batch [default: 32 for train, 64 for infer].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    pub batch: Option<usize>,
+    /// Padded sequence length (the longest row; with --layout rt, the cap).
+    #[arg(long, allow_negative_numbers = true, value_parser = clap::builder::RangedI64ValueParser::<usize>::new().range(17..=512), default_value_t = 64)]
+    pub seq: usize,
+    /// Row lengths: anchor (the first half of the rows 16 tokens shorter, as the reference hf_step.py),
+    /// full (no padding) or rt (lengths drawn from --lengths, as bench/hf_cases.py draws them).
+    #[arg(long, default_value = "anchor", value_parser = ["anchor", "full", "rt"])]
+    pub layout: String,
+    /// With --layout rt: a JSON list of token counts to draw row lengths from.
+    #[arg(long, required_if_eq("layout", "rt"))]
+    pub lengths: Option<PathBuf>,
 }
 
 /// `bertfit gpu-selftest`.

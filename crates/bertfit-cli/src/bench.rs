@@ -31,18 +31,29 @@ fn config(size: &str) -> Result<BertConfig> {
     Ok(serde_json::from_value(json)?)
 }
 
-/// The reference's batch: random ids, the first half of the rows with their last 16 tokens masked.
-fn batch(b: usize, t: usize, seed: u64) -> Batch {
+/// Row lengths of batch `i` (see `BenchArgs::layout`; bench/hf_cases.py draws the same).
+fn row_lengths(a: &BenchArgs, rows: usize, i: usize, table: &[usize]) -> Vec<usize> {
+    match a.layout.as_str() {
+        "rt" => (0..rows).map(|r| table[(i * 1_000_003 + r * 7919) % table.len()].clamp(1, a.seq)).collect(),
+        "full" => vec![a.seq; rows],
+        _ => (0..rows).map(|r| if r < rows / 2 { a.seq - 16 } else { a.seq }).collect(),
+    }
+}
+
+/// A batch of random ids with the given row lengths, right-padded to the longest.
+fn batch(lengths: &[usize], seed: u64) -> Batch {
+    let b = lengths.len();
+    let t = lengths.iter().copied().max().unwrap_or(0);
     let mut s = rng::Stream::new(&[seed, rng::label("bench")]);
     let input_ids: Vec<u32> = (0..b * t).map(|_| s.below(30522) as u32).collect();
-    let mut attention_mask = vec![1u32; b * t];
-    for row in 0..b / 2 {
-        attention_mask[row * t + t - 16..(row + 1) * t].fill(0);
+    let mut attention_mask = vec![0u32; b * t];
+    for (row, &n) in lengths.iter().enumerate() {
+        attention_mask[row * t..row * t + n].fill(1);
     }
     Batch {
         size: b,
         seq_len: t,
-        tokens: attention_mask.iter().map(|&m| m as usize).sum(),
+        tokens: lengths.iter().sum(),
         input_ids,
         type_ids: vec![0; b * t],
         attention_mask,
@@ -70,13 +81,22 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
         EnginePath::Graph => None,
     };
     let (warmup, steps) = (2, a.steps);
+    let table: Vec<usize> = match &a.lengths {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path).map_err(|e| bertfit::Error::io("cannot read", path, e))?)
+            .map_err(|e| bertfit::Error::parse(bertfit::Location::file(path), "expected a JSON list of token counts", e))?,
+        None => Vec::new(),
+    };
+    if a.layout == "rt" && table.is_empty() {
+        anyhow::bail!(bertfit::Error::config("lengths", "the lengths file holds no token counts"));
+    }
+    let rows = a.batch.unwrap_or(if a.mode == "train" { 32 } else { 64 });
     let mut times = Vec::with_capacity(steps);
     match a.mode.as_str() {
         "train" => {
             let cfg = TrainConfig { seed: 0, grad_accum: 1, weight_decay: 0.01, ..Default::default() };
             let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() });
             for i in 0..warmup + steps {
-                let b = batch(32, 64, i as u64);
+                let b = batch(&row_lengths(a, rows, i, &table), i as u64);
                 if let (Some(e), true) = (engine.as_mut(), i == warmup) {
                     e.backend_mut().reset();
                 }
@@ -99,7 +119,7 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
         "infer" => {
             let view = model.inference_view()?;
             for i in 0..warmup + steps {
-                let b = batch(64, 64, 1000 + i as u64);
+                let b = batch(&row_lengths(a, rows, i, &table), 1000 + i as u64);
                 if let (Some(e), true) = (engine.as_mut(), i == warmup) {
                     e.backend_mut().reset();
                 }
@@ -127,7 +147,7 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
     match a.mode.as_str() {
         "train" => println!("RESULT bertfit {} train {dtype} engine={} median_ms={med:.1}", a.size, a.engine.name()),
-        _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, a.engine.name(), 64.0 / (med / 1e3)),
+        _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, a.engine.name(), rows as f64 / (med / 1e3)),
     }
     Ok(())
 }
