@@ -212,9 +212,10 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub threads: Option<usize>,
-    /// Training path: graph (candle autograd over our fused ops) or fused (the engine: packed tokens,
-    /// explicit backward) [default: graph]. May change on --resume (the run continues, not bit-identical).
-    #[arg(long, value_name = "graph|fused")]
+    /// Training path: auto (the engine where it covers the model's family, else the graph), graph (candle
+    /// autograd over our fused ops) or fused (the engine: packed tokens, explicit backward) [default: auto].
+    /// May change on --resume (the run continues, not bit-identical).
+    #[arg(long, value_name = "auto|graph|fused")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
     /// Repeat the run once per seed (e.g. 1,2,3) into RUN_DIR/seed-S and report mean ± std.
@@ -284,8 +285,9 @@ pub struct EvalArgs {
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
-    /// Inference path: graph (candle over our fused ops) or fused (the engine, on packed tokens).
-    #[arg(long, value_name = "graph|fused", default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    /// Inference path: auto (the engine where it covers the model), graph (candle over our fused ops) or
+    /// fused (the engine, on packed tokens).
+    #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
     /// No progress bars.
     #[arg(long, short)]
@@ -322,8 +324,9 @@ pub struct PredictArgs {
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
     #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
-    /// Inference path: graph (candle over our fused ops) or fused (the engine, on packed tokens).
-    #[arg(long, value_name = "graph|fused", default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    /// Inference path: auto (the engine where it covers the model), graph (candle over our fused ops) or
+    /// fused (the engine, on packed tokens).
+    #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
     /// No progress bars.
     #[arg(long, short)]
@@ -346,8 +349,9 @@ pub struct BenchArgs {
     /// Matmul precision: f32 or bf16.
     #[arg(long, default_value = "f32", value_parser = parse_precision)]
     pub precision: bertfit::model::kernels::Precision,
-    /// graph (candle autograd over our fused ops) or fused (the engine: explicit backward, packed tokens).
-    #[arg(long, default_value = "graph", value_parser = bertfit::runtime::EnginePath::parse)]
+    /// auto (the engine), graph (candle autograd over our fused ops) or fused (the engine: explicit
+    /// backward, packed tokens).
+    #[arg(long, default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
     /// With --engine fused: print where the timed steps' time went, per op and matrix-product shape.
     #[arg(long)]

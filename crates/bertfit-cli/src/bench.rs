@@ -75,10 +75,12 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     )?;
     let params = model.params().num_params();
     let dtype = rt.precision().name();
-    println!("bertfit size={} mode={} dtype={dtype} engine={} params={params} threads={}", a.size, a.mode, a.engine.name(), rt.threads());
-    let mut engine = match a.engine {
+    let path = a.engine.resolve(model.engine_covers());
+    println!("bertfit size={} mode={} dtype={dtype} engine={} params={params} threads={}", a.size, a.mode, path.name(), rt.threads());
+    let mut engine = match path {
+        EnginePath::Fused if a.mode == "infer" => Some(Engine::for_inference(&model, Timed::new(CpuBackend::new()))?),
         EnginePath::Fused => Some(Engine::new(&model, Timed::new(CpuBackend::new()), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
-        EnginePath::Graph => None,
+        EnginePath::Graph | EnginePath::Auto => None,
     };
     let (warmup, steps) = (2, a.steps);
     let table: Vec<usize> = match &a.lengths {
@@ -146,8 +148,8 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     times.sort_by(|x, y| x.total_cmp(y));
     let med = if times.is_empty() { 0.0 } else if times.len() % 2 == 1 { times[times.len() / 2] } else { (times[times.len() / 2 - 1] + times[times.len() / 2]) / 2.0 };
     match a.mode.as_str() {
-        "train" => println!("RESULT bertfit {} train {dtype} engine={} median_ms={med:.1}", a.size, a.engine.name()),
-        _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, a.engine.name(), rows as f64 / (med / 1e3)),
+        "train" => println!("RESULT bertfit {} train {dtype} engine={} median_ms={med:.1}", a.size, path.name()),
+        _ => println!("RESULT bertfit {} infer {dtype} engine={} median_ms={med:.1} seq_per_s={:.1}", a.size, path.name(), rows as f64 / (med / 1e3)),
     }
     Ok(())
 }
@@ -156,7 +158,7 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
 fn print_profile(t: &Timed<CpuBackend>, total_ms: f64, steps: usize) {
     let steps = steps.max(1) as f64;
     let mut rows: Vec<_> = t.table().iter().collect();
-    rows.sort_by(|a, b| b.1.total.cmp(&a.1.total));
+    rows.sort_by_key(|r| std::cmp::Reverse(r.1.total));
     let ops_ms: f64 = rows.iter().map(|(_, o)| o.total.as_secs_f64() * 1e3).sum();
     println!("profile: {:.1} ms per step, {:.1} ms in backend calls", total_ms / steps, ops_ms / steps);
     println!("{:<34} {:>10} {:>7} {:>7} {:>9}", "op", "ms/step", "share", "calls", "GFLOP/s");

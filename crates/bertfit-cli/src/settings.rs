@@ -166,7 +166,9 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
             ),
         ));
     }
-    if new.train.engine != saved.train.engine {
+    // saved configs record the resolved path; every family today is one the engine covers, so `auto`
+    // compares as `fused`
+    if new.train.engine.resolve(true) != saved.train.engine.resolve(true) {
         eprintln!(
             "warning: resuming a run trained with --engine {} on --engine {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
             saved.train.engine.name(),

@@ -44,27 +44,40 @@ impl Precision {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EnginePath {
-    /// The candle graph.
+    /// The engine where it covers the model's family and device, the graph elsewhere.
     #[default]
+    Auto,
+    /// The candle graph.
     Graph,
     /// The engine (`crate::engine`).
     Fused,
 }
 
 impl EnginePath {
-    /// Parses `graph` or `fused`.
+    /// Parses `auto`, `graph` or `fused`.
     pub fn parse(s: &str) -> std::result::Result<EnginePath, String> {
         match s {
+            "auto" => Ok(EnginePath::Auto),
             "graph" => Ok(EnginePath::Graph),
             "fused" | "engine" => Ok(EnginePath::Fused),
-            other => Err(format!("`{other}`: expected graph or fused")),
+            other => Err(format!("`{other}`: expected auto, graph or fused")),
         }
     }
-    /// `graph` or `fused`.
+    /// `auto`, `graph` or `fused`.
     pub fn name(self) -> &'static str {
         match self {
+            EnginePath::Auto => "auto",
             EnginePath::Graph => "graph",
             EnginePath::Fused => "fused",
+        }
+    }
+    /// The path that runs: `Auto` becomes `Fused` when the engine `covers` the model (its family, on
+    /// the CPU), `Graph` otherwise; explicit choices stay.
+    pub fn resolve(self, covers: bool) -> EnginePath {
+        match self {
+            EnginePath::Auto if covers => EnginePath::Fused,
+            EnginePath::Auto => EnginePath::Graph,
+            other => other,
         }
     }
 }
@@ -110,7 +123,7 @@ impl Default for Runtime {
 impl Runtime {
     /// The CPU, f32, fused kernels, rayon's default pool.
     pub fn cpu() -> Self {
-        Runtime { device: Device::Cpu, exec: Exec::default(), engine: EnginePath::Graph, pool: None }
+        Runtime { device: Device::Cpu, exec: Exec::default(), engine: EnginePath::Auto, pool: None }
     }
 
     /// Runs compute on a pool of its own with `threads` workers (0 keeps rayon's default pool).

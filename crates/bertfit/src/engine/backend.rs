@@ -38,7 +38,8 @@ pub struct Buf {
 impl Buf {
     /// `len` elements starting `at` elements into this buffer.
     pub fn part(self, at: usize, len: usize) -> Buf {
-        debug_assert!(at + len <= self.len, "part {at}+{len} of {}", self.len);
+        // the schedule takes parts of planned buffers by planned sizes: a violation is a bug, not input
+        assert!(at.checked_add(len).is_some_and(|end| end <= self.len), "part {at}+{len} of {}", self.len);
         Buf { region: self.region, offset: self.offset + at, len }
     }
 

@@ -18,6 +18,8 @@ pub mod timed;
 #[cfg(feature = "cuda")]
 pub mod selftest;
 
+use std::sync::Arc;
+
 use backend::{Backend, Buf, Region, SoftmaxCe};
 use layout::Layout;
 use ops::{AdamStep, Pool};
@@ -119,10 +121,13 @@ pub struct MicroOut {
 /// The engine over one backend.
 pub struct Engine<B: Backend> {
     backend: B,
-    spec: Spec,
+    // shared handles: the schedule holds them while it borrows the backend mutably
+    spec: Arc<Spec>,
     layout: Layout,
-    weights: Weights,
+    weights: Arc<Weights>,
     adam: AdamWConfig,
+    /// Activation elements reserved so far (the region only grows).
+    reserved: usize,
     /// Updates applied.
     pub step: usize,
     /// Micro-batches accumulated since the last update.
@@ -154,8 +159,8 @@ impl<B: Backend> Engine<B> {
             let buf = Buf { region: Region::Params, offset: seg.offset, len: seg.len };
             with_f32(var.as_tensor(), |data| backend.upload(buf, data))??;
         }
-        let weights = resolve(&layout, &spec, &model.head_config)?;
-        Ok(Engine { backend, spec, layout, weights, adam, step: 0, accumulated: 0 })
+        let weights = Arc::new(resolve(&layout, &spec, &model.head_config)?);
+        Ok(Engine { backend, spec: Arc::new(spec), layout, weights, adam, reserved: 0, step: 0, accumulated: 0 })
     }
 
     /// The backend.
@@ -182,7 +187,11 @@ impl<B: Backend> Engine<B> {
     fn prepare(&mut self, b: &Batch, train: bool) -> Result<Plan> {
         let packed = Packed::from_batch(b, self.spec.positions, self.spec.pad_id)?;
         let plan = Plan::new(&self.spec.shape(), packed.tokens(), packed.sequences(), packed.padded_len, train);
-        self.backend.reserve(Region::Acts, plan.total)?;
+        if plan.total > self.reserved {
+            check_memory(&plan, self.reserved, b)?;
+            self.backend.reserve(Region::Acts, plan.total)?;
+            self.reserved = plan.total;
+        }
         self.backend.reserve_ints(plan.ints.total)?;
         let prow: Vec<u32> = packed.coords.iter().map(|&(r, p)| r * packed.padded_len as u32 + p).collect();
         let i = plan.ints;
@@ -201,6 +210,10 @@ impl<B: Backend> Engine<B> {
         let logits = self.forward(&plan, mode)?;
         let classes = *self.spec.head.last().unwrap_or(&0);
         let loss = self.backend.softmax_ce(&SoftmaxCe { logits, classes, labels: &b.labels, weights: class_weights, scale, probs: plan.probs, dlogits: plan.dlogits })?;
+        if !loss.is_finite() {
+            // before the backward touches the accumulators, as the graph path checks
+            return Err(Error::Diverged { step: self.step, loss: if scale > 0.0 { loss / scale } else { loss } });
+        }
         let mut flat = vec![0f32; plan.probs.len];
         self.backend.download(plan.probs, &mut flat)?;
         self.backward(&plan, mode)?;
@@ -224,6 +237,25 @@ impl<B: Backend> Engine<B> {
                 e.into_iter().map(|x| (x / s) as f32).collect()
             })
             .collect())
+    }
+
+    /// The encoder's output for a batch: the last hidden state of every real token (packed, `N × H`, row
+    /// by row) and the pooler output (`B × H`, CLS pooling only). No dropout.
+    pub fn hidden_states(&mut self, b: &Batch) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+        let plan = self.prepare(b, false)?;
+        self.forward(&plan, Mode::EVAL)?;
+        let last = plan.hidden_at(self.spec.layers);
+        let mut hidden = vec![0f32; last.len];
+        self.backend.download(last, &mut hidden)?;
+        let pooled = match plan.pooler {
+            Some((_, out)) => {
+                let mut v = vec![0f32; out.len];
+                self.backend.download(out, &mut v)?;
+                Some(v)
+            }
+            None => None,
+        };
+        Ok((hidden, pooled))
     }
 
     /// The trainable segments' gradient buffers.
@@ -288,6 +320,36 @@ impl<B: Backend> Engine<B> {
         }
         Ok(())
     }
+}
+
+/// Refuses a batch whose activations would not fit the memory this machine has free, naming the need and a
+/// batch size that fits (design 2.3), instead of failing inside an allocation.
+fn check_memory(plan: &Plan, reserved: usize, b: &Batch) -> Result<()> {
+    let need = ((plan.total - reserved) * 4) as u64;
+    let Some(free) = available_memory() else { return Ok(()) };
+    if need <= free {
+        return Ok(());
+    }
+    let fits = ((b.size as u64 * (free + reserved as u64 * 4)) / (plan.total as u64 * 4).max(1)).max(1);
+    Err(Error::config(
+        "batch-size",
+        format!(
+            "a batch of {} × {} tokens needs {:.1} GB of activations, {:.1} GB more than this run holds, and {:.1} GB are free: try --batch-size {fits} (with --grad-accum to keep the effective batch)",
+            b.size,
+            b.seq_len,
+            plan.total as f64 * 4.0 / 1e9,
+            need as f64 / 1e9,
+            free as f64 / 1e9
+        ),
+    ))
+}
+
+/// Bytes of memory available to new allocations (Linux `MemAvailable`), when known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// Every weight's buffer by role.

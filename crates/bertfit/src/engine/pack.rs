@@ -53,6 +53,10 @@ impl Packed {
             if mask[len..].iter().any(|&m| m != 0) {
                 return Err(Error::config("batch", format!("row {row} is not right-padded: packing needs real tokens first")));
             }
+            if len == 0 {
+                // the padded graph would pool a padding position; an encoded text always has its special tokens
+                return Err(Error::config("batch", format!("row {row} has no tokens")));
+            }
             for pos in 0..len {
                 let at = row * s + pos;
                 p.ids.push(b.input_ids[at]);
@@ -153,6 +157,8 @@ mod tests {
         b.attention_mask[3] = 0;
         b.attention_mask[5] = 1;
         assert!(Packed::from_batch(&b, Positions::Absolute, 0).is_err());
+        let empty_row = collate(&encoded(&[3, 0]), &[0, 1], None, 0);
+        assert!(Packed::from_batch(&empty_row, Positions::Absolute, 0).is_err(), "a row without tokens");
         let mut short = collate(&encoded(&[3]), &[0], None, 0);
         short.input_ids.pop();
         assert!(Packed::from_batch(&short, Positions::Absolute, 0).is_err());

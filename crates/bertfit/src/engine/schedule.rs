@@ -4,6 +4,8 @@
 //! stops below the lowest trainable layer and skips frozen weights. Dropout sites and keys are the graph's
 //! (`model::site`), so both paths drop the same elements.
 
+use std::sync::Arc;
+
 use super::backend::{Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, LayerNorm, LayerNormGrad, Operand, Pooling, Region};
 use super::plan::Plan;
 use super::Engine;
@@ -101,8 +103,7 @@ impl<B: Backend> Engine<B> {
 
     /// Forward over the uploaded batch; returns the logits buffer (`B × classes`).
     pub(crate) fn forward(&mut self, plan: &Plan, mode: Mode) -> Result<Buf> {
-        let s = self.spec.clone();
-        let w = self.weights.clone();
+        let (s, w) = (Arc::clone(&self.spec), Arc::clone(&self.weights));
         let (n, b, h, i) = (plan.tokens, plan.sequences, s.hidden, s.intermediate);
         self.backend.embed(&Embed { ids: plan.ints.ids, positions: plan.ints.positions, types: plan.ints.types, tables: w.tables, out: plan.emb_pre, width: h })?;
         let x0 = plan.hidden_at(0);
@@ -168,8 +169,7 @@ impl<B: Backend> Engine<B> {
 
     /// Backward from the logit gradients in `plan.dlogits`, adding into the gradient accumulators.
     pub(crate) fn backward(&mut self, plan: &Plan, mode: Mode) -> Result<()> {
-        let s = self.spec.clone();
-        let w = self.weights.clone();
+        let (s, w) = (Arc::clone(&self.spec), Arc::clone(&self.weights));
         let (n, b, h, i) = (plan.tokens, plan.sequences, s.hidden, s.intermediate);
         let head_trains = !s.freeze.head;
         let encoder_trains = !s.freeze.encoder;

@@ -28,18 +28,23 @@ struct Case {
     /// The graph on composed candle ops instead of our fused kernels.
     composed: bool,
     weight_decay: f64,
+    /// The FFN activation, when not the config's erf GELU.
+    act: Option<Activation>,
 }
 
 impl Default for Case {
     fn default() -> Self {
-        Case { head: HeadConfig::default(), freeze: Freeze::default(), roberta: false, class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0 }
+        Case { head: HeadConfig::default(), freeze: Freeze::default(), roberta: false, class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0, act: None }
     }
 }
 
 const LABELS: usize = 3;
 
-fn config(roberta: bool) -> BertConfig {
+fn config(roberta: bool, act: Option<Activation>) -> BertConfig {
     let mut cfg = tiny_config(40);
+    if let Some(act) = act {
+        cfg.hidden_act = act;
+    }
     if roberta {
         cfg.model_type = "roberta".into();
         cfg.pad_token_id = 1;
@@ -48,7 +53,7 @@ fn config(roberta: bool) -> BertConfig {
 }
 
 fn load(dir: &std::path::Path, case: &Case) -> Classifier {
-    let cfg = config(case.roberta);
+    let cfg = config(case.roberta, case.act);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].iter().map(|s| s.to_string()).chain((4..40).map(|i| format!("w{i}"))).collect();
     write_random_model(dir, &cfg, &vocab, 7).expect("model");
     let labels = Some((0..LABELS).map(|i| format!("c{i}")).collect());
@@ -192,6 +197,12 @@ fn mean_pooling_and_custom_head_layers_match_the_graph() {
     run(&Case { head: HeadConfig { pooling: Pooling::Mean, hidden: vec![16], dropout: Some(0.2), activation: Activation::Relu }, ..Case::default() });
     run(&Case { head: HeadConfig { pooling: Pooling::Cls, hidden: vec![24, 8], dropout: None, activation: Activation::GeluErf }, ..Case::default() });
     run(&Case { head: HeadConfig { pooling: Pooling::Mean, hidden: vec![], dropout: None, activation: Activation::Tanh }, ..Case::default() });
+}
+
+#[test]
+fn other_ffn_activations_match_the_graph() {
+    run(&Case { act: Some(Activation::GeluTanh), ..Case::default() });
+    run(&Case { act: Some(Activation::Relu), ..Case::default() });
 }
 
 #[test]

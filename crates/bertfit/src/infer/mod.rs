@@ -37,14 +37,27 @@ impl Predictor {
     /// beyond the model's positions is cut to them, with a note (see [`Predictor::notes`]).
     pub fn load(folder: &ModelFolder, rt: &Runtime, precision: Option<Precision>, max_len: Option<usize>) -> Result<Self> {
         let meta = SavedMeta::read(folder)?;
-        let precision = precision.or(meta.as_ref().map(|m| m.precision)).unwrap_or_default();
+        let mut notes = Vec::new();
+        let precision = match (precision, meta.as_ref().map(|m| m.precision)) {
+            (Some(p), _) => p,
+            // the saved precision, unless it is bf16 on a CPU that would only emulate it (slower than f32)
+            (None, Some(Precision::Bf16)) if rt.device().is_cpu() && !crate::model::kernels::bf16::native() => {
+                notes.push(format!(
+                    "{}: trained in bf16, predicting in f32: this CPU has no AVX512-BF16, where bf16 only rounds operands on the f32 kernels and runs slower (--precision bf16 to insist)",
+                    folder.config.parent().unwrap_or(folder.config.as_path()).display()
+                ));
+                Precision::F32
+            }
+            (None, saved) => saved.unwrap_or_default(),
+        };
         let runtime = rt.clone().with_precision(precision);
         let model = Classifier::load(folder, LoadOptions { freeze: Freeze::ALL, runtime, ..Default::default() })?;
         let wanted = max_len.or(meta.as_ref().map(|m| m.max_len)).unwrap_or(DEFAULT_MAX_LEN);
         let (max_len, note) = model.config.fit_max_len(wanted);
         let tokenizer = TextTokenizer::for_folder(folder, max_len)?;
         model.config.check_tokenizer(&tokenizer, folder)?;
-        Ok(Predictor { model, tokenizer, notes: note.into_iter().collect() })
+        notes.extend(note);
+        Ok(Predictor { model, tokenizer, notes })
     }
 
     /// Class names by id.

@@ -38,8 +38,8 @@ pub fn probabilities(
     let pad = model.config.pad_token_id;
     let rt = model.runtime();
     // the engine path computes on its own copy of the weights, made once per call
-    let mut engine = match rt.engine() {
-        EnginePath::Fused if model.config.family().engine && model.device().is_cpu() => Some(Engine::for_inference(model, CpuBackend::new())?),
+    let mut engine = match model.engine_path() {
+        EnginePath::Fused if model.engine_covers() => Some(Engine::for_inference(model, CpuBackend::new())?),
         _ => None,
     };
     for (i, idx) in plan.iter().enumerate() {

@@ -207,6 +207,16 @@ impl Classifier {
         self.store.device()
     }
 
+    /// Whether the engine computes this model (its family on the CPU).
+    pub fn engine_covers(&self) -> bool {
+        self.config.family().engine && self.device().is_cpu()
+    }
+
+    /// The training and inference path its runtime asks for, `auto` resolved.
+    pub fn engine_path(&self) -> crate::runtime::EnginePath {
+        self.runtime.engine().resolve(self.engine_covers())
+    }
+
     /// Which weights train.
     pub fn freeze(&self) -> Freeze {
         self.freeze

@@ -104,8 +104,15 @@ pub struct TrainConfig {
     /// Matmul precision of the dense layers: f32, or bf16 operands with f32 accumulation and f32
     /// master weights.
     pub precision: Precision,
-    /// Which implementation trains: the candle graph or the engine (packed tokens, explicit backward).
+    /// Which implementation trains: the engine (packed tokens, explicit backward) where it covers the
+    /// model (`auto`), or explicitly the candle graph or the engine. A saved run configuration without
+    /// it was trained on the graph (before the engine existed), so it reads as `graph`.
+    #[serde(default = "graph_path")]
     pub engine: EnginePath,
+}
+
+fn graph_path() -> EnginePath {
+    EnginePath::Graph
 }
 
 impl Default for TrainConfig {
@@ -135,7 +142,7 @@ impl Default for TrainConfig {
             save_every_steps: None,
             keep_checkpoints: 2,
             precision: Precision::F32,
-            engine: EnginePath::Graph,
+            engine: EnginePath::Auto,
         }
     }
 }

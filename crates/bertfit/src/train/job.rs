@@ -207,6 +207,11 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     cfg.validate()?;
     let tc = &cfg.train;
     let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision).with_engine(tc.engine);
+    if tc.precision == crate::runtime::Precision::Bf16 && runtime.device().is_cpu() && !crate::model::kernels::bf16::native() {
+        obs.on_event(&Event::Warning(
+            "--precision bf16 on a CPU without AVX512-BF16: operands are rounded to bf16 on the f32 kernels, which is slower than f32 here (use --precision f32 for speed)".into(),
+        ));
+    }
     let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
     let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;
@@ -285,7 +290,10 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         rundir::write_json(&cfg.output.join(FINGERPRINT), "data fingerprint", &data_fingerprint(cfg)?)?;
     }
     write_data_stats(&cfg.output.join(rundir::DATA_STATS), &tokenizer, &labels, [("train", Some(&train), Some(&enc_train)), ("valid", valid.as_ref(), enc_valid.as_ref()), ("test", test.as_ref(), enc_test.as_ref())])?;
-    rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
+    // the run config records the path that runs (`auto` resolved for this model)
+    let mut recorded = cfg.clone();
+    recorded.train.engine = tc.engine.resolve(model.engine_covers());
+    rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded)?;
 
     let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
     let trainer = Trainer {

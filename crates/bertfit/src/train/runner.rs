@@ -25,13 +25,14 @@ pub enum Runner {
 }
 
 impl Runner {
-    /// A runner for `model` on `path`, with zeroed optimizer state.
+    /// A runner for `model` on `path` (`auto`: the engine where it covers the model), with zeroed
+    /// optimizer state.
     pub fn new(model: &Classifier, cfg: &TrainConfig, path: EnginePath) -> Result<Runner> {
         let adam = AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() };
-        Ok(match path {
-            EnginePath::Graph => Runner::Graph(AdamW::new(model.trainable(), adam)),
+        Ok(match path.resolve(model.engine_covers()) {
+            EnginePath::Graph | EnginePath::Auto => Runner::Graph(AdamW::new(model.trainable(), adam)),
             EnginePath::Fused => {
-                if !model.config.family().engine {
+                if !model.engine_covers() {
                     return Err(Error::config("engine", format!("the engine does not cover `{}` models yet: use --engine graph", model.config.model_type)));
                 }
                 Runner::Engine(Box::new(Engine::new(model, CpuBackend::new(), adam)?))

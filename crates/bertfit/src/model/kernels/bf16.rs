@@ -6,7 +6,7 @@
 
 use candle_core::Result;
 
-use super::gemm::{gemm, Mat, Threads};
+use super::gemm::{gemm, last_index, Mat, Threads};
 use super::simd;
 
 /// Rows of the register tile (6 × 2 accumulators: measured faster than 8, 10, 12 or 14 rows here).
@@ -52,8 +52,8 @@ pub fn native() -> bool {
 /// `dst (m × n, row stride dst_rs) = (accumulate ? dst : 0) + bf16(lhs) · bf16(rhs)`, f32 accumulation.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm_bf16(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool) -> Result<()> {
-    let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
-    let fits = |a: &Mat<'_>, r: usize, c: usize| r == 0 || c == 0 || (r - 1) * a.rs + (c - 1) * a.cs < a.data.len();
+    let dst_fits = m == 0 || n == 0 || (dst_rs >= n && last_index(m, n, dst_rs, 1).is_some_and(|i| i < dst.len()));
+    let fits = |a: &Mat<'_>, r: usize, c: usize| r == 0 || c == 0 || last_index(r, c, a.rs, a.cs).is_some_and(|i| i < a.data.len());
     if !dst_fits || !fits(&lhs, m, k) || !fits(&rhs, k, n) {
         candle_core::bail!("bf16 gemm: operands too small for {m}×{k} · {k}×{n}");
     }

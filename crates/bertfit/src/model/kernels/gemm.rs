@@ -15,8 +15,13 @@ pub(crate) struct Mat<'a> {
 impl Mat<'_> {
     /// Whether a `rows × cols` view stays inside the data.
     fn fits(&self, rows: usize, cols: usize) -> bool {
-        rows == 0 || cols == 0 || (rows - 1) * self.rs + (cols - 1) * self.cs < self.data.len()
+        rows == 0 || cols == 0 || last_index(rows, cols, self.rs, self.cs).is_some_and(|i| i < self.data.len())
     }
+}
+
+/// `(rows - 1) · rs + (cols - 1) · cs` (rows, cols ≥ 1), `None` on overflow.
+pub(crate) fn last_index(rows: usize, cols: usize, rs: usize, cs: usize) -> Option<usize> {
+    (rows - 1).checked_mul(rs)?.checked_add((cols - 1).checked_mul(cs)?)
 }
 
 /// How a product is spread over threads.
@@ -33,7 +38,7 @@ pub(crate) enum Threads {
 /// only on the sizes and the thread count, so results are reproducible.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn gemm(dst: &mut [f32], dst_rs: usize, m: usize, n: usize, k: usize, lhs: Mat<'_>, rhs: Mat<'_>, accumulate: bool, threads: Threads) -> Result<()> {
-    let dst_fits = m == 0 || n == 0 || (dst_rs >= n && (m - 1) * dst_rs + n <= dst.len());
+    let dst_fits = m == 0 || n == 0 || (dst_rs >= n && last_index(m, n, dst_rs, 1).is_some_and(|i| i < dst.len()));
     if !dst_fits || !lhs.fits(m, k) || !rhs.fits(k, n) {
         candle_core::bail!("gemm: operands too small for {m}×{k} · {k}×{n}");
     }

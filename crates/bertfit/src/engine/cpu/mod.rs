@@ -5,7 +5,7 @@
 //! a fixed order (blocks summed in order, or one thread per column range), so results do not depend on
 //! the number of threads.
 
-use std::cell::RefCell;
+mod attention;
 
 use rayon::prelude::*;
 
@@ -56,7 +56,7 @@ fn slot(r: Region) -> usize {
 /// outputs that overlap any other buffer of the call.
 fn views<'a, const I: usize, const O: usize>(regions: &'a mut [Vec<f32>; 5], ins: [Buf; I], outs: [Buf; O]) -> Result<([&'a [f32]; I], [&'a mut [f32]; O])> {
     for b in ins.iter().chain(&outs) {
-        if b.offset + b.len > regions[slot(b.region)].len() {
+        if b.offset.checked_add(b.len).is_none_or(|end| end > regions[slot(b.region)].len()) {
             return Err(fail(format!("{b:?} lies outside its region of {}", regions[slot(b.region)].len())));
         }
     }
@@ -75,7 +75,29 @@ fn views<'a, const I: usize, const O: usize>(regions: &'a mut [Vec<f32>; 5], ins
 }
 
 fn ints(all: &[u32], i: Ints) -> Result<&[u32]> {
-    all.get(i.offset..i.offset + i.len).ok_or_else(|| fail(format!("{i:?} lies outside the integer region of {}", all.len())))
+    i.offset.checked_add(i.len).and_then(|end| all.get(i.offset..end)).ok_or_else(|| fail(format!("{i:?} lies outside the integer region of {}", all.len())))
+}
+
+/// Sequence starts that begin at 0, never decrease and end at `tokens`.
+fn check_cu(cu: &[u32], tokens: usize, what: &str) -> Result<()> {
+    if cu.first() != Some(&0) || cu.last().map(|&n| n as usize) != Some(tokens) || cu.windows(2).any(|w| w[1] < w[0]) {
+        return Err(fail(format!("{what}: sequence starts do not cover the {tokens} tokens in order")));
+    }
+    Ok(())
+}
+
+/// A table pointer shared by tasks that write disjoint parts of it.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: only used where each task writes a disjoint set of elements (see `embed_grad`).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so closures capture the `Sync` wrapper rather than its field).
+    fn ptr(self) -> *mut f32 {
+        self.0
+    }
 }
 
 /// Splits `data` (rows of `width`) at the sequence starts `cu`: one mutable block per sequence.
@@ -87,11 +109,6 @@ fn by_sequence<'a>(mut data: &'a mut [f32], cu: &[u32], width: usize) -> Vec<&'a
         data = rest;
     }
     out
-}
-
-thread_local! {
-    /// Per-thread attention scratch (probabilities and their gradients), grown once and reused.
-    static ATTN: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// The mask value of counter `i`: `scale` when kept, 0 when dropped.
@@ -148,43 +165,6 @@ fn masked_rows(out: &mut [f32], a: Option<&[f32]>, res: Option<&[f32]>, width: u
                     }
                 }
             })
-        }
-    });
-}
-
-/// Attention probabilities of one (sequence, head): `softmax(Q Kᵀ · scale)` into `p` (`len × len`), then
-/// the dropout mask when `drop` (counters `base + q · S + k`).
-#[allow(clippy::too_many_arguments)]
-fn probs(p: &mut [f32], qkv: &[f32], start: usize, len: usize, hd: usize, a: &Attention, d: usize, drop_base: Option<u64>) -> Result<()> {
-    let h3 = 3 * a.width;
-    let q = Mat { data: &qkv[start * h3 + hd * d..], rs: h3, cs: 1 };
-    let k = Mat { data: &qkv[start * h3 + a.width + hd * d..], rs: 1, cs: h3 };
-    gemm(p, len, len, len, d, q, k, false, Threads::One)?;
-    simd::vectorised!({
-        for row in p.chunks_mut(len) {
-            for x in row.iter_mut() {
-                *x *= a.scale;
-            }
-            let sum = simd::exp_shifted(row, simd::max(row));
-            let inv = 1.0 / sum;
-            row.iter_mut().for_each(|x| *x *= inv);
-        }
-    });
-    if let (Some(base), Some((pd, key))) = (drop_base, a.drop) {
-        mask_probs(p, len, base, a.padded_len, pd, key);
-    }
-    Ok(())
-}
-
-/// Multiplies a `len × len` block by the attention dropout mask (counters `base + q · S + k`).
-fn mask_probs(p: &mut [f32], len: usize, base: u64, padded: usize, pd: f64, key: u64) {
-    let (pf, scale) = (pd as f32, (1.0 / (1.0 - pd)) as f32);
-    simd::vectorised!({
-        for (qi, row) in p.chunks_mut(len).enumerate() {
-            let at = base + (qi * padded) as u64;
-            for (k, x) in row.iter_mut().enumerate() {
-                *x *= keep(key, pf, scale, at + k as u64);
-            }
         }
     });
 }
@@ -255,7 +235,7 @@ impl Backend for CpuBackend {
     fn gemm(&mut self, g: &Gemm) -> Result<()> {
         let bias = g.bias.filter(|_| !g.accumulate);
         let ([a, b, bias_data], [c]) = views(&mut self.regions, [g.a.buf, g.b.buf, bias.unwrap_or(g.a.buf.part(0, 0))], [g.c])?;
-        if c.len() < g.m * g.n {
+        if g.m.checked_mul(g.n).is_none_or(|mn| c.len() < mn) {
             return Err(fail(format!("gemm: result {:?} too small for {}×{}", g.c, g.m, g.n)));
         }
         let mut accumulate = g.accumulate;
@@ -338,15 +318,15 @@ impl Backend for CpuBackend {
                 return Err(fail("embedding gradient: indices do not match the table or the gradient"));
             }
             // one task per column range, tokens in order: a fixed summation order per element
-            let cols: Vec<usize> = (0..w).step_by(COLS).collect();
-            let base = g.as_mut_ptr() as usize;
-            cols.par_iter().for_each(|&c0| {
+            let base = Shared(g.as_mut_ptr());
+            (0..w.div_ceil(COLS)).into_par_iter().for_each(|c| {
+                let c0 = c * COLS;
                 let c1 = (c0 + COLS).min(w);
                 for (t, &id) in idx.iter().enumerate() {
                     let src = &dy[t * w + c0..t * w + c1];
                     // SAFETY: tasks write disjoint column ranges [c0, c1) of the table's rows; `id` is
                     // checked against the table's rows above.
-                    let dst = unsafe { std::slice::from_raw_parts_mut((base as *mut f32).add(id as usize * w + c0), c1 - c0) };
+                    let dst = unsafe { std::slice::from_raw_parts_mut(base.ptr().add(id as usize * w + c0), c1 - c0) };
                     for (d, &v) in dst.iter_mut().zip(src) {
                         *d += v;
                     }
@@ -414,6 +394,9 @@ impl Backend for CpuBackend {
         match &a.drop {
             Some(d) => {
                 let prow = prow_of(&self.ints, d)?;
+                if prow.len() * a.width != out.len() && !matches!(d.index, DropIndex::Dense) {
+                    return Err(fail("dropout-add: token rows differ from the buffer's rows"));
+                }
                 masked_rows(out, Some(x), Some(res), a.width, d, prow);
             }
             None => out.par_chunks_mut(CHUNK).enumerate().for_each(|(c, o)| {
@@ -470,106 +453,20 @@ impl Backend for CpuBackend {
     }
 
     fn attention(&mut self, a: &Attention) -> Result<()> {
-        let (h, heads) = (a.width, a.heads);
-        if heads == 0 || !h.is_multiple_of(heads) || a.qkv.len != 3 * a.ctx.len || !a.ctx.len.is_multiple_of(h.max(1)) {
-            return Err(fail(format!("attention: {heads} heads, width {h}, qkv {}, context {}", a.qkv.len, a.ctx.len)));
-        }
-        let d = h / heads;
-        let cu = ints(&self.ints, a.cu_seqlens)?;
-        if cu.last().map(|&n| n as usize * h) != Some(a.ctx.len) {
-            return Err(fail("attention: sequence starts do not cover the tokens"));
-        }
-        let ([qkv], [ctx]) = views(&mut self.regions, [a.qkv], [a.ctx])?;
-        by_sequence(ctx, cu, h).into_par_iter().enumerate().try_for_each(|(b, block)| -> Result<()> {
-            let (start, len) = (cu[b] as usize, (cu[b + 1] - cu[b]) as usize);
-            if len == 0 {
-                return Ok(());
-            }
-            ATTN.with(|cell| -> Result<()> {
-                let mut buf = cell.borrow_mut();
-                if buf.len() < len * len {
-                    buf.resize(len * len, 0.0);
-                }
-                let p = &mut buf[..len * len];
-                for hd in 0..heads {
-                    let base = ((b * heads + hd) * a.padded_len * a.padded_len) as u64;
-                    probs(p, qkv, start, len, hd, a, d, Some(base))?;
-                    let v = Mat { data: &qkv[start * 3 * h + 2 * h + hd * d..], rs: 3 * h, cs: 1 };
-                    gemm(&mut block[hd * d..], h, len, d, len, Mat { data: p, rs: len, cs: 1 }, v, false, Threads::One)?;
-                }
-                Ok(())
-            })
-        })
+        attention::forward(&mut self.regions, &self.ints, a)
     }
 
     fn attention_grad(&mut self, a: &Attention) -> Result<()> {
-        let (h, heads) = (a.width, a.heads);
-        let Some(dqkv) = a.dqkv else { return Err(fail("attention gradient without a Q/K/V gradient buffer")) };
-        if heads == 0 || !h.is_multiple_of(heads) || a.qkv.len != 3 * a.ctx.len || dqkv.len != a.qkv.len {
-            return Err(fail(format!("attention gradient: {heads} heads, width {h}, qkv {}, context {}", a.qkv.len, a.ctx.len)));
-        }
-        let d = h / heads;
-        let cu = ints(&self.ints, a.cu_seqlens)?;
-        if cu.last().map(|&n| n as usize * h) != Some(a.ctx.len) {
-            return Err(fail("attention gradient: sequence starts do not cover the tokens"));
-        }
-        let ([qkv, dctx], [dqkv]) = views(&mut self.regions, [a.qkv, a.ctx], [dqkv])?;
-        by_sequence(dqkv, cu, 3 * h).into_par_iter().enumerate().try_for_each(|(b, block)| -> Result<()> {
-            let (start, len) = (cu[b] as usize, (cu[b + 1] - cu[b]) as usize);
-            if len == 0 {
-                return Ok(());
-            }
-            ATTN.with(|cell| -> Result<()> {
-                let mut buf = cell.borrow_mut();
-                if buf.len() < 3 * len * len {
-                    buf.resize(3 * len * len, 0.0);
-                }
-                let (p, rest) = buf.split_at_mut(len * len);
-                let (pd, rest) = rest.split_at_mut(len * len);
-                let dp = &mut rest[..len * len];
-                let h3 = 3 * h;
-                for hd in 0..heads {
-                    let base = ((b * heads + hd) * a.padded_len * a.padded_len) as u64;
-                    probs(p, qkv, start, len, hd, a, d, None)?;
-                    pd.copy_from_slice(p);
-                    if let Some((pdrop, key)) = a.drop {
-                        mask_probs(pd, len, base, a.padded_len, pdrop, key);
-                    }
-                    let dout = Mat { data: &dctx[start * h + hd * d..], rs: h, cs: 1 };
-                    // dV = P̃ᵀ dO
-                    gemm(&mut block[2 * h + hd * d..], h3, len, d, len, Mat { data: pd, rs: 1, cs: len }, dout, false, Threads::One)?;
-                    // dP̃ = dO Vᵀ, through the mask
-                    let vt = Mat { data: &qkv[start * h3 + 2 * h + hd * d..], rs: 1, cs: h3 };
-                    gemm(dp, len, len, len, d, dout, vt, false, Threads::One)?;
-                    if let Some((pdrop, key)) = a.drop {
-                        mask_probs(dp, len, base, a.padded_len, pdrop, key);
-                    }
-                    // dS = scale · P ∘ (dP − rowsum(dP ∘ P))
-                    simd::vectorised!({
-                        for (prow, drow) in p.chunks(len).zip(dp.chunks_mut(len)) {
-                            let dot = simd::dot(prow, drow);
-                            for (x, &pv) in drow.iter_mut().zip(prow) {
-                                *x = a.scale * pv * (*x - dot);
-                            }
-                        }
-                    });
-                    let k = Mat { data: &qkv[start * h3 + h + hd * d..], rs: h3, cs: 1 };
-                    let q = Mat { data: &qkv[start * h3 + hd * d..], rs: h3, cs: 1 };
-                    // dQ = dS K, dK = dSᵀ Q
-                    gemm(&mut block[hd * d..], h3, len, d, len, Mat { data: dp, rs: len, cs: 1 }, k, false, Threads::One)?;
-                    gemm(&mut block[h + hd * d..], h3, len, d, len, Mat { data: dp, rs: 1, cs: len }, q, false, Threads::One)?;
-                }
-                Ok(())
-            })
-        })
+        attention::backward(&mut self.regions, &self.ints, a)
     }
 
     fn pool(&mut self, p: &Pooling) -> Result<()> {
         let cu = ints(&self.ints, p.cu_seqlens)?;
         let ([x], [out]) = views(&mut self.regions, [p.x], [p.out])?;
-        if out.len() != cu.len().saturating_sub(1) * p.width || cu.last().map(|&n| n as usize * p.width) != Some(x.len()) {
+        if p.width == 0 || out.len() != cu.len().saturating_sub(1) * p.width {
             return Err(fail("pool: shapes differ from the sequences"));
         }
+        check_cu(cu, x.len() / p.width, "pool")?;
         ops::pool_fwd(x, p.width, cu, p.how, out);
         Ok(())
     }
@@ -577,9 +474,10 @@ impl Backend for CpuBackend {
     fn pool_grad(&mut self, p: &Pooling) -> Result<()> {
         let cu = ints(&self.ints, p.cu_seqlens)?;
         let ([dy], [dx]) = views(&mut self.regions, [p.x], [p.out])?;
-        if dy.len() != cu.len().saturating_sub(1) * p.width || cu.last().map(|&n| n as usize * p.width) != Some(dx.len()) {
+        if p.width == 0 || dy.len() != cu.len().saturating_sub(1) * p.width {
             return Err(fail("pool gradient: shapes differ from the sequences"));
         }
+        check_cu(cu, dx.len() / p.width, "pool gradient")?;
         ops::pool_bwd(dy, p.width, cu, p.how, dx);
         Ok(())
     }
@@ -592,6 +490,9 @@ impl Backend for CpuBackend {
         }
         if let Some(bad) = a.labels.iter().find(|&&y| y >= a.classes) {
             return Err(fail(format!("softmax-ce: label {bad} of {} classes", a.classes)));
+        }
+        if a.weights.is_some_and(|w| w.len() != a.classes) {
+            return Err(fail(format!("softmax-ce: class weights for {} classes", a.classes)));
         }
         Ok(ops::softmax_ce(logits, a.classes, a.labels, a.weights, a.scale, probs, dlogits))
     }
