@@ -33,6 +33,9 @@ pub enum Command {
     /// Synthetic training-step / inference benchmark (driven by bench/run.py).
     #[command(hide = true)]
     BenchStep(BenchArgs),
+    /// Measure this CPU's f32 FMA peak and the matrix products' rate at the encoder's shapes.
+    #[command(hide = true)]
+    BenchGemm(BenchGemmArgs),
     /// Check the CUDA backend against the CPU and measure the GPU (binaries built with `--features cuda`).
     #[command(hide = true)]
     GpuSelftest(GpuSelftestArgs),
@@ -369,6 +372,20 @@ pub struct BenchArgs {
     /// With --layout rt: a JSON list of token counts to draw row lengths from.
     #[arg(long, required_if_eq("layout", "rt"))]
     pub lengths: Option<PathBuf>,
+}
+
+/// `bertfit bench-gemm`.
+#[derive(Debug, Args)]
+pub struct BenchGemmArgs {
+    /// S (MiniLM-L12-H384 shape) or B (bert-base shape).
+    #[arg(default_value = "S")]
+    pub size: String,
+    /// Rows of the activations (tokens in a batch).
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 1792)]
+    pub tokens: usize,
+    /// Compute threads.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 2)]
+    pub threads: usize,
 }
 
 /// `bertfit gpu-selftest`.

@@ -15,7 +15,7 @@ use bertfit::runtime::{EnginePath, Runtime};
 use bertfit::train::optimizer::{AdamW, AdamWConfig};
 use bertfit::train::{trainer, TrainConfig};
 
-use crate::args::BenchArgs;
+use crate::args::{BenchArgs, BenchGemmArgs};
 
 fn config(size: &str) -> Result<BertConfig> {
     let (hidden, inter) = match size {
@@ -167,4 +167,35 @@ fn print_profile(t: &Timed<CpuBackend>, total_ms: f64, steps: usize) {
         let gflops = if o.flops > 0.0 { format!("{:.1}", o.flops / o.total.as_secs_f64() / 1e9) } else { String::new() };
         println!("{name:<34} {:>10.2} {:>6.1}% {:>7.0} {gflops:>9}", ms / steps, 100.0 * ms / total_ms.max(1e-9), o.calls as f64 / steps);
     }
+}
+
+/// `bench-gemm`: the FMA peak on one thread and on `--threads`, then each dense-layer product of the
+/// shape (forward, input gradient, weight gradient) in f32 and bf16 on `--threads`, with its share of peak.
+pub fn gemm_roofline(a: &BenchGemmArgs) -> Result<()> {
+    use bertfit::model::kernels::roofline::{fma_peak_gflops, gemm_gflops, vector_unit};
+    use bertfit::model::kernels::Precision;
+    let (h, i) = match a.size.as_str() {
+        "S" => (384, 1536),
+        "B" => (768, 3072),
+        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S or B"))),
+    };
+    let one = Runtime::cpu().with_threads(1)?;
+    let all = Runtime::cpu().with_threads(a.threads)?;
+    let peak1 = one.install(|| fma_peak_gflops(0.5));
+    let peak = all.install(|| fma_peak_gflops(0.5));
+    println!("vector unit {}: f32 FMA peak {peak1:.1} GFLOP/s on 1 thread, {peak:.1} on {}", vector_unit(), a.threads);
+    println!("{:<28} {:>10} {:>8} {:>10} {:>8}", "product (m x n x k)", "f32", "of peak", "bf16", "of peak");
+    let n = a.tokens;
+    for (name, m, nn, k) in [
+        ("qkv fwd", n, 3 * h, h),
+        ("ffn-in fwd", n, i, h),
+        ("ffn-out fwd", n, h, i),
+        ("ffn-in wgrad", i, h, n),
+        ("ffn-out dgrad", n, i, h),
+    ] {
+        let f = all.install(|| gemm_gflops(m, nn, k, Precision::F32, 5))?;
+        let b = all.install(|| gemm_gflops(m, nn, k, Precision::Bf16, 5))?;
+        println!("{:<28} {f:>10.1} {:>7.0}% {b:>10.1} {:>7.0}%", format!("{name} {m}x{nn}x{k}"), 100.0 * f / peak, 100.0 * b / peak);
+    }
+    Ok(())
 }

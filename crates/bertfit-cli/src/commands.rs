@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::BenchStep(a) => crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision).with_engine(a.engine)),
+        Command::BenchGemm(a) => crate::bench::gemm_roofline(&a),
         Command::GpuSelftest(a) => crate::gpu::selftest(&a),
     }
 }

@@ -13,6 +13,7 @@ pub(crate) mod gelu;
 pub(crate) mod gemm;
 pub(crate) mod layer_norm;
 mod linear;
+pub mod roofline;
 pub(crate) mod simd;
 
 pub use attention::{attention, AttentionDropout};
