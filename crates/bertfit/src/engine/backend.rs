@@ -282,8 +282,6 @@ pub trait Backend {
     fn gemm(&mut self, g: &Gemm) -> Result<()>;
     /// `db += Σ_rows dy` for `dy` of `rows × width`, rows in a fixed order.
     fn bias_grad(&mut self, dy: Buf, db: Buf, width: usize) -> Result<()>;
-    /// `out += x`.
-    fn add(&mut self, x: Buf, out: Buf) -> Result<()>;
     /// Embedding gather and sum.
     fn embed(&mut self, e: &Embed) -> Result<()>;
     /// Embedding gradient scatter-add.

@@ -228,15 +228,7 @@ impl<B: Backend> Engine<B> {
         let classes = *self.spec.head.last().unwrap_or(&0);
         let mut flat = vec![0f32; logits.len];
         self.backend.download(logits, &mut flat)?;
-        Ok(flat
-            .chunks(classes.max(1))
-            .map(|r| {
-                let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-                let e: Vec<f64> = r.iter().map(|&x| (x as f64 - max).exp()).collect();
-                let s: f64 = e.iter().sum();
-                e.into_iter().map(|x| (x / s) as f32).collect()
-            })
-            .collect())
+        Ok(flat.chunks(classes.max(1)).map(ops::softmax_row).collect())
     }
 
     /// The encoder's output for a batch: the last hidden state of every real token (packed, `N × H`, row
@@ -273,23 +265,8 @@ impl<B: Backend> Engine<B> {
     /// (the graph optimizer's arithmetic) and zeroes the accumulators. Returns the norm before clipping.
     pub fn apply_update(&mut self, lr: f64, max_norm: Option<f64>) -> Result<f64> {
         let norm = self.grad_norm()?;
-        let grad_scale = match max_norm {
-            Some(max) if max > 0.0 && norm.is_finite() => (max / (norm + 1e-6)).min(1.0),
-            _ => 1.0,
-        } as f32;
         self.step += 1;
-        let t = self.step as i32;
-        let c = self.adam;
-        let step = AdamStep {
-            lr: lr as f32,
-            decay: c.weight_decay as f32,
-            beta1: c.beta1 as f32,
-            beta2: c.beta2 as f32,
-            eps: c.eps as f32,
-            bias1: (1.0 - c.beta1.powi(t)) as f32,
-            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
-            grad_scale,
-        };
+        let step = AdamStep::new(&self.adam, self.step, lr, norm, max_norm);
         let segments: Vec<(Buf, bool)> =
             self.layout.segments.iter().filter(|s| s.trainable).map(|s| (Buf { region: Region::Params, offset: s.offset, len: s.len }, s.decay)).collect();
         self.backend.adamw(&segments, &step)?;

@@ -136,6 +136,51 @@ pub struct AdamStep {
     pub grad_scale: f32,
 }
 
+impl AdamStep {
+    /// The constants of update number `step` (1-based) at `lr` for config `c`, with the clipping factor
+    /// that brings a gradient of global norm `norm` to `max_norm` (none without it or for a non-finite
+    /// norm). `decay` is the config's; callers zero it for segments that do not decay.
+    pub fn new(c: &AdamWConfig, step: usize, lr: f64, norm: f64, max_norm: Option<f64>) -> AdamStep {
+        let grad_scale = match max_norm {
+            Some(max) if max > 0.0 && norm.is_finite() => (max / (norm + 1e-6)).min(1.0),
+            _ => 1.0,
+        };
+        let t = step as i32;
+        AdamStep {
+            lr: lr as f32,
+            decay: c.weight_decay as f32,
+            beta1: c.beta1 as f32,
+            beta2: c.beta2 as f32,
+            eps: c.eps as f32,
+            bias1: (1.0 - c.beta1.powi(t)) as f32,
+            bias2_sqrt: (1.0 - c.beta2.powi(t)).sqrt() as f32,
+            grad_scale: grad_scale as f32,
+        }
+    }
+}
+
+/// `Σ g²` in f64 with eight interleaved partial sums: a fixed order (the same value every run) without one
+/// long chain of dependent adds.
+pub fn sum_sq(v: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f64 = chunks.remainder().iter().map(|&g| g as f64 * g as f64).sum();
+    for c in chunks {
+        for (a, &g) in acc.iter_mut().zip(c) {
+            *a += g as f64 * g as f64;
+        }
+    }
+    acc.iter().sum::<f64>() + tail
+}
+
+/// Softmax of one row of logits, computed in f64 (what predictions report).
+pub fn softmax_row(r: &[f32]) -> Vec<f32> {
+    let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let e: Vec<f64> = r.iter().map(|&x| (x as f64 - max).exp()).collect();
+    let s: f64 = e.iter().sum();
+    e.into_iter().map(|x| (x / s) as f32).collect()
+}
+
 /// AdamW on one tensor: moments `m`, `v` and weights `p` updated from the accumulated gradient `g`
 /// (transformers' AdamW: decoupled decay, bias-corrected step). Zipped slices, so the loop vectorises.
 pub fn adamw(p: &mut [f32], g: &[f32], m: &mut [f32], v: &mut [f32], s: &AdamStep) {

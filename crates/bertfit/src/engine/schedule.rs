@@ -90,6 +90,12 @@ impl<B: Backend> Engine<B> {
         self.backend.bias_grad(dy, grad(w.1), out)
     }
 
+    /// LayerNorm backward of a trained norm `(weight, bias)`: `dx` written, its gradients accumulated.
+    fn norm_grad(&mut self, x: Buf, norm: (Buf, Buf), dy: Buf, dx: Buf) -> Result<()> {
+        let (width, eps) = (self.spec.hidden, self.spec.eps);
+        self.backend.layer_norm_grad(&LayerNormGrad { x, weight: norm.0, dy, dx, dweight: Some(grad(norm.0)), dbias: Some(grad(norm.1)), width, eps })
+    }
+
     /// The input of head layer `i` as the forward left it: its dropout buffer, or the previous output.
     fn head_input(&self, plan: &Plan, i: usize, train: bool) -> Buf {
         if train && self.spec.head_dropout > 0.0 {
@@ -226,16 +232,7 @@ impl<B: Backend> Engine<B> {
         for l in (lowest..s.layers).rev() {
             let (lw, a, x) = (w.layers[l], plan.layer(l), plan.hidden_at(l));
             let dpre = plan.narrow[0];
-            self.backend.layer_norm_grad(&LayerNormGrad {
-                x: a.pre2,
-                weight: lw.out_norm.0,
-                dy,
-                dx: dpre,
-                dweight: Some(grad(lw.out_norm.0)),
-                dbias: Some(grad(lw.out_norm.1)),
-                width: h,
-                eps: s.eps,
-            })?;
+            self.norm_grad(a.pre2, lw.out_norm, dy, dpre)?;
             let d_out = match self.token_drop(plan, mode, s.hidden_dropout, site::ffn_output(l)) {
                 Some(d) => {
                     self.backend.dropout(dpre, plan.narrow[1], h, &d)?;
@@ -251,16 +248,7 @@ impl<B: Backend> Engine<B> {
             self.param_grad(plan.wide[0], a.h1, lw.inter, n, h, i)?;
             // dh1 = residual gradient + du W1
             self.input_grad(plan.wide[0], lw.inter.0, dpre, n, h, i, true)?;
-            self.backend.layer_norm_grad(&LayerNormGrad {
-                x: a.pre1,
-                weight: lw.attn_norm.0,
-                dy: dpre,
-                dx,
-                dweight: Some(grad(lw.attn_norm.0)),
-                dbias: Some(grad(lw.attn_norm.1)),
-                width: h,
-                eps: s.eps,
-            })?;
+            self.norm_grad(a.pre1, lw.attn_norm, dpre, dx)?;
             let d_attn = match self.token_drop(plan, mode, s.hidden_dropout, site::attention_output(l)) {
                 Some(d) => {
                     self.backend.dropout(dx, plan.narrow[1], h, &d)?;
@@ -294,16 +282,7 @@ impl<B: Backend> Engine<B> {
                 self.backend.dropout(dy, dy, h, &d)?;
             }
             let demb = plan.narrow[0];
-            self.backend.layer_norm_grad(&LayerNormGrad {
-                x: plan.emb_pre,
-                weight: w.emb_norm.0,
-                dy,
-                dx: demb,
-                dweight: Some(grad(w.emb_norm.0)),
-                dbias: Some(grad(w.emb_norm.1)),
-                width: h,
-                eps: s.eps,
-            })?;
+            self.norm_grad(plan.emb_pre, w.emb_norm, dy, demb)?;
             let [word, pos, typ] = w.tables;
             self.backend.embed_grad(&EmbedGrad {
                 index: [plan.ints.ids, plan.ints.positions, plan.ints.types],

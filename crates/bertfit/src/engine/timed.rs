@@ -93,9 +93,6 @@ impl<B: Backend> Backend for Timed<B> {
     fn bias_grad(&mut self, dy: Buf, db: Buf, width: usize) -> Result<()> {
         self.time("bias_grad", 0.0, |b| b.bias_grad(dy, db, width))
     }
-    fn add(&mut self, x: Buf, out: Buf) -> Result<()> {
-        self.time("add", 0.0, |b| b.add(x, out))
-    }
     fn embed(&mut self, e: &Embed) -> Result<()> {
         self.time("embed", 0.0, |b| b.embed(e))
     }

@@ -13,15 +13,7 @@ use crate::tokenize::Encoded;
 /// Row-wise softmax of a (batch, classes) logits tensor, computed in f64 on the host.
 pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     let rows: Vec<Vec<f32>> = logits.to_dtype(candle_core::DType::F32)?.to_vec2()?;
-    Ok(rows
-        .into_iter()
-        .map(|r| {
-            let max = r.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-            let e: Vec<f64> = r.iter().map(|&x| (x as f64 - max).exp()).collect();
-            let s: f64 = e.iter().sum();
-            e.into_iter().map(|x| (x / s) as f32).collect()
-        })
-        .collect())
+    Ok(rows.iter().map(|r| crate::engine::ops::softmax_row(r)).collect())
 }
 
 /// Class probabilities for every example, in input order, computed on the model's runtime.

@@ -14,6 +14,7 @@ use crate::error::Result;
 
 /// AdamW hyperparameters (shared with the engine, which updates with the same arithmetic).
 pub use crate::engine::ops::AdamWConfig;
+use crate::engine::ops::{sum_sq, AdamStep};
 
 /// Whether weight decay applies to a parameter (the rule lives with the parameter names).
 pub use crate::model::params::decays;
@@ -43,14 +44,7 @@ struct Update<'a> {
     grad: &'a [f32],
     m: RefCell<&'a mut [f32]>,
     v: RefCell<&'a mut [f32]>,
-    lr: f32,
-    decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias1: f32,
-    bias2_sqrt: f32,
-    grad_scale: f32,
+    step: AdamStep,
 }
 
 impl candle_core::InplaceOp1 for Update<'_> {
@@ -67,17 +61,7 @@ impl candle_core::InplaceOp1 for Update<'_> {
             candle_core::bail!("adamw: parameter length {}, gradient {}, moments {} and {}", p.len(), self.grad.len(), ms.len(), vs.len());
         }
         // the element update the engine's flat AdamW uses too
-        let step = crate::engine::ops::AdamStep {
-            lr: self.lr,
-            decay: self.decay,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            bias1: self.bias1,
-            bias2_sqrt: self.bias2_sqrt,
-            grad_scale: self.grad_scale,
-        };
-        crate::engine::ops::adamw(p, self.grad, &mut ms, &mut vs, &step);
+        crate::engine::ops::adamw(p, self.grad, &mut ms, &mut vs, &self.step);
         Ok(())
     }
 }
@@ -120,19 +104,7 @@ impl AdamW {
 
     /// L2 norm of the accumulated gradients.
     pub fn grad_norm(&self) -> f64 {
-        // Eight interleaved partial sums per tensor (a fixed order, so the same value every run):
-        // one running sum would be a 33M-long chain of dependent adds for MiniLM.
-        let sum_sq = |v: &[f32]| -> f64 {
-            let mut acc = [0f64; 8];
-            let chunks = v.chunks_exact(8);
-            let tail: f64 = chunks.remainder().iter().map(|&g| g as f64 * g as f64).sum();
-            for c in chunks {
-                for (a, &g) in acc.iter_mut().zip(c) {
-                    *a += g as f64 * g as f64;
-                }
-            }
-            acc.iter().sum::<f64>() + tail
-        };
+        // per tensor in a fixed order (engine::ops::sum_sq), then summed in slot order
         self.slots.iter().map(|s| sum_sq(&s.grad)).sum::<f64>().sqrt()
     }
 
@@ -140,27 +112,14 @@ impl AdamW {
     /// zeroes the accumulators. Returns the gradient norm before clipping.
     pub fn apply(&mut self, lr: f64, max_norm: Option<f64>) -> Result<f64> {
         let norm = self.grad_norm();
-        let grad_scale = match max_norm {
-            Some(max) if max > 0.0 && norm.is_finite() => (max / (norm + 1e-6)).min(1.0),
-            _ => 1.0,
-        } as f32;
         self.step += 1;
-        let t = self.step as i32;
-        let bias1 = 1.0 - self.cfg.beta1.powi(t);
-        let bias2 = 1.0 - self.cfg.beta2.powi(t);
+        let step = AdamStep::new(&self.cfg, self.step, lr, norm, max_norm);
         for slot in &mut self.slots {
             let update = Update {
                 grad: &slot.grad,
                 m: RefCell::new(slot.m.as_mut_slice()),
                 v: RefCell::new(slot.v.as_mut_slice()),
-                lr: lr as f32,
-                decay: if slot.decay { self.cfg.weight_decay as f32 } else { 0.0 },
-                beta1: self.cfg.beta1 as f32,
-                beta2: self.cfg.beta2 as f32,
-                eps: self.cfg.eps as f32,
-                bias1: bias1 as f32,
-                bias2_sqrt: bias2.sqrt() as f32,
-                grad_scale,
+                step: AdamStep { decay: if slot.decay { step.decay } else { 0.0 }, ..step },
             };
             slot.var.as_tensor().inplace_op1(&update)?;
             slot.grad.fill(0.0);

@@ -275,15 +275,6 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn add(&mut self, x: Buf, out: Buf) -> Result<()> {
-        let ([x], [out]) = views(&mut self.regions, [x], [out])?;
-        if x.len() != out.len() {
-            return Err(fail("add: lengths differ"));
-        }
-        out.par_chunks_mut(CHUNK).zip(x.par_chunks(CHUNK)).for_each(|(o, x)| o.iter_mut().zip(x).for_each(|(o, x)| *o += x));
-        Ok(())
-    }
-
     fn embed(&mut self, e: &Embed) -> Result<()> {
         let w = e.width;
         let (ids, pos, types) = (ints(&self.ints, e.ids)?, ints(&self.ints, e.positions)?, ints(&self.ints, e.types)?);
@@ -501,7 +492,7 @@ impl Backend for CpuBackend {
         let mut total = 0.0;
         for &g in grads {
             let ([g], []) = views(&mut self.regions, [g], [])?;
-            total += sum_sq(g);
+            total += ops::sum_sq(g);
         }
         Ok(total)
     }
@@ -525,17 +516,4 @@ fn elementwise(out: &mut [f32], x: &[f32], f: impl Fn(f32) -> f32 + Sync) {
             *y = f(x[c * CHUNK + j]);
         }
     });
-}
-
-/// `Σ g²` in f64 with eight interleaved partial sums (the graph optimizer's order for one tensor).
-pub(crate) fn sum_sq(v: &[f32]) -> f64 {
-    let mut acc = [0f64; 8];
-    let chunks = v.chunks_exact(8);
-    let tail: f64 = chunks.remainder().iter().map(|&g| g as f64 * g as f64).sum();
-    for c in chunks {
-        for (a, &g) in acc.iter_mut().zip(c) {
-            *a += g as f64 * g as f64;
-        }
-    }
-    acc.iter().sum::<f64>() + tail
 }
