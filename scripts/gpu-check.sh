@@ -2,10 +2,13 @@
 # The one prepared GPU run (design 5.3). Builds nothing: gpu-bundle/bertfit.xz comes from
 # scripts/gpu-bundle.sh on the CPU machine and travels with the working tree (carry: gpu-bundle).
 # Every stage has its own timeout and writes its file even when it fails; the whole run stays under 9 min.
-#   bash scripts/gpu-check.sh [OUT_DIR]      (OUT_DIR defaults to $OUT, else gpu-out)
+#   bash scripts/gpu-check.sh [--quick] [OUT_DIR]   (OUT_DIR defaults to $OUT, else gpu-out)
+# --quick skips the torch.compile baseline (~200 s): for a first call that only checks the machine and the bundle.
 # Then: python3 bench/gpu_summary.py OUT_DIR >> bench/GPU.md (done by hand on the CPU machine).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
 O=${1:-${OUT:-gpu-out}}
 mkdir -p "$O"
 W=$(mktemp -d)
@@ -31,9 +34,11 @@ stage "PyTorch + transformers, bf16 eager"
 timeout 150 python3 bench/hf_gpu.py --eager --cases bert-base:128,bert-base:128:nopad,minilm:128,bert-base:32 \
     --json "$O/hf_eager.json" 2>&1 | tee -a "$O/run.log"
 
-stage "PyTorch + transformers, bf16 + torch.compile"
-timeout 210 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
-    --json "$O/hf_compile.json" 2>&1 | tee -a "$O/run.log"
+if [ "$QUICK" = 0 ]; then
+    stage "PyTorch + transformers, bf16 + torch.compile"
+    timeout 210 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
+        --json "$O/hf_compile.json" 2>&1 | tee -a "$O/run.log"
+fi
 
 stage "summary"
 python3 bench/gpu_summary.py "$O" | tee "$O/summary.md"
