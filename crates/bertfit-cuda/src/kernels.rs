@@ -1,11 +1,80 @@
-//! One typed launcher per CUDA kernel of `kernels/*.cu`: device pointers and sizes in, work queued on the
-//! GPU's stream. Launch geometry comes from [`crate::launch`].
+//! Launchers for the CUDA kernels of `kernels/*.cu`: typed ones for the self-test's kernels, and one
+//! checked-by-name launcher ([`Kernels::launch`] with [`Args`]) for the engine's kernels (`engine.cu`),
+//! whose typed wrappers live beside the engine's backend. Work is queued on the GPU's stream. Launch
+//! geometry comes from [`crate::launch`].
 
 use crate::device::Gpu;
 use crate::error::{DriverContext, Result};
 use crate::launch::{grid_stride, one_per_thread, Launch};
 use cudarc::driver::{result, sys};
+use std::collections::HashMap;
 use std::ffi::c_void;
+
+/// The kernels of `engine.cu`, looked up when the module loads.
+pub const ENGINE_KERNELS: [&str; 18] = [
+    "fill_f32", "bias_rows", "col_partials", "col_finish", "embed_sum", "embed_grad_rows", "layer_norm_fwd",
+    "layer_norm_bwd", "layer_norm_partials", "dropout_rows", "activation_fwd", "activation_bwd", "attn_fwd",
+    "attn_bwd_q", "attn_bwd_kv", "pool_fwd", "pool_bwd", "sum_sq_partials",
+];
+
+/// The AdamW kernel (separate from the list so its name reads at the call site).
+pub const ADAMW_KERNEL: &str = "adamw_step";
+
+/// A kernel's arguments, each kept in its own 8-byte slot (cuLaunchKernel reads as many bytes from each
+/// slot as the parameter has: 8 for pointers and 64-bit integers, 4 for u32, i32 and f32).
+#[derive(Debug, Default, Clone)]
+pub struct Args {
+    slots: Vec<u64>,
+}
+
+impl Args {
+    /// No arguments yet.
+    pub fn new() -> Args {
+        Args::default()
+    }
+    /// A device pointer (0 for a null pointer).
+    pub fn ptr(mut self, p: sys::CUdeviceptr) -> Args {
+        self.slots.push(p);
+        self
+    }
+    /// A 64-bit unsigned integer.
+    pub fn u64(mut self, v: u64) -> Args {
+        self.slots.push(v);
+        self
+    }
+    /// A 32-bit unsigned integer.
+    pub fn u32(mut self, v: u32) -> Args {
+        self.slots.push(u64::from(v));
+        self
+    }
+    /// A 32-bit signed integer.
+    pub fn i32(mut self, v: i32) -> Args {
+        self.slots.push(u64::from(v as u32));
+        self
+    }
+    /// A 32-bit float.
+    pub fn f32(mut self, v: f32) -> Args {
+        self.slots.push(u64::from(v.to_bits()));
+        self
+    }
+}
+
+/// A launch's grid (x, y, z), threads per block and dynamic shared memory in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grid {
+    /// Blocks in x, y and z.
+    pub blocks: (u32, u32, u32),
+    /// Threads per block (x only).
+    pub threads: u32,
+    /// Dynamic shared memory per block.
+    pub shared: u32,
+}
+
+impl From<Launch> for Grid {
+    fn from(l: Launch) -> Grid {
+        Grid { blocks: (l.grid, 1, 1), threads: l.block, shared: 0 }
+    }
+}
 
 /// The kernels of our module, looked up once.
 pub struct Kernels {
@@ -13,6 +82,7 @@ pub struct Kernels {
     fill_uniform_bf16: sys::CUfunction,
     count_below: sys::CUfunction,
     f32_to_bf16: sys::CUfunction,
+    engine: HashMap<&'static str, sys::CUfunction>,
     sm_count: u32,
 }
 
@@ -38,8 +108,33 @@ impl Kernels {
             fill_uniform_bf16: gpu.function("fill_uniform_bf16")?,
             count_below: gpu.function("count_below")?,
             f32_to_bf16: gpu.function("f32_to_bf16")?,
+            engine: ENGINE_KERNELS
+                .iter()
+                .chain(&[ADAMW_KERNEL])
+                .map(|&name| Ok((name, gpu.function(name)?)))
+                .collect::<Result<_>>()?,
             sm_count: gpu.info().sm_count,
         })
+    }
+
+    /// The GPU's multiprocessor count (launch geometry depends on it, and so do reduction orders).
+    pub fn sm_count(&self) -> u32 {
+        self.sm_count
+    }
+
+    /// Queues engine kernel `name` with `args`.
+    ///
+    /// # Safety
+    /// `args` must match the kernel's parameters in number, order and type (see `kernels/engine.cu`),
+    /// and every device pointer among them must be valid for the ranges the kernel touches at this grid.
+    pub unsafe fn launch(&self, gpu: &Gpu, name: &str, grid: Grid, args: &Args) -> Result<()> {
+        let f = *self.engine.get(name).ok_or_else(|| crate::CudaError::Invalid(format!("no engine kernel named {name}")))?;
+        if grid.blocks.0 == 0 || grid.blocks.1 == 0 || grid.blocks.2 == 0 || grid.threads == 0 {
+            return Ok(());
+        }
+        let mut slots = args.slots.clone();
+        let mut ptrs: Vec<*mut c_void> = slots.iter_mut().map(|s| (s as *mut u64).cast()).collect();
+        result::launch_kernel(f, grid.blocks, (grid.threads, 1, 1), grid.shared, gpu.stream(), &mut ptrs).what(format!("launch {name}"))
     }
 
     /// `out[i] = lo + uniform(key, i) * (hi - lo)` for `i < n`, f32 (`out` holds `n` f32).

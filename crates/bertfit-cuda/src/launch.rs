@@ -31,9 +31,48 @@ pub fn one_per_thread(n: u64, block: u32) -> Option<Launch> {
     (grid <= i32::MAX as u64).then_some(Launch { grid: grid as u32, block })
 }
 
+/// Rows per block of the one-warp-per-row kernels (LayerNorm, attention rows).
+pub const WARPS_PER_BLOCK: u32 = 4;
+
+/// One warp per row, [`WARPS_PER_BLOCK`] rows per block: `(blocks, threads)`. `None` past CUDA's grid limit.
+pub fn warp_rows(rows: u64) -> Option<(u32, u32)> {
+    let blocks = rows.div_ceil(WARPS_PER_BLOCK as u64).max(1);
+    (blocks <= i32::MAX as u64).then_some((blocks as u32, 32 * WARPS_PER_BLOCK))
+}
+
+/// Threads per block of the column-sum kernels (one thread per column).
+pub const COLUMN_BLOCK: u32 = 128;
+
+/// How a column sum over `rows × width` is split into row chunks: `(chunks, rows_per_chunk)`, enough
+/// blocks to fill `sm_count` multiprocessors about four times over, at least 16 rows per chunk. The split
+/// depends only on the shape and the SM count, so the summation order (and the bits) repeat on the same GPU
+/// model.
+pub fn column_chunks(rows: u64, width: u64, sm_count: u32) -> (u32, u32) {
+    let col_blocks = width.div_ceil(COLUMN_BLOCK as u64).max(1);
+    let wanted = (4 * sm_count.max(1) as u64).div_ceil(col_blocks);
+    let chunks = wanted.clamp(1, rows.div_ceil(16).max(1)).min(4096);
+    let rpc = rows.div_ceil(chunks).max(1);
+    let chunks = rows.div_ceil(rpc).max(1);
+    (chunks as u32, rpc.min(u32::MAX as u64) as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn warp_rows_and_column_chunks_cover_every_row() {
+        assert_eq!(warp_rows(10), Some((3, 128)));
+        assert_eq!(warp_rows(0), Some((1, 128)));
+        for (rows, width) in [(1u64, 768u64), (15, 384), (16384, 768), (16384, 3072), (131072, 2), (7, 1)] {
+            let (chunks, rpc) = column_chunks(rows, width, 132);
+            assert!(chunks >= 1 && rpc >= 1);
+            assert!(chunks as u64 * rpc as u64 >= rows, "{rows}x{width}");
+            assert!((chunks as u64 - 1) * (rpc as u64) < rows, "{rows}x{width}: an empty chunk");
+        }
+        // bert-base bias gradients at 16384 tokens: 6 column blocks × 88 chunks ≈ 4 waves of 132 SMs
+        assert_eq!(column_chunks(16384, 768, 132), (88, 187));
+    }
 
     #[test]
     fn grid_stride_covers_small_and_caps_large() {

@@ -49,6 +49,12 @@ impl Buf {
     }
 }
 
+/// The first output of a call that overlaps one of its inputs or another output (backends refuse such
+/// calls: the CPU hands out disjoint slices, the GPU's kernels read inputs while writing outputs).
+pub fn first_overlap(ins: &[Buf], outs: &[Buf]) -> Option<Buf> {
+    outs.iter().enumerate().find(|(i, o)| ins.iter().chain(&outs[i + 1..]).any(|b| o.overlaps(b))).map(|(_, o)| *o)
+}
+
 /// A run of u32 elements in the integer region (token ids, positions, sequence starts).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ints {
@@ -313,4 +319,13 @@ pub trait Backend {
     /// AdamW on each `(params segment, decays)`, reading the gradients and moments at the same offsets of
     /// their regions, then zeroing the gradients (the next micro-step accumulates from zero).
     fn adamw(&mut self, segments: &[(Buf, bool)], step: &AdamStep) -> Result<()>;
+    /// Waits until every queued call has run (a no-op for backends that run calls at once).
+    fn sync(&mut self) -> Result<()> {
+        Ok(())
+    }
+    /// Bytes free for new regions on this backend's memory, when known (the planner refuses batches
+    /// that would not fit, naming a batch size that does).
+    fn free_memory(&self) -> Option<u64> {
+        None
+    }
 }

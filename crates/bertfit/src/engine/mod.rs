@@ -16,6 +16,8 @@ pub mod plan;
 mod schedule;
 pub mod timed;
 #[cfg(feature = "cuda")]
+pub mod cuda;
+#[cfg(feature = "cuda")]
 pub mod selftest;
 
 use std::sync::Arc;
@@ -188,7 +190,7 @@ impl<B: Backend> Engine<B> {
         let packed = Packed::from_batch(b, self.spec.positions, self.spec.pad_id)?;
         let plan = Plan::new(&self.spec.shape(), packed.tokens(), packed.sequences(), packed.padded_len, train);
         if plan.total > self.reserved {
-            check_memory(&plan, self.reserved, b)?;
+            check_memory(&plan, self.reserved, b, self.backend.free_memory())?;
             self.backend.reserve(Region::Acts, plan.total)?;
             self.reserved = plan.total;
         }
@@ -301,9 +303,9 @@ impl<B: Backend> Engine<B> {
 
 /// Refuses a batch whose activations would not fit the memory this machine has free, naming the need and a
 /// batch size that fits (design 2.3), instead of failing inside an allocation.
-fn check_memory(plan: &Plan, reserved: usize, b: &Batch) -> Result<()> {
+fn check_memory(plan: &Plan, reserved: usize, b: &Batch, free: Option<u64>) -> Result<()> {
     let need = ((plan.total - reserved) * 4) as u64;
-    let Some(free) = available_memory() else { return Ok(()) };
+    let Some(free) = free else { return Ok(()) };
     if need <= free {
         return Ok(());
     }
@@ -319,14 +321,6 @@ fn check_memory(plan: &Plan, reserved: usize, b: &Batch) -> Result<()> {
             free as f64 / 1e9
         ),
     ))
-}
-
-/// Bytes of memory available to new allocations (Linux `MemAvailable`), when known.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
 }
 
 /// Every weight's buffer by role.

@@ -1,6 +1,7 @@
 //! A profiling [`Backend`]: wraps another backend, forwards every call and adds its wall time to a
-//! per-op table (`bench-step --profile`). Exact for backends that run calls at once (the CPU's); a
-//! queueing backend would need its own events.
+//! per-op table (`bench-step --profile`). Exact for backends that run calls at once (the CPU's); for a
+//! queueing backend (the GPU's) [`Timed::synced`] waits for each call, so each op's time is its own
+//! (the step then runs without overlap between host and device: slower than untimed).
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -26,12 +27,19 @@ pub struct OpTime {
 pub struct Timed<B> {
     inner: B,
     table: BTreeMap<String, OpTime>,
+    /// Wait for the backend after each call.
+    sync: bool,
 }
 
 impl<B: Backend> Timed<B> {
     /// Wraps `inner`.
     pub fn new(inner: B) -> Self {
-        Timed { inner, table: BTreeMap::new() }
+        Timed { inner, table: BTreeMap::new(), sync: false }
+    }
+
+    /// Wraps a queueing backend: every call is waited for before its time is taken.
+    pub fn synced(inner: B) -> Self {
+        Timed { inner, table: BTreeMap::new(), sync: true }
     }
 
     /// The table so far, by op name.
@@ -44,14 +52,17 @@ impl<B: Backend> Timed<B> {
         self.table.clear();
     }
 
-    fn time<R>(&mut self, name: &str, flops: f64, f: impl FnOnce(&mut B) -> R) -> R {
+    fn time<R>(&mut self, name: &str, flops: f64, f: impl FnOnce(&mut B) -> Result<R>) -> Result<R> {
         let t0 = Instant::now();
-        let r = f(&mut self.inner);
+        let r = f(&mut self.inner)?;
+        if self.sync {
+            self.inner.sync()?;
+        }
         let e = self.table.entry(name.to_string()).or_default();
         e.total += t0.elapsed();
         e.calls += 1;
         e.flops += flops;
-        r
+        Ok(r)
     }
 }
 
@@ -137,5 +148,11 @@ impl<B: Backend> Backend for Timed<B> {
     }
     fn adamw(&mut self, segments: &[(Buf, bool)], step: &AdamStep) -> Result<()> {
         self.time("adamw", 0.0, |b| b.adamw(segments, step))
+    }
+    fn sync(&mut self) -> Result<()> {
+        self.inner.sync()
+    }
+    fn free_memory(&self) -> Option<u64> {
+        self.inner.free_memory()
     }
 }

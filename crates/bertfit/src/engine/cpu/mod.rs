@@ -9,7 +9,7 @@ mod attention;
 
 use rayon::prelude::*;
 
-use super::backend::{Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Pooling, Region, SoftmaxCe};
+use super::backend::{first_overlap, Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Pooling, Region, SoftmaxCe};
 use super::ops::{self, AdamStep};
 use crate::error::{Error, Result};
 use crate::model::kernels::bf16::gemm_bf16;
@@ -60,10 +60,8 @@ fn views<'a, const I: usize, const O: usize>(regions: &'a mut [Vec<f32>; 5], ins
             return Err(fail(format!("{b:?} lies outside its region of {}", regions[slot(b.region)].len())));
         }
     }
-    for (i, o) in outs.iter().enumerate() {
-        if ins.iter().chain(&outs[i + 1..]).any(|b| o.overlaps(b)) {
-            return Err(fail(format!("output {o:?} overlaps another buffer of the call")));
-        }
+    if let Some(o) = first_overlap(&ins, &outs) {
+        return Err(fail(format!("output {o:?} overlaps another buffer of the call")));
     }
     let bases: [*mut f32; 5] = std::array::from_fn(|i| regions[i].as_mut_ptr());
     // SAFETY: every buffer lies inside its region (checked above); the outputs are pairwise disjoint and
@@ -495,6 +493,14 @@ impl Backend for CpuBackend {
             total += ops::sum_sq(g);
         }
         Ok(total)
+    }
+
+    fn free_memory(&self) -> Option<u64> {
+        // Linux's MemAvailable
+        let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+        let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+        Some(kb * 1024)
     }
 
     fn adamw(&mut self, segments: &[(Buf, bool)], step: &AdamStep) -> Result<()> {

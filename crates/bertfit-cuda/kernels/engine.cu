@@ -1,0 +1,447 @@
+// The engine's kernels (design 2.5, milestone M2): f32 activations, f32 statistics, fixed-order
+// reductions (warp butterflies, per-chunk partials summed in chunk order), no float atomics. Dropout
+// masks draw the CPU's counters: element (row, j) of a site uses `prow[row] * width + j` (packed tokens)
+// or `row * width + j` (dense); attention probabilities use ((b * heads + h) * S + q) * S + k.
+// Where the CPU backend's arithmetic is a plain sequence of roundings (dropout, AdamW, embedding sums),
+// the kernels spell it with _rn intrinsics so nvcc cannot contract it into fused multiply-adds.
+#include "common.cuh"
+
+__device__ __forceinline__ float bf_warp_sum(float v) {
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ __forceinline__ float bf_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// The dropout factor of counter i: `scale` when kept (uniform >= p), else 0.
+__device__ __forceinline__ float bf_keep(uint64_t key, float p, float scale, uint64_t i) {
+    return bf_uniform(key, i) >= p ? scale : 0.0f;
+}
+
+extern "C" __global__ void fill_f32(float* out, uint64_t n, float v) {
+    BF_FOR_EACH(i, n) { out[i] = v; }
+}
+
+// Every row of c (rows x n) set to the bias row (a dense layer's output before its product adds in).
+extern "C" __global__ void bias_rows(float* c, const float* bias, uint64_t rows, uint32_t n) {
+    uint64_t total = rows * n;
+    BF_FOR_EACH(i, total) { c[i] = bias[i % n]; }
+}
+
+// Column sums of x (rows x width), stage 1: block (x, y) sums rows [y * rpc, (y + 1) * rpc) of its
+// columns in row order into part[y * width + j].
+extern "C" __global__ void col_partials(const float* x, float* part, uint64_t rows, uint32_t width, uint32_t rpc) {
+    uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width) return;
+    uint64_t r0 = (uint64_t)blockIdx.y * rpc;
+    uint64_t r1 = min(rows, r0 + rpc);
+    float acc = 0.0f;
+    for (uint64_t r = r0; r < r1; ++r) acc += x[r * width + j];
+    part[(uint64_t)blockIdx.y * width + j] = acc;
+}
+
+// Stage 2: out[j] (+)= sum over chunks, in chunk order.
+extern "C" __global__ void col_finish(const float* part, float* out, uint32_t chunks, uint32_t width, int accumulate) {
+    uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width) return;
+    float acc = 0.0f;
+    for (uint32_t c = 0; c < chunks; ++c) acc += part[(uint64_t)c * width + j];
+    out[j] = accumulate ? out[j] + acc : acc;
+}
+
+// Word + position + segment rows per packed token (the CPU's order of additions).
+extern "C" __global__ void embed_sum(const uint32_t* ids, const uint32_t* pos, const uint32_t* types,
+                                     const float* word, const float* position, const float* segment,
+                                     float* out, uint64_t n, uint32_t width) {
+    uint64_t total = n * width;
+    BF_FOR_EACH(i, total) {
+        uint64_t t = i / width;
+        uint32_t j = (uint32_t)(i % width);
+        float v = __fadd_rn(word[(uint64_t)ids[t] * width + j], position[(uint64_t)pos[t] * width + j]);
+        out[i] = __fadd_rn(v, segment[(uint64_t)types[t] * width + j]);
+    }
+}
+
+// Embedding-table gradient: block g adds the dy rows of tokens order[starts[g] .. starts[g + 1]) (one
+// table row, tokens in order) into table row rows[g]. Groups are built on the host; no two blocks write
+// the same row, so the sum order is the CPU's.
+extern "C" __global__ void embed_grad_rows(const uint32_t* order, const uint32_t* starts, const uint32_t* rows,
+                                           const float* dy, float* table, uint32_t groups, uint32_t width) {
+    uint32_t g = blockIdx.x;
+    if (g >= groups) return;
+    uint32_t s0 = starts[g], s1 = starts[g + 1];
+    float* dst = table + (uint64_t)rows[g] * width;
+    for (uint32_t j = threadIdx.x; j < width; j += blockDim.x) {
+        float acc = dst[j];
+        for (uint32_t q = s0; q < s1; ++q) acc = __fadd_rn(acc, dy[(uint64_t)order[q] * width + j]);
+        dst[j] = acc;
+    }
+}
+
+// One warp per row: mean and variance in two passes, then the normalised row.
+extern "C" __global__ void layer_norm_fwd(const float* x, const float* w, const float* b, float* out,
+                                          uint64_t rows, uint32_t width, float eps) {
+    uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    uint32_t lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float* xr = x + r * width;
+    float s = 0.0f;
+    for (uint32_t j = lane; j < width; j += 32) s += xr[j];
+    float mean = bf_warp_sum(s) / (float)width;
+    float v = 0.0f;
+    for (uint32_t j = lane; j < width; j += 32) {
+        float d = xr[j] - mean;
+        v += d * d;
+    }
+    float rstd = 1.0f / sqrtf(bf_warp_sum(v) / (float)width + eps);
+    float* o = out + r * width;
+    for (uint32_t j = lane; j < width; j += 32) o[j] = (xr[j] - mean) * rstd * w[j] + b[j];
+}
+
+// LayerNorm backward, input gradient (one warp per row); keeps mean and 1/std per row in stats for
+// layer_norm_partials.
+extern "C" __global__ void layer_norm_bwd(const float* x, const float* w, const float* dy, float* dx, float* stats,
+                                          uint64_t rows, uint32_t width, float eps) {
+    uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    uint32_t lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    const float* xr = x + r * width;
+    const float* gr = dy + r * width;
+    float s = 0.0f;
+    for (uint32_t j = lane; j < width; j += 32) s += xr[j];
+    float mean = bf_warp_sum(s) / (float)width;
+    float v = 0.0f;
+    for (uint32_t j = lane; j < width; j += 32) {
+        float d = xr[j] - mean;
+        v += d * d;
+    }
+    float rstd = 1.0f / sqrtf(bf_warp_sum(v) / (float)width + eps);
+    float sg = 0.0f, sgx = 0.0f;
+    for (uint32_t j = lane; j < width; j += 32) {
+        float g = gr[j] * w[j];
+        sg += g;
+        sgx += g * (xr[j] - mean) * rstd;
+    }
+    float mg = bf_warp_sum(sg) / (float)width;
+    float mgx = bf_warp_sum(sgx) / (float)width;
+    float* o = dx + r * width;
+    for (uint32_t j = lane; j < width; j += 32) {
+        float xh = (xr[j] - mean) * rstd;
+        o[j] = rstd * (gr[j] * w[j] - mg - xh * mgx);
+    }
+    if (lane == 0) {
+        stats[2 * r] = mean;
+        stats[2 * r + 1] = rstd;
+    }
+}
+
+// LayerNorm weight and bias gradient partials (as col_partials): Σ dy · x̂ and Σ dy over a row chunk.
+extern "C" __global__ void layer_norm_partials(const float* x, const float* dy, const float* stats, float* pw, float* pb,
+                                               uint64_t rows, uint32_t width, uint32_t rpc) {
+    uint32_t j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= width) return;
+    uint64_t r0 = (uint64_t)blockIdx.y * rpc;
+    uint64_t r1 = min(rows, r0 + rpc);
+    float aw = 0.0f, ab = 0.0f;
+    for (uint64_t r = r0; r < r1; ++r) {
+        float g = dy[r * width + j];
+        aw += g * (x[r * width + j] - stats[2 * r]) * stats[2 * r + 1];
+        ab += g;
+    }
+    pw[(uint64_t)blockIdx.y * width + j] = aw;
+    pb[(uint64_t)blockIdx.y * width + j] = ab;
+}
+
+// out = a · mask (+ res) over rows of width; `a` may be `out` (in place); res may be null; drop = 0 is a
+// plain copy or sum. prow (may be null: dense counters) maps packed token rows to padded rows.
+extern "C" __global__ void dropout_rows(const float* a, const float* res, float* out, const uint32_t* prow,
+                                        uint64_t rows, uint32_t width, uint64_t key, float p, float scale, int drop) {
+    uint64_t total = rows * width;
+    BF_FOR_EACH(i, total) {
+        float v = a[i];
+        if (drop) {
+            uint64_t r = i / width;
+            uint64_t base = prow ? (uint64_t)prow[r] * width : r * width;
+            v = __fmul_rn(v, bf_keep(key, p, scale, base + i % width));
+        }
+        if (res) v = __fadd_rn(v, res[i]);
+        out[i] = v;
+    }
+}
+
+// Activations: 0 GELU (erf), 1 GELU (tanh), 2 ReLU, 3 tanh.
+__device__ __forceinline__ float bf_act(int kind, float v) {
+    switch (kind) {
+        case 0: return 0.5f * v * (1.0f + erff(v * 0.70710678118654752f));
+        case 1: return 0.5f * v * (1.0f + tanhf(0.7978846f * v * (1.0f + 0.044715f * v * v)));
+        case 2: return fmaxf(v, 0.0f);
+        default: return tanhf(v);
+    }
+}
+
+__device__ __forceinline__ float bf_act_grad(int kind, float v) {
+    switch (kind) {
+        case 0: return 0.5f * (1.0f + erff(v * 0.70710678118654752f)) + v * 0.39894228040143268f * expf(-0.5f * v * v);
+        case 1: {
+            float t = tanhf(0.7978846f * v * (1.0f + 0.044715f * v * v));
+            return 0.5f * (1.0f + t) + 0.5f * v * (1.0f - t * t) * 0.7978846f * (1.0f + 3.0f * 0.044715f * v * v);
+        }
+        case 2: return v > 0.0f ? 1.0f : 0.0f;
+        default: {
+            float t = tanhf(v);
+            return 1.0f - t * t;
+        }
+    }
+}
+
+extern "C" __global__ void activation_fwd(int kind, const float* x, float* out, uint64_t n) {
+    BF_FOR_EACH(i, n) { out[i] = bf_act(kind, x[i]); }
+}
+
+extern "C" __global__ void activation_bwd(int kind, const float* x, const float* dy, float* dx, uint64_t n) {
+    BF_FOR_EACH(i, n) { dx[i] = dy[i] * bf_act_grad(kind, x[i]); }
+}
+
+// Attention v0 (f32, one warp per (sequence, head, row)): grid (ceil(longest / warps), heads, sequences),
+// dynamic shared memory per warp: `smem_stride` floats. qkv is N x 3H (Q, K, V column blocks), ctx N x H.
+
+// Scores of query row q against every key of its sequence into ps[k] (scaled); returns the row max.
+__device__ __forceinline__ float bf_scores(const float* qs, const float* K, uint64_t h3, uint32_t len, uint32_t d,
+                                           float scale, float* ps, uint32_t lane) {
+    float mx = -INFINITY;
+    for (uint32_t k = lane; k < len; k += 32) {
+        const float* kr = K + (uint64_t)k * h3;
+        float s = 0.0f;
+        for (uint32_t j = 0; j < d; ++j) s += qs[j] * kr[j];
+        s *= scale;
+        ps[k] = s;
+        mx = fmaxf(mx, s);
+    }
+    return bf_warp_max(mx);
+}
+
+extern "C" __global__ void attn_fwd(const float* qkv, float* ctx, const uint32_t* cu, uint32_t heads, uint32_t width,
+                                    uint32_t d, float scale, uint32_t padded, uint64_t key, float p, float keep, int drop,
+                                    uint32_t smem_stride) {
+    extern __shared__ float sm[];
+    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    uint32_t b = blockIdx.z, h = blockIdx.y;
+    uint32_t start = cu[b], len = cu[b + 1] - start;
+    uint32_t q = blockIdx.x * warps + w;
+    if (q >= len) return;
+    float* qs = sm + (uint64_t)w * smem_stride;
+    float* ps = qs + d;
+    uint64_t h3 = 3ull * width;
+    const float* Q = qkv + (uint64_t)(start + q) * h3 + h * d;
+    const float* K = qkv + (uint64_t)start * h3 + width + h * d;
+    const float* V = K + width;
+    for (uint32_t j = lane; j < d; j += 32) qs[j] = Q[j];
+    __syncwarp();
+    float mx = bf_scores(qs, K, h3, len, d, scale, ps, lane);
+    float sum = 0.0f;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float e = expf(ps[k] - mx);
+        ps[k] = e;
+        sum += e;
+    }
+    float inv = 1.0f / bf_warp_sum(sum);
+    uint64_t base = ((uint64_t)(b * heads + h) * padded + q) * padded;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float pv = ps[k] * inv;
+        if (drop) pv *= bf_keep(key, p, keep, base + k);
+        ps[k] = pv;
+    }
+    __syncwarp();
+    float* o = ctx + (uint64_t)(start + q) * width + h * d;
+    for (uint32_t j = lane; j < d; j += 32) {
+        float acc = 0.0f;
+        for (uint32_t k = 0; k < len; ++k) acc += ps[k] * V[(uint64_t)k * h3 + j];
+        o[j] = acc;
+    }
+}
+
+// Backward, query side: recomputes P, writes dQ = dS K with dS = scale · P ∘ (dP − Σ P dP), and keeps the
+// row's max, 1/sum and Σ P dP in stats[(token * heads + h) * 3 ..] for attn_bwd_kv.
+extern "C" __global__ void attn_bwd_q(const float* qkv, const float* dctx, float* dqkv, float* stats, const uint32_t* cu,
+                                      uint32_t heads, uint32_t width, uint32_t d, float scale, uint32_t padded, uint64_t key,
+                                      float p, float keep, int drop, uint32_t smem_stride) {
+    extern __shared__ float sm[];
+    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    uint32_t b = blockIdx.z, h = blockIdx.y;
+    uint32_t start = cu[b], len = cu[b + 1] - start;
+    uint32_t q = blockIdx.x * warps + w;
+    if (q >= len) return;
+    float* qs = sm + (uint64_t)w * smem_stride;
+    float* dos = qs + d;
+    float* ps = dos + d;
+    float* dps = ps + padded;
+    uint64_t h3 = 3ull * width;
+    const float* Q = qkv + (uint64_t)(start + q) * h3 + h * d;
+    const float* K = qkv + (uint64_t)start * h3 + width + h * d;
+    const float* V = K + width;
+    const float* dO = dctx + (uint64_t)(start + q) * width + h * d;
+    for (uint32_t j = lane; j < d; j += 32) {
+        qs[j] = Q[j];
+        dos[j] = dO[j];
+    }
+    __syncwarp();
+    float mx = bf_scores(qs, K, h3, len, d, scale, ps, lane);
+    float sum = 0.0f;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float e = expf(ps[k] - mx);
+        ps[k] = e;
+        sum += e;
+    }
+    float inv = 1.0f / bf_warp_sum(sum);
+    uint64_t base = ((uint64_t)(b * heads + h) * padded + q) * padded;
+    float dot = 0.0f;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float pv = ps[k] * inv;
+        ps[k] = pv;
+        const float* vr = V + (uint64_t)k * h3;
+        float s = 0.0f;
+        for (uint32_t j = 0; j < d; ++j) s += dos[j] * vr[j];
+        if (drop) s *= bf_keep(key, p, keep, base + k);
+        dps[k] = s;
+        dot += pv * s;
+    }
+    dot = bf_warp_sum(dot);
+    for (uint32_t k = lane; k < len; k += 32) dps[k] = scale * ps[k] * (dps[k] - dot);
+    __syncwarp();
+    float* dq = dqkv + (uint64_t)(start + q) * h3 + h * d;
+    for (uint32_t j = lane; j < d; j += 32) {
+        float acc = 0.0f;
+        for (uint32_t k = 0; k < len; ++k) acc += dps[k] * K[(uint64_t)k * h3 + j];
+        dq[j] = acc;
+    }
+    if (lane == 0) {
+        float* st = stats + ((uint64_t)(start + q) * heads + h) * 3;
+        st[0] = mx;
+        st[1] = inv;
+        st[2] = dot;
+    }
+}
+
+// Backward, key side (one warp per key row k): dK = dSᵀ Q and dV = P̃ᵀ dO over the sequence's queries,
+// with P and dS recomputed from the statistics attn_bwd_q kept.
+extern "C" __global__ void attn_bwd_kv(const float* qkv, const float* dctx, float* dqkv, const float* stats, const uint32_t* cu,
+                                       uint32_t heads, uint32_t width, uint32_t d, float scale, uint32_t padded, uint64_t key,
+                                       float p, float keep, int drop, uint32_t smem_stride) {
+    extern __shared__ float sm[];
+    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
+    uint32_t b = blockIdx.z, h = blockIdx.y;
+    uint32_t start = cu[b], len = cu[b + 1] - start;
+    uint32_t k = blockIdx.x * warps + w;
+    if (k >= len) return;
+    float* ks = sm + (uint64_t)w * smem_stride;
+    float* vs = ks + d;
+    float* pds = vs + d;
+    float* dss = pds + padded;
+    uint64_t h3 = 3ull * width;
+    const float* Q = qkv + (uint64_t)start * h3 + h * d;
+    const float* dO = dctx + (uint64_t)start * width + h * d;
+    for (uint32_t j = lane; j < d; j += 32) {
+        ks[j] = qkv[(uint64_t)(start + k) * h3 + width + h * d + j];
+        vs[j] = qkv[(uint64_t)(start + k) * h3 + 2 * width + h * d + j];
+    }
+    __syncwarp();
+    uint64_t base = (uint64_t)(b * heads + h) * padded * padded;
+    for (uint32_t q = lane; q < len; q += 32) {
+        const float* qr = Q + (uint64_t)q * h3;
+        float s = 0.0f;
+        for (uint32_t j = 0; j < d; ++j) s += qr[j] * ks[j];
+        s *= scale;
+        const float* st = stats + ((uint64_t)(start + q) * heads + h) * 3;
+        float pv = expf(s - st[0]) * st[1];
+        const float* dor = dO + (uint64_t)q * width;
+        float dp = 0.0f;
+        for (uint32_t j = 0; j < d; ++j) dp += dor[j] * vs[j];
+        float m = drop ? bf_keep(key, p, keep, base + (uint64_t)q * padded + k) : 1.0f;
+        dp *= m;
+        pds[q] = pv * m;
+        dss[q] = scale * pv * (dp - st[2]);
+    }
+    __syncwarp();
+    float* dk = dqkv + (uint64_t)(start + k) * h3 + width + h * d;
+    float* dv = dk + width;
+    for (uint32_t j = lane; j < d; j += 32) {
+        float ak = 0.0f, av = 0.0f;
+        for (uint32_t q = 0; q < len; ++q) {
+            ak += dss[q] * Q[(uint64_t)q * h3 + j];
+            av += pds[q] * dO[(uint64_t)q * width + j];
+        }
+        dk[j] = ak;
+        dv[j] = av;
+    }
+}
+
+// Pooling over packed sequences (block b = sequence b): first token or mean (f64 sum, as the CPU).
+extern "C" __global__ void pool_fwd(const float* x, float* out, const uint32_t* cu, uint32_t width, int mean) {
+    uint32_t b = blockIdx.x;
+    uint32_t s0 = cu[b], s1 = cu[b + 1];
+    for (uint32_t j = threadIdx.x; j < width; j += blockDim.x) {
+        float v = 0.0f;
+        if (s1 > s0) {
+            if (!mean) {
+                v = x[(uint64_t)s0 * width + j];
+            } else {
+                double acc = 0.0;
+                for (uint32_t t = s0; t < s1; ++t) acc += (double)x[(uint64_t)t * width + j];
+                v = (float)(acc / (double)(s1 - s0));
+            }
+        }
+        out[(uint64_t)b * width + j] = v;
+    }
+}
+
+// Its gradient, added into dx (token rows).
+extern "C" __global__ void pool_bwd(const float* dy, float* dx, const uint32_t* cu, uint32_t width, int mean) {
+    uint32_t b = blockIdx.x;
+    uint32_t s0 = cu[b], s1 = cu[b + 1];
+    if (s1 == s0) return;
+    uint32_t end = mean ? s1 : s0 + 1;
+    float scale = mean ? 1.0f / (float)(s1 - s0) : 1.0f;
+    for (uint32_t j = threadIdx.x; j < width; j += blockDim.x) {
+        float g = __fmul_rn(dy[(uint64_t)b * width + j], scale);
+        for (uint32_t t = s0; t < end; ++t) dx[(uint64_t)t * width + j] = __fadd_rn(dx[(uint64_t)t * width + j], g);
+    }
+}
+
+// Σ x² in f64, stage 1: block i of a fixed grid writes its partial to part[i] (grid-stride, then a
+// shared-memory tree in a fixed order). The host adds the partials in order.
+extern "C" __global__ void sum_sq_partials(const float* x, uint64_t n, double* part) {
+    __shared__ double sh[256];
+    double acc = 0.0;
+    BF_FOR_EACH(i, n) { acc += (double)x[i] * (double)x[i]; }
+    sh[threadIdx.x] = acc;
+    __syncthreads();
+    for (uint32_t s = blockDim.x / 2; s > 0; s >>= 1) {
+        if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+// AdamW on one segment (ops::adamw's roundings), then the gradient zeroed for the next accumulation.
+extern "C" __global__ void adamw_step(float* w, float* g, float* m, float* v, uint64_t n, float lr, float decay,
+                                      float beta1, float beta2, float eps, float bias1, float bias2_sqrt, float grad_scale) {
+    float step = __fdiv_rn(lr, bias1);
+    float lr_decay = __fmul_rn(lr, decay);
+    float c1 = __fsub_rn(1.0f, beta1), c2 = __fsub_rn(1.0f, beta2);
+    BF_FOR_EACH(i, n) {
+        float gi = __fmul_rn(g[i], grad_scale);
+        float mi = __fadd_rn(__fmul_rn(beta1, m[i]), __fmul_rn(c1, gi));
+        float vi = __fadd_rn(__fmul_rn(beta2, v[i]), __fmul_rn(__fmul_rn(c2, gi), gi));
+        m[i] = mi;
+        v[i] = vi;
+        float x = w[i];
+        x = __fsub_rn(x, __fmul_rn(lr_decay, x));
+        float den = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), bias2_sqrt), eps);
+        x = __fsub_rn(x, __fdiv_rn(__fmul_rn(step, mi), den));
+        w[i] = x;
+        g[i] = 0.0f;
+    }
+}
