@@ -400,6 +400,17 @@ pub struct GpuSelftestArgs {
     /// Time only cuBLASLt's first-choice algorithm (skip timing every algorithm it offers).
     #[arg(long)]
     pub first_algorithm_only: bool,
+    /// Check the engine on the GPU instead: train a tiny and a bert-base-shaped random model on the GPU and
+    /// on the CPU side by side (f32 and bf16), then time train and inference steps at the PyTorch
+    /// baseline's batches and profile one step.
+    #[arg(long)]
+    pub engine: bool,
+    /// With --engine: timed steps per configuration (after 3 warm-up steps).
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 10)]
+    pub steps: usize,
+    /// With --engine: the comparisons only, no timings.
+    #[arg(long)]
+    pub no_timings: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,

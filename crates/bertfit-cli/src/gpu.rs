@@ -8,6 +8,9 @@ use anyhow::Result;
 pub fn selftest(a: &GpuSelftestArgs) -> Result<()> {
     use anyhow::Context;
     use bertfit::engine::selftest::{run, Options};
+    if a.engine {
+        return engine(a);
+    }
     let opts = Options { device: a.device, tokens: a.tokens, all_algorithms: !a.first_algorithm_only };
     let report = run(&opts, &mut |line| eprintln!("{line}")).context("GPU self-test")?;
     if let Some(path) = &a.json {
@@ -30,6 +33,25 @@ pub fn selftest(a: &GpuSelftestArgs) -> Result<()> {
     println!("gpu-selftest on {}: {} ({:.1} s)", report.device.name, if failed.is_empty() { "passed" } else { "FAILED" }, report.wall_s);
     if !failed.is_empty() {
         anyhow::bail!("GPU self-test failed: {}", failed.join(", "));
+    }
+    Ok(())
+}
+
+/// `gpu-selftest --engine`.
+#[cfg(feature = "cuda")]
+fn engine(a: &GpuSelftestArgs) -> Result<()> {
+    use anyhow::Context;
+    use bertfit::engine::gpu_engine::{run, EngineOptions};
+    let opts = EngineOptions { device: a.device, steps: a.steps, timings: !a.no_timings };
+    let report = run(&opts, &mut |line| eprintln!("{line}")).context("GPU engine self-test")?;
+    if let Some(path) = &a.json {
+        let text = serde_json::to_string_pretty(&report).context("serialise the engine self-test report")?;
+        std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
+    }
+    let failed: Vec<String> = report.checks.iter().filter(|c| !c.passed).map(|c| format!("{}: {}", c.case, c.what)).chain(report.errors.iter().cloned()).collect();
+    println!("gpu-selftest --engine: {} ({:.1} s)", if failed.is_empty() { "passed" } else { "FAILED" }, report.wall_s);
+    if !failed.is_empty() {
+        anyhow::bail!("GPU engine self-test failed: {}", failed.join("; "));
     }
     Ok(())
 }

@@ -25,6 +25,11 @@ extern "C" __global__ void fill_f32(float* out, uint64_t n, float v) {
     BF_FOR_EACH(i, n) { out[i] = v; }
 }
 
+// The bf16 value of each element (round to nearest even), kept as f32.
+extern "C" __global__ void round_bf16(const float* in, float* out, uint64_t n) {
+    BF_FOR_EACH(i, n) { out[i] = __bfloat162float(__float2bfloat16_rn(in[i])); }
+}
+
 // Every row of c (rows x n) set to the bias row (a dense layer's output before its product adds in).
 extern "C" __global__ void bias_rows(float* c, const float* bias, uint64_t rows, uint32_t n) {
     uint64_t total = rows * n;

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 /// The kernels of `engine.cu`, looked up when the module loads.
-pub const ENGINE_KERNELS: [&str; 18] = [
-    "fill_f32", "bias_rows", "col_partials", "col_finish", "embed_sum", "embed_grad_rows", "layer_norm_fwd",
+pub const ENGINE_KERNELS: [&str; 19] = [
+    "fill_f32", "round_bf16", "bias_rows", "col_partials", "col_finish", "embed_sum", "embed_grad_rows", "layer_norm_fwd",
     "layer_norm_bwd", "layer_norm_partials", "dropout_rows", "activation_fwd", "activation_bwd", "attn_fwd",
     "attn_bwd_q", "attn_bwd_kv", "pool_fwd", "pool_bwd", "sum_sq_partials",
 ];

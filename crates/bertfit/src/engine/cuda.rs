@@ -45,11 +45,12 @@ const ROW_THREADS: u32 = 256;
 /// Dynamic shared memory a block may use without opting in.
 const SHARED_LIMIT: usize = 48 << 10;
 
-/// One growable device allocation of `len` elements of `elem` bytes.
+/// One growable device allocation: `len` elements of the size it was last sized for, `bytes` in all.
 #[derive(Default)]
 struct Mem {
     buf: Option<DeviceBuffer>,
     len: usize,
+    bytes: usize,
 }
 
 impl Mem {
@@ -58,15 +59,17 @@ impl Mem {
         self.buf.as_ref().and_then(|b| b.at(b.whole()).ok()).unwrap_or(0)
     }
 
-    /// At least `len` elements (old contents dropped).
+    /// Room for at least `len` elements of `elem` bytes (old contents dropped when it grows).
     fn ensure(&mut self, gpu: &Gpu, len: usize, elem: usize) -> Result<u64> {
-        if self.len < len || self.buf.is_none() {
+        let bytes = len.max(1) * elem;
+        if self.bytes < bytes || self.buf.is_none() {
             // queued work may still read the old buffer
             gpu.synchronize().map_err(dev)?;
             self.buf = None;
-            self.buf = Some(DeviceBuffer::alloc(gpu, len.max(1) * elem).map_err(dev)?);
-            self.len = len;
+            self.buf = Some(DeviceBuffer::alloc(gpu, bytes).map_err(dev)?);
+            self.bytes = bytes;
         }
+        self.len = self.bytes / elem;
         Ok(self.base())
     }
 }
@@ -307,7 +310,7 @@ impl CudaBackend {
     fn bf16_operand(&mut self, b: Buf, span: usize, slot: Scratch) -> Result<u64> {
         if b.region == Region::Params {
             let len = self.regions[0].len;
-            if self.params_stale || self.params_bf16.len < len {
+            if self.params_stale || self.params_bf16.bytes < 2 * len {
                 let dst = self.params_bf16.ensure(&self.gpu, len, 2)?;
                 let src = self.regions[0].base();
                 // SAFETY: both hold `len` elements of their type.
@@ -321,6 +324,14 @@ impl CudaBackend {
         let dst = self.scratch(slot, span, 2)?;
         // SAFETY: `src` holds `span` f32 (checked), `dst` room for `span` bf16.
         unsafe { self.kernels.f32_to_bf16(&self.gpu, src, dst, span as u64) }.map_err(dev)?;
+        Ok(dst)
+    }
+
+    /// A product operand rounded to bf16 and kept as f32, in scratch.
+    fn rounded_operand(&mut self, b: Buf, span: usize, slot: Scratch) -> Result<u64> {
+        let src = self.ptr(b.part(0, span))?;
+        let dst = self.scratch(slot, span, 4)?;
+        self.launch("round_bf16", self.elementwise(span), Args::new().ptr(src).ptr(dst).u64(span as u64))?;
         Ok(dst)
     }
 
@@ -357,6 +368,7 @@ impl Backend for CudaBackend {
         }
         m.buf = Some(fresh);
         m.len = len;
+        m.bytes = 4 * len.max(1);
         if region == Region::Params {
             self.params_stale = true;
         }
@@ -427,8 +439,12 @@ impl Backend for CudaBackend {
             shape.accumulate = true;
         }
         // cuBLASLt's A is our right operand, its B our left
+        let native = shape.lda % 8 == 0 && shape.ldb % 8 == 0 && shape.ldd % 4 == 0;
         let (a, b) = match g.precision {
             Precision::F32 => (self.ptr(g.b.buf.part(0, b_span))?, self.ptr(g.a.buf.part(0, a_span))?),
+            // leading dimensions bf16 kernels cannot take (a classifier's few columns): the same bf16
+            // values, multiplied in f32
+            Precision::Bf16 if !native => (self.rounded_operand(g.b.buf, b_span, Scratch::OperandA)?, self.rounded_operand(g.a.buf, a_span, Scratch::OperandB)?),
             Precision::Bf16 => {
                 shape.a = DType::BF16;
                 shape.b = DType::BF16;

@@ -18,6 +18,8 @@ pub mod timed;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 #[cfg(feature = "cuda")]
+pub mod gpu_engine;
+#[cfg(feature = "cuda")]
 pub mod selftest;
 
 use std::sync::Arc;
