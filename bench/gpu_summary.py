@@ -1,6 +1,8 @@
 """One Markdown summary of a scripts/gpu-check.sh run: the device, bertfit's GPU self-test (checks, GEMM
 TFLOP/s against the M0 target, copy bandwidth, random-draw rate) and the PyTorch + transformers baseline
-measured in the same call. Usage: gpu_summary.py OUT_DIR (reads selftest.json, hf*.json, device.txt)."""
+measured in the same call, and the engine on the GPU (engine.json: GPU vs CPU engine checks, step times as
+ratios to the same call's baseline, per-op profile). Usage: gpu_summary.py OUT_DIR (reads selftest*.json,
+engine.json, hf*.json, device.txt)."""
 import glob
 import json
 import os
@@ -23,7 +25,52 @@ def main(out):
     print(f"### GPU run: {device}\n")
     for path in sorted(glob.glob(os.path.join(out, "selftest*.json"))):
         selftest(load(path), os.path.basename(path))
+    if os.path.exists(os.path.join(out, "engine.json")):
+        engine(load(os.path.join(out, "engine.json")), out)
     hf_tables(out)
+
+
+def baseline(out):
+    """(case, what) -> {mode: samples/s} from the same call's hf*.json."""
+    rows = {}
+    for path in sorted(glob.glob(os.path.join(out, "hf*.json"))):
+        try:
+            hf = json.load(open(path))
+        except (OSError, ValueError):
+            continue
+        for r in hf.get("rows", []):
+            if "samples_s" in r:
+                rows.setdefault((r["case"], r["what"]), {})[r["mode"]] = r["samples_s"]
+    return rows
+
+
+def engine(e, out):
+    if not e:
+        return
+    print(f"bertfit gpu-selftest --engine (engine.json), {e['wall_s']:.1f} s\n")
+    print("| case | compared | max rel. | worst tensor | bound | |")
+    print("|---|---|---|---|---|---|")
+    for c in e["checks"]:
+        print(f"| {c['case']} | {c['what']} | {c['max_rel']:.1e} | {c['worst']} | {c['tolerance']:.0e} | {'ok' if c['passed'] else 'FAIL'} |")
+    for err in e.get("errors", []):
+        print(f"\n- error: {err}")
+    if e["steps"]:
+        base = baseline(out)
+        modes = sorted({m for v in base.values() for m in v})
+        print("\n| case | what | precision | ms (min–max) | samples/s | " + " | ".join(f"× PyTorch {m}" for m in modes) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(modes))
+        for r in e["steps"]:
+            ref = base.get((r["case"], r["what"]), {})
+            ratios = " | ".join(f"{r['samples_s'] / ref[m]:.2f}" if m in ref else "-" for m in modes)
+            print(f"| {r['case']} | {r['what']} | {r['precision']} | {r['ms']:.2f} ({r['min_ms']:.2f}–{r['max_ms']:.2f}) | {r['samples_s']:.0f} | {ratios} |")
+    if e["profile"]:
+        total = sum(p["ms"] for p in e["profile"])
+        print(f"\nProfile, {e['profile_case']} (each call waited for: {total:.1f} ms per step):\n")
+        print("| op | ms per step | calls | share |")
+        print("|---|---|---|---|")
+        for p in e["profile"]:
+            print(f"| {p['op']} | {p['ms']:.3f} | {p['calls']:.0f} | {100 * p['share']:.1f} % |")
+    print()
 
 
 def selftest(st, name):

@@ -24,6 +24,9 @@ nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=c
 start=$SECONDS
 stage() { echo "=== $1 ($((SECONDS - start)) s in)" | tee -a "$O/run.log"; }
 
+stage "bertfit gpu-selftest --engine (GPU engine vs CPU engine, step times, profile)"
+timeout 240 "$B" gpu-selftest --engine --json "$O/engine.json" 2>&1 | tee -a "$O/run.log"
+
 stage "bertfit gpu-selftest"
 timeout 150 "$B" gpu-selftest --json "$O/selftest.json" 2>&1 | tee -a "$O/run.log"
 

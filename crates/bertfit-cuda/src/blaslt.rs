@@ -166,7 +166,14 @@ impl Drop for Plan {
 pub struct Blas {
     handle: sys::cublasLtHandle_t,
     workspace: DeviceBuffer,
-    plans: HashMap<GemmShape, Plan>,
+    /// Plans by shape and by the operands' common pointer alignment (cuBLASLt's heuristic otherwise
+    /// assumes 256-byte-aligned pointers).
+    plans: HashMap<(GemmShape, u32), Plan>,
+}
+
+/// The largest power of two up to 256 that divides every address (0 counts as aligned).
+pub fn common_alignment(ptrs: &[CUdeviceptr]) -> u32 {
+    ptrs.iter().filter(|&&p| p != 0).fold(256u32, |a, &p| a.min(1u32 << p.trailing_zeros().min(8)))
 }
 
 impl Blas {
@@ -180,12 +187,13 @@ impl Blas {
 
     /// How many algorithms the heuristic offered for `shape` (planning it if needed).
     pub fn algorithm_count(&mut self, shape: &GemmShape) -> Result<usize> {
-        Ok(self.plan(shape)?.algorithms.len())
+        Ok(self.plan(shape, 256)?.algorithms.len())
     }
 
-    /// Runs `shape` with the heuristic's `index`-th algorithm from now on (0 is its first choice).
+    /// Runs `shape` (on 256-byte-aligned operands) with the heuristic's `index`-th algorithm from now on
+    /// (0 is its first choice).
     pub fn choose_algorithm(&mut self, shape: &GemmShape, index: usize) -> Result<()> {
-        let plan = self.plan(shape)?;
+        let plan = self.plan(shape, 256)?;
         if index >= plan.algorithms.len() {
             return Err(CudaError::Invalid(format!("algorithm {index} of {}", plan.algorithms.len())));
         }
@@ -209,7 +217,7 @@ impl Blas {
         }
         let ws = self.workspace.at(self.workspace.whole())?;
         let handle = self.handle;
-        let plan = self.plan(shape)?;
+        let plan = self.plan(shape, common_alignment(&[args.a, args.b, args.d, args.bias]))?;
         if shape.bias {
             let p: CUdeviceptr = args.bias;
             result::set_matmul_desc_attribute(
@@ -245,16 +253,17 @@ impl Blas {
         .what(format!("matmul {}x{}x{}", shape.m, shape.n, shape.k))
     }
 
-    fn plan(&mut self, shape: &GemmShape) -> Result<&mut Plan> {
-        if !self.plans.contains_key(shape) {
+    fn plan(&mut self, shape: &GemmShape, align: u32) -> Result<&mut Plan> {
+        let key = (*shape, align);
+        if !self.plans.contains_key(&key) {
             shape.check()?;
-            let plan = self.new_plan(shape)?;
-            self.plans.insert(*shape, plan);
+            let plan = self.new_plan(shape, align)?;
+            self.plans.insert(key, plan);
         }
-        self.plans.get_mut(shape).ok_or_else(|| CudaError::Invalid("plan cache".into()))
+        self.plans.get_mut(&key).ok_or_else(|| CudaError::Invalid("plan cache".into()))
     }
 
-    fn new_plan(&self, s: &GemmShape) -> Result<Plan> {
+    fn new_plan(&self, s: &GemmShape, align: u32) -> Result<Plan> {
         // SAFETY: descriptors are created, configured with values of the documented types, and owned by
         // the returned Plan (or destroyed on the error paths by Plan's Drop / the explicit destroys below).
         unsafe {
@@ -294,6 +303,13 @@ impl Blas {
                     (&mask as *const u32).cast(),
                     4,
                 )
+            })
+            .and_then(|()| {
+                // the operands' real alignment, so no algorithm that needs more is chosen
+                use sys::cublasLtMatmulPreferenceAttributes_t as P;
+                [P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES]
+                    .into_iter()
+                    .try_for_each(|attr| result::set_matmul_pref_attribute(pref, attr, (&align as *const u32).cast(), 4))
             });
             let mut found = vec![std::mem::zeroed::<sys::cublasLtMatmulHeuristicResult_t>(); MAX_ALGORITHMS];
             let mut count = 0i32;
@@ -330,6 +346,14 @@ impl Drop for Blas {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn common_alignment_is_the_weakest_pointers() {
+        assert_eq!(common_alignment(&[0x7f00_0000_0000, 0]), 256);
+        assert_eq!(common_alignment(&[0x7f00_0000_0000, 0x7f00_0000_0080]), 128);
+        assert_eq!(common_alignment(&[0x7f00_0000_0010, 0x7f00_0000_0100]), 16);
+        assert_eq!(common_alignment(&[]), 256);
+    }
 
     /// Reads element (r, c) of a column-major matrix stored with leading dimension `ld`.
     fn cm(data: &[f64], ld: u64, r: u64, c: u64) -> f64 {

@@ -90,7 +90,7 @@ impl DeviceBuffer {
     pub fn whole(&self) -> Region {
         Region { offset: 0, bytes: self.bytes }
     }
-    /// Copies host values into `region` (waits for queued work first, then copies synchronously).
+    /// Copies host values into `region` (waits for queued work first, then for the copy).
     pub fn upload<T: Copy>(&self, gpu: &Gpu, region: Region, data: &[T]) -> Result<()> {
         let bytes = std::mem::size_of_val(data);
         if bytes > region.bytes {
@@ -98,8 +98,11 @@ impl DeviceBuffer {
         }
         let dst = self.at(region)?;
         gpu.synchronize()?;
-        // SAFETY: dst has room for `bytes` (checked above); T is Copy plain data.
-        unsafe { result::memcpy_htod_sync(dst, data) }.what("copy to the device")
+        // on the GPU's own stream, then waited for: a synchronous copy from pageable memory runs on the
+        // legacy stream and may return before the data lands, which our non-blocking stream would not wait for
+        // SAFETY: dst has room for `bytes` (checked above); T is Copy plain data that outlives the wait.
+        unsafe { result::memcpy_htod_async(dst, data, gpu.stream()) }.what("copy to the device")?;
+        gpu.synchronize()
     }
     /// Copies `region` into host values (waits for queued work).
     pub fn download<T: Copy>(&self, gpu: &Gpu, region: Region, out: &mut [T]) -> Result<()> {

@@ -376,7 +376,7 @@ impl Backend for CudaBackend {
     }
 
     fn reserve_ints(&mut self, len: usize) -> Result<()> {
-        if self.ints.len >= len && self.ints.buf.is_some() {
+        if self.ints_host.len() >= len && self.ints.buf.is_some() {
             return Ok(());
         }
         self.ints.ensure(&self.gpu, len, 4)?;
@@ -739,6 +739,9 @@ impl CudaBackend {
         let shared = 4 * stride * WARPS_PER_BLOCK as usize;
         if shared > SHARED_LIMIT {
             return Err(fail(format!("attention: sequences padded to {} tokens need {shared} bytes of shared memory (limit {SHARED_LIMIT})", a.padded_len)));
+        }
+        if seqs > 65535 || a.heads > 65535 {
+            return Err(fail(format!("attention: {seqs} sequences × {} heads exceed the launch grid (65535 each)", a.heads)));
         }
         let blocks = to_u32("rows", longest.div_ceil(WARPS_PER_BLOCK as usize))?;
         Ok(Grid { blocks: (blocks, to_u32("heads", a.heads)?, to_u32("sequences", seqs)?), threads: 32 * WARPS_PER_BLOCK, shared: shared as u32 })
