@@ -70,19 +70,32 @@ extern "C" __global__ void embed_sum(const uint32_t* ids, const uint32_t* pos, c
     }
 }
 
-// Embedding-table gradient: block g adds the dy rows of tokens order[starts[g] .. starts[g + 1]) (one
-// table row, tokens in order) into table row rows[g]. Groups are built on the host; no two blocks write
-// the same row, so the sum order is the CPU's.
-extern "C" __global__ void embed_grad_rows(const uint32_t* order, const uint32_t* starts, const uint32_t* rows,
-                                           const float* dy, float* table, uint32_t groups, uint32_t width) {
+// Embedding-table gradient, stage 1: block c sums the dy rows of tokens order[chunk_start[c] ..
+// chunk_end[c]) (tokens of one table row, in order) into part[c].
+extern "C" __global__ void embed_grad_chunks(const uint32_t* order, const uint32_t* chunk_start, const uint32_t* chunk_end,
+                                             const float* dy, float* part, uint32_t chunks, uint32_t width) {
+    uint32_t c = blockIdx.x;
+    if (c >= chunks) return;
+    uint32_t q0 = chunk_start[c], q1 = chunk_end[c];
+    for (uint32_t j = threadIdx.x; j < width; j += blockDim.x) {
+        float acc = 0.0f;
+        for (uint32_t q = q0; q < q1; ++q) acc += dy[(uint64_t)order[q] * width + j];
+        part[(uint64_t)c * width + j] = acc;
+    }
+}
+
+// Stage 2: block g adds the partials of its chunks (group_chunk[g] .. group_chunk[g + 1]), in order, into
+// table row rows[g]. No two blocks write the same row: no atomics, a fixed order.
+extern "C" __global__ void embed_grad_rows(const uint32_t* group_chunk, const uint32_t* rows, const float* part,
+                                           float* table, uint32_t groups, uint32_t width) {
     uint32_t g = blockIdx.x;
     if (g >= groups) return;
-    uint32_t s0 = starts[g], s1 = starts[g + 1];
+    uint32_t c0 = group_chunk[g], c1 = group_chunk[g + 1];
     float* dst = table + (uint64_t)rows[g] * width;
     for (uint32_t j = threadIdx.x; j < width; j += blockDim.x) {
-        float acc = dst[j];
-        for (uint32_t q = s0; q < s1; ++q) acc = __fadd_rn(acc, dy[(uint64_t)order[q] * width + j]);
-        dst[j] = acc;
+        float acc = 0.0f;
+        for (uint32_t c = c0; c < c1; ++c) acc += part[(uint64_t)c * width + j];
+        dst[j] += acc;
     }
 }
 
@@ -210,7 +223,116 @@ extern "C" __global__ void activation_bwd(int kind, const float* x, const float*
     BF_FOR_EACH(i, n) { dx[i] = dy[i] * bf_act_grad(kind, x[i]); }
 }
 
-// Attention v0 (f32, one warp per (sequence, head, row)): grid (ceil(longest / warps), heads, sequences),
+// Attention v1 (f32): heads packed into [sequences x heads, L, d] blocks (L the batch's longest sequence,
+// rows past a sequence's end zero), scores and products by strided-batched cuBLASLt, softmax and its
+// backward one warp per score row.
+
+// dst[bh][i][j] = src[(cu[b] + i) * src_row + h * d + j] for i < len(b), else 0 (bh = b * heads + h).
+extern "C" __global__ void heads_pack(const float* src, uint64_t src_row, float* dst, const uint32_t* cu,
+                                      uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
+    BF_FOR_EACH(x, total) {
+        uint32_t j = (uint32_t)(x % d);
+        uint64_t r = x / d;
+        uint32_t i = (uint32_t)(r % L);
+        uint64_t bh = r / L;
+        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
+        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
+        dst[x] = i < len ? src[(uint64_t)(s0 + i) * src_row + (uint64_t)h * d + j] : 0.0f;
+    }
+}
+
+// The inverse for rows inside their sequence: dst[(cu[b] + i) * dst_row + h * d + j] = src[bh][i][j].
+extern "C" __global__ void heads_unpack(const float* src, float* dst, uint64_t dst_row, const uint32_t* cu,
+                                        uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
+    BF_FOR_EACH(x, total) {
+        uint32_t j = (uint32_t)(x % d);
+        uint64_t r = x / d;
+        uint32_t i = (uint32_t)(r % L);
+        uint64_t bh = r / L;
+        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
+        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
+        if (i < len) dst[(uint64_t)(s0 + i) * dst_row + (uint64_t)h * d + j] = src[x];
+    }
+}
+
+// One warp per score row (bh, i) of s ([rows = B·heads·L] x L): P = softmax(scale · s) over the sequence's
+// keys, 0 past them and on rows past the sequence. With pd: s gets P and pd the dropped P̃; without: s gets P̃.
+extern "C" __global__ void attn_softmax(float* s, float* pd, const uint32_t* cu, uint32_t heads, uint32_t L, float scale,
+                                        uint32_t padded, uint64_t key, float p, float keep, int drop, uint64_t rows) {
+    uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    uint32_t lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    uint64_t bh = r / L;
+    uint32_t i = (uint32_t)(r % L);
+    uint32_t b = (uint32_t)(bh / heads);
+    uint32_t len = cu[b + 1] - cu[b];
+    float* row = s + r * L;
+    float* drow = pd ? pd + r * L : nullptr;
+    if (i >= len) {
+        for (uint32_t k = lane; k < L; k += 32) {
+            row[k] = 0.0f;
+            if (drow) drow[k] = 0.0f;
+        }
+        return;
+    }
+    float mx = -INFINITY;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float v = row[k] * scale;
+        row[k] = v;
+        mx = fmaxf(mx, v);
+    }
+    mx = bf_warp_max(mx);
+    float sum = 0.0f;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float e = expf(row[k] - mx);
+        row[k] = e;
+        sum += e;
+    }
+    float inv = 1.0f / bf_warp_sum(sum);
+    uint64_t base = (bh * padded + i) * (uint64_t)padded;
+    for (uint32_t k = lane; k < L; k += 32) {
+        float pv = k < len ? row[k] * inv : 0.0f;
+        float dv = (drop && k < len) ? pv * bf_keep(key, p, keep, base + k) : pv;
+        if (drow) {
+            row[k] = pv;
+            drow[k] = dv;
+        } else {
+            row[k] = dv;
+        }
+    }
+}
+
+// Backward through dropout and softmax, one warp per row: dp holds dP̃ = dO Vᵀ on entry, and on exit
+// dS = scale · P ∘ (dP − Σ_k P dP) with dP = dP̃ ∘ mask; 0 outside the sequence.
+extern "C" __global__ void attn_softmax_bwd(const float* pm, float* dp, const uint32_t* cu, uint32_t heads, uint32_t L,
+                                            float scale, uint32_t padded, uint64_t key, float p, float keep, int drop,
+                                            uint64_t rows) {
+    uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    uint32_t lane = threadIdx.x & 31;
+    if (r >= rows) return;
+    uint64_t bh = r / L;
+    uint32_t i = (uint32_t)(r % L);
+    uint32_t b = (uint32_t)(bh / heads);
+    uint32_t len = cu[b + 1] - cu[b];
+    float* row = dp + r * L;
+    const float* prow = pm + r * L;
+    if (i >= len) {
+        for (uint32_t k = lane; k < L; k += 32) row[k] = 0.0f;
+        return;
+    }
+    uint64_t base = (bh * padded + i) * (uint64_t)padded;
+    float dot = 0.0f;
+    for (uint32_t k = lane; k < len; k += 32) {
+        float g = row[k];
+        if (drop) g *= bf_keep(key, p, keep, base + k);
+        row[k] = g;
+        dot += prow[k] * g;
+    }
+    dot = bf_warp_sum(dot);
+    for (uint32_t k = lane; k < L; k += 32) row[k] = k < len ? scale * prow[k] * (row[k] - dot) : 0.0f;
+}
+
+// Attention v0 (f32, one warp per (sequence, head, row)), kept as the reference the self-test compares v1 with: grid (ceil(longest / warps), heads, sequences),
 // dynamic shared memory per warp: `smem_stride` floats. qkv is N x 3H (Q, K, V column blocks), ctx N x H.
 
 // Scores of query row q against every key of its sequence into ps[k] (scaled); returns the row max.
@@ -415,10 +537,13 @@ extern "C" __global__ void pool_bwd(const float* dy, float* dx, const uint32_t* 
     }
 }
 
-// Σ x² in f64, stage 1: block i of a fixed grid writes its partial to part[i] (grid-stride, then a
-// shared-memory tree in a fixed order). The host adds the partials in order.
-extern "C" __global__ void sum_sq_partials(const float* x, uint64_t n, double* part) {
+// Σ x² in f64 over segments of one region, stage 1: block (i, s) of a fixed grid sums its grid-stride
+// share of segment s (seg[2s] offset, seg[2s + 1] length, in elements of base) into part[s * gridDim.x + i]
+// through a shared-memory tree in a fixed order. The host adds the partials in order.
+extern "C" __global__ void sum_sq_segments(const float* base, const uint64_t* seg, double* part) {
     __shared__ double sh[256];
+    const float* x = base + seg[2 * blockIdx.y];
+    uint64_t n = seg[2 * blockIdx.y + 1];
     double acc = 0.0;
     BF_FOR_EACH(i, n) { acc += (double)x[i] * (double)x[i]; }
     sh[threadIdx.x] = acc;
@@ -427,7 +552,7 @@ extern "C" __global__ void sum_sq_partials(const float* x, uint64_t n, double* p
         if (threadIdx.x < s) sh[threadIdx.x] += sh[threadIdx.x + s];
         __syncthreads();
     }
-    if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+    if (threadIdx.x == 0) part[(uint64_t)blockIdx.y * gridDim.x + blockIdx.x] = sh[0];
 }
 
 // AdamW on one segment (ops::adamw's roundings), then the gradient zeroed for the next accumulation.

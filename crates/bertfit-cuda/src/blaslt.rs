@@ -72,6 +72,10 @@ pub struct GemmShape {
     pub bias: bool,
     /// β = 1: add into D.
     pub accumulate: bool,
+    /// Products in the batch (1: a single product); batch `i` reads A, B and D `i` strides further.
+    pub batch: u64,
+    /// Elements between consecutive batches of A, B and D.
+    pub strides: [u64; 3],
 }
 
 impl GemmShape {
@@ -80,21 +84,21 @@ impl GemmShape {
     pub fn linear(tokens: u64, inp: u64, out: u64, operand: DType, output: DType, bias: bool) -> Self {
         GemmShape {
             m: out, n: tokens, k: inp, trans_a: true, trans_b: false, lda: inp, ldb: inp, ldd: out,
-            a: operand, b: operand, d: output, bias, accumulate: false,
+            a: operand, b: operand, d: output, bias, accumulate: false, batch: 1, strides: [0; 3],
         }
     }
     /// Its input gradient: `dx[t, i] (+)= Σ_o dy[t, o] · w[o, i]`, `dx [tokens, inp]`.
     pub fn input_grad(tokens: u64, inp: u64, out: u64, operand: DType, output: DType, accumulate: bool) -> Self {
         GemmShape {
             m: inp, n: tokens, k: out, trans_a: false, trans_b: false, lda: inp, ldb: out, ldd: inp,
-            a: operand, b: operand, d: output, bias: false, accumulate,
+            a: operand, b: operand, d: output, bias: false, accumulate, batch: 1, strides: [0; 3],
         }
     }
     /// Its weight gradient: `dw[o, i] (+)= Σ_t dy[t, o] · x[t, i]`, `dw [out, inp]`.
     pub fn weight_grad(tokens: u64, inp: u64, out: u64, operand: DType, output: DType, accumulate: bool) -> Self {
         GemmShape {
             m: inp, n: out, k: tokens, trans_a: false, trans_b: true, lda: inp, ldb: out, ldd: inp,
-            a: operand, b: operand, d: output, bias: false, accumulate,
+            a: operand, b: operand, d: output, bias: false, accumulate, batch: 1, strides: [0; 3],
         }
     }
     /// Floating-point operations of one product (2·m·n·k).
@@ -113,16 +117,17 @@ impl GemmShape {
     pub fn spans(&self) -> (usize, usize, usize) {
         let (_, ac) = self.a_stored();
         let (_, bc) = self.b_stored();
+        let extra = |stride: u64| (self.batch.max(1) - 1) * stride;
         (
-            (self.lda * ac) as usize * self.a.bytes(),
-            (self.ldb * bc) as usize * self.b.bytes(),
-            (self.ldd * self.n) as usize * self.d.bytes(),
+            (self.lda * ac + extra(self.strides[0])) as usize * self.a.bytes(),
+            (self.ldb * bc + extra(self.strides[1])) as usize * self.b.bytes(),
+            (self.ldd * self.n + extra(self.strides[2])) as usize * self.d.bytes(),
         )
     }
     fn check(&self) -> Result<()> {
         let (ar, _) = self.a_stored();
         let (br, _) = self.b_stored();
-        if self.m == 0 || self.n == 0 || self.k == 0 || self.lda < ar || self.ldb < br || self.ldd < self.m {
+        if self.m == 0 || self.n == 0 || self.k == 0 || self.batch == 0 || self.lda < ar || self.ldb < br || self.ldd < self.m || self.batch > i32::MAX as u64 {
             return Err(CudaError::Invalid(format!("GEMM shape {self:?}")));
         }
         Ok(())
@@ -171,6 +176,15 @@ pub struct Blas {
     plans: HashMap<(GemmShape, u32), Plan>,
 }
 
+/// The pointer alignment a product's plan is made for: every operand's, and the second product's of a batch.
+fn alignment(shape: &GemmShape, args: &GemmArgs) -> u32 {
+    let next = |p: CUdeviceptr, stride: u64, t: DType| if shape.batch > 1 { p + stride * t.bytes() as u64 } else { 0 };
+    common_alignment(&[
+        args.a, args.b, args.d, args.bias,
+        next(args.a, shape.strides[0], shape.a), next(args.b, shape.strides[1], shape.b), next(args.d, shape.strides[2], shape.d),
+    ])
+}
+
 /// The largest power of two up to 256 that divides every address (0 counts as aligned).
 pub fn common_alignment(ptrs: &[CUdeviceptr]) -> u32 {
     ptrs.iter().filter(|&&p| p != 0).fold(256u32, |a, &p| a.min(1u32 << p.trailing_zeros().min(8)))
@@ -217,7 +231,7 @@ impl Blas {
         }
         let ws = self.workspace.at(self.workspace.whole())?;
         let handle = self.handle;
-        let plan = self.plan(shape, common_alignment(&[args.a, args.b, args.d, args.bias]))?;
+        let plan = self.plan(shape, alignment(shape, args))?;
         if shape.bias {
             let p: CUdeviceptr = args.bias;
             result::set_matmul_desc_attribute(
@@ -253,6 +267,24 @@ impl Blas {
         .what(format!("matmul {}x{}x{}", shape.m, shape.n, shape.k))
     }
 
+    /// Whether cuBLASLt offers an algorithm for `shape` on these operands (planning it if so). Errors other
+    /// than "none offered" are errors.
+    pub fn supports(&mut self, shape: &GemmShape, args: &GemmArgs) -> Result<bool> {
+        let align = alignment(shape, args);
+        if self.plans.contains_key(&(*shape, align)) {
+            return Ok(true);
+        }
+        shape.check()?;
+        match self.new_plan(shape, align) {
+            Ok(plan) => {
+                self.plans.insert((*shape, align), plan);
+                Ok(true)
+            }
+            Err(CudaError::NoAlgorithm(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     fn plan(&mut self, shape: &GemmShape, align: u32) -> Result<&mut Plan> {
         let key = (*shape, align);
         if !self.plans.contains_key(&key) {
@@ -277,6 +309,15 @@ impl Blas {
                 result::create_matrix_layout(s.d.cuda(), s.m, s.n, s.ldd as i64).what("layout of D")?,
             ];
             let mut plan = Plan { desc, layouts, algorithms: Vec::new(), chosen: 0 };
+            if s.batch > 1 {
+                use sys::cublasLtMatrixLayoutAttribute_t as L;
+                let count = s.batch as i32;
+                for (layout, stride) in layouts.iter().zip(s.strides) {
+                    let stride = stride as i64;
+                    result::set_matrix_layout_attribute(*layout, L::CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, (&count as *const i32).cast(), 4).what("set the batch count")?;
+                    result::set_matrix_layout_attribute(*layout, L::CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, (&stride as *const i64).cast(), 8).what("set the batch stride")?;
+                }
+            }
             let set = |attr, v: i32| {
                 result::set_matmul_desc_attribute(desc, attr, (&v as *const i32).cast(), 4).what(format!("set {attr:?}"))
             };
@@ -321,11 +362,16 @@ impl Blas {
                 .result()
             });
             let _ = result::destroy_matmul_pref(pref);
+            if let Err(e) = &heuristic {
+                if e.0 == sys::cublasStatus_t::CUBLAS_STATUS_NOT_SUPPORTED {
+                    return Err(CudaError::NoAlgorithm(format!("{s:?}")));
+                }
+            }
             heuristic.what(format!("choose an algorithm for {s:?}"))?;
             found.truncate(count.max(0) as usize);
             found.retain(|r| r.state == sys::cublasStatus_t::CUBLAS_STATUS_SUCCESS && r.workspaceSize <= WORKSPACE_BYTES);
             if found.is_empty() {
-                return Err(CudaError::Invalid(format!("cuBLASLt has no algorithm for {s:?}")));
+                return Err(CudaError::NoAlgorithm(format!("{s:?}")));
             }
             plan.algorithms = found;
             Ok(plan)

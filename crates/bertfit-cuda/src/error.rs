@@ -49,6 +49,9 @@ pub enum CudaError {
         #[source]
         source: CublasError,
     },
+    /// cuBLASLt offers no algorithm for a product (its shape, types, epilogue and alignment).
+    #[error("cuBLASLt has no algorithm for {0}")]
+    NoAlgorithm(String),
     /// A call was given sizes or buffers that do not fit (a bug in the caller).
     #[error("invalid CUDA call: {0}")]
     Invalid(String),

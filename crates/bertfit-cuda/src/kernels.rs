@@ -11,10 +11,12 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 /// The kernels of `engine.cu`, looked up when the module loads.
-pub const ENGINE_KERNELS: [&str; 19] = [
+pub const ENGINE_KERNELS: [&str; 24] = [
+    "embed_grad_chunks",
+    "heads_pack", "heads_unpack", "attn_softmax", "attn_softmax_bwd",
     "fill_f32", "round_bf16", "bias_rows", "col_partials", "col_finish", "embed_sum", "embed_grad_rows", "layer_norm_fwd",
     "layer_norm_bwd", "layer_norm_partials", "dropout_rows", "activation_fwd", "activation_bwd", "attn_fwd",
-    "attn_bwd_q", "attn_bwd_kv", "pool_fwd", "pool_bwd", "sum_sq_partials",
+    "attn_bwd_q", "attn_bwd_kv", "pool_fwd", "pool_bwd", "sum_sq_segments",
 ];
 
 /// The AdamW kernel (separate from the list so its name reads at the call site).

@@ -11,7 +11,7 @@ use bertfit_cuda::kernels::{Args, Grid, ADAMW_KERNEL};
 use bertfit_cuda::launch::{column_chunks, grid_stride, warp_rows, COLUMN_BLOCK, WARPS_PER_BLOCK};
 use bertfit_cuda::{Blas, CudaError, DType, DeviceBuffer, GemmShape, Gpu, Kernels, Region as Span};
 
-use super::backend::{first_overlap, Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Operand, Pooling, Region, SoftmaxCe};
+use super::backend::{first_overlap, Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Pooling, Region, SoftmaxCe};
 use super::ops::{self, AdamStep, Pool};
 use crate::error::{Error, Result};
 use crate::model::Activation;
@@ -89,6 +89,10 @@ enum Scratch {
     Norms,
     /// Embedding-gradient groups (u32).
     Groups,
+    /// Attention v1's packed heads, scores and their gradients (f32).
+    Attn,
+    /// Segment lists (u64 offset, length pairs).
+    Segments,
 }
 
 /// The engine's memory and queue on one GPU.
@@ -104,7 +108,9 @@ pub struct CudaBackend {
     /// bf16 copy of the parameters (bf16 mode), refreshed before the first product after a write.
     params_bf16: Mem,
     params_stale: bool,
-    scratch: [Mem; 6],
+    scratch: [Mem; 8],
+    /// Attention one warp per row (v0) instead of batched products (v1).
+    row_attention: bool,
 }
 
 fn slot(r: Region) -> usize {
@@ -138,45 +144,52 @@ fn act_code(a: Activation) -> i32 {
     }
 }
 
-/// A row-major product `c (m × n) = a (m × k) · b (k × n)` in cuBLASLt's column-major terms: `cᵀ = bᵀ ·
-/// aᵀ`, so cuBLASLt's A is our `b` and its B our `a`. Each operand must be row-major (`cs == 1`) or
-/// column-major (`rs == 1`) with a leading dimension no smaller than its contiguous extent. Returns the
-/// shape (in f32; the caller sets the types) and the element spans our `a` and our `b` touch.
-pub fn lt_shape(g: &Gemm) -> std::result::Result<(GemmShape, usize, usize), String> {
-    // operand (rows × cols) as cuBLASLt sees it: (transposed?, leading dimension)
-    fn layout(o: &Operand, rows: usize, cols: usize, what: &str) -> std::result::Result<(bool, usize, usize), String> {
-        // the span is the last element's index + 1
-        if o.cs == 1 && o.rs >= cols {
-            // row-major: as column-major it is its own transpose, leading dimension rs
-            Ok((false, o.rs, (rows - 1) * o.rs + cols))
-        } else if o.rs == 1 && o.cs >= rows {
-            Ok((true, o.cs, (cols - 1) * o.cs + rows))
-        } else {
-            Err(format!("{what} operand with strides ({}, {}) for {rows}×{cols}", o.rs, o.cs))
-        }
+/// A strided operand as cuBLASLt sees it: (transposed?, leading dimension, elements spanned).
+fn lt_layout(rs: usize, cs: usize, rows: usize, cols: usize, what: &str) -> std::result::Result<(bool, usize, usize), String> {
+    if cs == 1 && rs >= cols {
+        // row-major: as column-major it is its own transpose, leading dimension rs
+        Ok((false, rs, (rows - 1) * rs + cols))
+    } else if rs == 1 && cs >= rows {
+        Ok((true, cs, (cols - 1) * cs + rows))
+    } else {
+        Err(format!("{what} operand with strides ({rs}, {cs}) for {rows}×{cols}"))
     }
-    if g.m == 0 || g.n == 0 || g.k == 0 {
-        return Err(format!("empty product {}×{}×{}", g.m, g.n, g.k));
+}
+
+/// A row-major product `c (m × n, row stride n) = a (m × k) · b (k × n)` with operand strides `(rs, cs)`,
+/// in cuBLASLt's column-major terms: `cᵀ = bᵀ · aᵀ`, so cuBLASLt's A is our `b` and its B our `a`. Each
+/// operand must be row-major (`cs == 1`) or column-major (`rs == 1`) with a leading dimension no smaller
+/// than its contiguous extent. Returns the shape (f32, one product; the caller sets types and batches) and
+/// the element spans our `a` and our `b` touch.
+pub fn lt_raw(m: usize, n: usize, k: usize, a: (usize, usize), b: (usize, usize), accumulate: bool) -> std::result::Result<(GemmShape, usize, usize), String> {
+    if m == 0 || n == 0 || k == 0 {
+        return Err(format!("empty product {m}×{n}×{k}"));
     }
-    // cuBLASLt's A = our b (k × n): row-major b is column-major bᵀ (n × k, untransposed)
-    let (b_col, ldb, b_span) = layout(&g.b, g.k, g.n, "right")?;
-    let (a_col, lda, a_span) = layout(&g.a, g.m, g.k, "left")?;
+    let (b_col, ldb, b_span) = lt_layout(b.0, b.1, k, n, "right")?;
+    let (a_col, lda, a_span) = lt_layout(a.0, a.1, m, k, "left")?;
     let shape = GemmShape {
-        m: g.n as u64,
-        n: g.m as u64,
-        k: g.k as u64,
+        m: n as u64,
+        n: m as u64,
+        k: k as u64,
         trans_a: b_col,
         trans_b: a_col,
         lda: ldb as u64,
         ldb: lda as u64,
-        ldd: g.n as u64,
+        ldd: n as u64,
         a: DType::F32,
         b: DType::F32,
         d: DType::F32,
         bias: false,
-        accumulate: g.accumulate,
+        accumulate,
+        batch: 1,
+        strides: [0; 3],
     };
     Ok((shape, a_span, b_span))
+}
+
+/// [`lt_raw`] for an engine product.
+pub fn lt_shape(g: &Gemm) -> std::result::Result<(GemmShape, usize, usize), String> {
+    lt_raw(g.m, g.n, g.k, (g.a.rs, g.a.cs), (g.b.rs, g.b.cs), g.accumulate)
 }
 
 /// Token indices grouped by table row, stable: `(order, starts, rows)` with group `i` holding the tokens
@@ -206,6 +219,26 @@ pub fn group_rows(index: &[u32], table_rows: usize) -> (Vec<u32>, Vec<u32>, Vec<
     (order, starts, rows)
 }
 
+/// Tokens summed by one block of the embedding gradient's first stage.
+const EMBED_CHUNK: u32 = 32;
+
+/// Splits each group `starts[g]..starts[g + 1]` of a grouped token list into chunks of at most `chunk`:
+/// `(chunk_start, chunk_end, group_chunk)`, group `g` owning chunks `group_chunk[g]..group_chunk[g + 1]`.
+pub fn chunk_groups(starts: &[u32], chunk: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let (mut cs, mut ce, mut gc) = (Vec::new(), Vec::new(), vec![0u32]);
+    for w in starts.windows(2) {
+        let mut q = w[0];
+        while q < w[1] {
+            let end = (q + chunk.max(1)).min(w[1]);
+            cs.push(q);
+            ce.push(end);
+            q = end;
+        }
+        gc.push(cs.len() as u32);
+    }
+    (cs, ce, gc)
+}
+
 /// Sequence starts that begin at 0, never decrease and end at `tokens`; returns the longest sequence.
 fn check_cu(cu: &[u32], tokens: usize, what: &str) -> Result<usize> {
     if cu.first() != Some(&0) || cu.last().map(|&n| n as usize) != Some(tokens) || cu.windows(2).any(|w| w[1] < w[0]) {
@@ -230,7 +263,15 @@ impl CudaBackend {
             params_bf16: Mem::default(),
             params_stale: true,
             scratch: Default::default(),
+            row_attention: false,
         })
+    }
+
+    /// Attention by the one-warp-per-row kernels (v0: slower, no scratch beyond per-row statistics)
+    /// instead of batched matrix products (v1).
+    pub fn with_row_attention(mut self) -> Self {
+        self.row_attention = true;
+        self
     }
 
     /// The GPU.
@@ -429,15 +470,6 @@ impl Backend for CudaBackend {
         let bias = g.bias.filter(|_| !g.accumulate);
         let ins = [g.a.buf.part(0, a_span), g.b.buf.part(0, b_span), bias.unwrap_or(g.a.buf.part(0, 0))];
         let (_, [c]) = self.call(ins, [g.c])?;
-        if let Some(bias) = bias {
-            if bias.len != g.n {
-                return Err(fail(format!("gemm: bias of {} for {} columns", bias.len, g.n)));
-            }
-            let (m, n) = (g.m as u64, to_u32("columns", g.n)?);
-            let b = self.ptr(bias)?;
-            self.launch("bias_rows", self.elementwise(g.m * g.n), Args::new().ptr(c).ptr(b).u64(m).u32(n))?;
-            shape.accumulate = true;
-        }
         // cuBLASLt's A is our right operand, its B our left
         let native = shape.lda % 8 == 0 && shape.ldb % 8 == 0 && shape.ldd % 4 == 0;
         let (a, b) = match g.precision {
@@ -451,9 +483,26 @@ impl Backend for CudaBackend {
                 (self.bf16_operand(g.b.buf, b_span, Scratch::OperandA)?, self.bf16_operand(g.a.buf, a_span, Scratch::OperandB)?)
             }
         };
+        let mut args = GemmArgs { a, b, d: c, bias: 0 };
+        if let Some(bias) = bias {
+            if bias.len != g.n {
+                return Err(fail(format!("gemm: bias of {} for {} columns", bias.len, g.n)));
+            }
+            let bp = self.ptr(bias)?;
+            // the bias epilogue when cuBLASLt has one for this product, else bias rows written first
+            let with = GemmShape { bias: true, ..shape };
+            let with_args = GemmArgs { bias: bp, ..args };
+            if self.blas.supports(&with, &with_args).map_err(dev)? {
+                (shape, args) = (with, with_args);
+            } else {
+                let (m, n) = (g.m as u64, to_u32("columns", g.n)?);
+                self.launch("bias_rows", self.elementwise(g.m * g.n), Args::new().ptr(c).ptr(bp).u64(m).u32(n))?;
+                shape.accumulate = true;
+            }
+        }
         // SAFETY: A and B span `b_span`/`a_span` elements of their type (checked above, or written into
-        // scratch of that size), D holds m × n f32 and overlaps neither (checked by `call`).
-        unsafe { self.blas.gemm(&self.gpu, &shape, &GemmArgs { a, b, d: c, bias: 0 }) }.map_err(dev)
+        // scratch of that size), D holds m × n f32 and overlaps neither (checked by `call`), the bias n f32.
+        unsafe { self.blas.gemm(&self.gpu, &shape, &args) }.map_err(dev)
     }
 
     fn bias_grad(&mut self, dy: Buf, db: Buf, width: usize) -> Result<()> {
@@ -498,16 +547,26 @@ impl Backend for CudaBackend {
             if groups == 0 {
                 continue;
             }
+            let (chunk_start, chunk_end, group_chunk) = chunk_groups(&starts, EMBED_CHUNK);
+            let chunks = chunk_start.len();
+            // one upload: order, chunk starts, chunk ends, group → chunks, group rows
             let mut all = order;
-            let (at_starts, at_rows) = (all.len(), all.len() + starts.len());
-            all.extend(&starts);
-            all.extend(&group_rows);
+            let mut at = Vec::new();
+            for part in [&chunk_start, &chunk_end, &group_chunk, &group_rows] {
+                at.push(all.len());
+                all.extend(part.iter());
+            }
             let base = self.scratch(Scratch::Groups, all.len(), 4)?;
             let buf = self.scratch[Scratch::Groups as usize].buf.as_ref().ok_or_else(|| fail("group scratch"))?;
             buf.upload(&self.gpu, Span { offset: 0, bytes: 4 * all.len() }, &all).map_err(dev)?;
+            let part = self.scratch(Scratch::Partials, chunks * w, 4)?;
             let ([dy], [g]) = self.call([e.dy], [table])?;
-            let args = Args::new().ptr(base).ptr(base + 4 * at_starts as u64).ptr(base + 4 * at_rows as u64).ptr(dy).ptr(g).u32(to_u32("groups", groups)?).u32(to_u32("width", w)?);
-            self.launch("embed_grad_rows", Grid { blocks: (to_u32("groups", groups)?, 1, 1), threads: ROW_THREADS, shared: 0 }, args)?;
+            let u = |i: usize| base + 4 * at[i] as u64;
+            let (uc, ug, uw) = (to_u32("chunks", chunks)?, to_u32("groups", groups)?, to_u32("width", w)?);
+            let args = Args::new().ptr(base).ptr(u(0)).ptr(u(1)).ptr(dy).ptr(part).u32(uc).u32(uw);
+            self.launch("embed_grad_chunks", Grid { blocks: (uc, 1, 1), threads: ROW_THREADS, shared: 0 }, args)?;
+            let args = Args::new().ptr(u(2)).ptr(u(3)).ptr(part).ptr(g).u32(ug).u32(uw);
+            self.launch("embed_grad_rows", Grid { blocks: (ug, 1, 1), threads: ROW_THREADS, shared: 0 }, args)?;
         }
         Ok(())
     }
@@ -593,40 +652,19 @@ impl Backend for CudaBackend {
     }
 
     fn attention(&mut self, a: &Attention) -> Result<()> {
-        let (d, seqs, longest) = self.attention_geometry(a, "attention")?;
-        if longest == 0 {
-            return Ok(());
+        if self.row_attention {
+            self.attention_rows(a)
+        } else {
+            self.attention_batched(a, false)
         }
-        let cu = self.ints_ptr(a.cu_seqlens)?;
-        let ([qkv], [ctx]) = self.call([a.qkv], [a.ctx])?;
-        let stride = d + a.padded_len;
-        let grid = self.attention_grid(a, seqs, longest, stride)?;
-        let (p, keep, drop) = drop_args(a.drop);
-        let args = Args::new().ptr(qkv).ptr(ctx).ptr(cu).u32(to_u32("heads", a.heads)?).u32(to_u32("width", a.width)?).u32(d as u32).f32(a.scale).u32(to_u32("padded length", a.padded_len)?);
-        self.launch("attn_fwd", grid, args.u64(a.drop.map_or(0, |(_, k)| k)).f32(p).f32(keep).i32(drop).u32(stride as u32))
     }
 
     fn attention_grad(&mut self, a: &Attention) -> Result<()> {
-        let Some(dqkv) = a.dqkv else { return Err(fail("attention gradient without a Q/K/V gradient buffer")) };
-        if dqkv.len != a.qkv.len {
-            return Err(fail("attention gradient: Q/K/V gradient shape differs"));
+        if self.row_attention {
+            self.attention_rows_grad(a)
+        } else {
+            self.attention_batched(a, true)
         }
-        let (d, seqs, longest) = self.attention_geometry(a, "attention gradient")?;
-        if longest == 0 {
-            return Ok(());
-        }
-        let tokens = a.ctx.len / a.width;
-        let stats = self.scratch(Scratch::Stats, 3 * tokens * a.heads, 4)?;
-        let cu = self.ints_ptr(a.cu_seqlens)?;
-        let ([qkv, dctx], [dq]) = self.call([a.qkv, a.ctx], [dqkv])?;
-        let stride = 2 * (d + a.padded_len);
-        let grid = self.attention_grid(a, seqs, longest, stride)?;
-        let (p, keep, drop) = drop_args(a.drop);
-        let key = a.drop.map_or(0, |(_, k)| k);
-        let args = Args::new().ptr(qkv).ptr(dctx).ptr(dq).ptr(stats).ptr(cu).u32(to_u32("heads", a.heads)?).u32(to_u32("width", a.width)?).u32(d as u32).f32(a.scale).u32(to_u32("padded length", a.padded_len)?);
-        let args = args.u64(key).f32(p).f32(keep).i32(drop).u32(stride as u32);
-        self.launch("attn_bwd_q", grid, args.clone())?;
-        self.launch("attn_bwd_kv", grid, args)
     }
 
     fn pool(&mut self, p: &Pooling) -> Result<()> {
@@ -668,13 +706,27 @@ impl Backend for CudaBackend {
     }
 
     fn grad_norm_sq(&mut self, grads: &[Buf]) -> Result<f64> {
+        let Some(first) = grads.first() else { return Ok(0.0) };
+        if grads.iter().any(|g| g.region != first.region) {
+            return Err(fail("gradient norm over buffers of several regions"));
+        }
+        if grads.len() > 65535 {
+            return Err(fail(format!("gradient norm over {} buffers (at most 65535)", grads.len())));
+        }
+        let mut seg = Vec::with_capacity(2 * grads.len());
+        for &g in grads {
+            self.ptr(g)?;
+            seg.extend([g.offset as u64, g.len as u64]);
+        }
+        // one launch: the segment list uploaded, one row of partials per segment
+        let list = self.scratch(Scratch::Segments, seg.len(), 8)?;
+        let buf = self.scratch[Scratch::Segments as usize].buf.as_ref().ok_or_else(|| fail("segment scratch"))?;
+        buf.upload(&self.gpu, Span { offset: 0, bytes: 8 * seg.len() }, &seg).map_err(dev)?;
         let per = NORM_BLOCKS as usize;
         let part = self.scratch(Scratch::Norms, grads.len() * per, 8)?;
-        for (i, &g) in grads.iter().enumerate() {
-            let ([x], []) = self.call([g], [])?;
-            let grid = Grid { blocks: (NORM_BLOCKS, 1, 1), threads: NORM_THREADS, shared: 0 };
-            self.launch("sum_sq_partials", grid, Args::new().ptr(x).u64(g.len as u64).ptr(part + 8 * (i * per) as u64))?;
-        }
+        let base = self.regions[slot(first.region)].base();
+        let grid = Grid { blocks: (NORM_BLOCKS, grads.len() as u32, 1), threads: NORM_THREADS, shared: 0 };
+        self.launch("sum_sq_segments", grid, Args::new().ptr(base).ptr(list).ptr(part))?;
         let mut host = vec![0f64; grads.len() * per];
         if let Some(b) = &self.scratch[Scratch::Norms as usize].buf {
             b.download(&self.gpu, Span { offset: 0, bytes: 8 * host.len() }, &mut host).map_err(dev)?;
@@ -712,6 +764,128 @@ fn drop_args(drop: Option<(f64, u64)>) -> (f32, f32, i32) {
 }
 
 impl CudaBackend {
+    /// Attention v0: one warp per (sequence, head, query row).
+    fn attention_rows(&mut self, a: &Attention) -> Result<()> {
+        let (d, seqs, longest) = self.attention_geometry(a, "attention")?;
+        if longest == 0 {
+            return Ok(());
+        }
+        let cu = self.ints_ptr(a.cu_seqlens)?;
+        let ([qkv], [ctx]) = self.call([a.qkv], [a.ctx])?;
+        let stride = d + a.padded_len;
+        let grid = self.attention_grid(a, seqs, longest, stride)?;
+        let (p, keep, drop) = drop_args(a.drop);
+        let args = Args::new().ptr(qkv).ptr(ctx).ptr(cu).u32(to_u32("heads", a.heads)?).u32(to_u32("width", a.width)?).u32(d as u32).f32(a.scale).u32(to_u32("padded length", a.padded_len)?);
+        self.launch("attn_fwd", grid, args.u64(a.drop.map_or(0, |(_, k)| k)).f32(p).f32(keep).i32(drop).u32(stride as u32))
+    }
+
+    /// Its backward: query rows, then key rows.
+    fn attention_rows_grad(&mut self, a: &Attention) -> Result<()> {
+        let Some(dqkv) = a.dqkv else { return Err(fail("attention gradient without a Q/K/V gradient buffer")) };
+        if dqkv.len != a.qkv.len {
+            return Err(fail("attention gradient: Q/K/V gradient shape differs"));
+        }
+        let (d, seqs, longest) = self.attention_geometry(a, "attention gradient")?;
+        if longest == 0 {
+            return Ok(());
+        }
+        let tokens = a.ctx.len / a.width;
+        let stats = self.scratch(Scratch::Stats, 3 * tokens * a.heads, 4)?;
+        let cu = self.ints_ptr(a.cu_seqlens)?;
+        let ([qkv, dctx], [dq]) = self.call([a.qkv, a.ctx], [dqkv])?;
+        let stride = 2 * (d + a.padded_len);
+        let grid = self.attention_grid(a, seqs, longest, stride)?;
+        let (p, keep, drop) = drop_args(a.drop);
+        let key = a.drop.map_or(0, |(_, k)| k);
+        let args = Args::new().ptr(qkv).ptr(dctx).ptr(dq).ptr(stats).ptr(cu).u32(to_u32("heads", a.heads)?).u32(to_u32("width", a.width)?).u32(d as u32).f32(a.scale).u32(to_u32("padded length", a.padded_len)?);
+        let args = args.u64(key).f32(p).f32(keep).i32(drop).u32(stride as u32);
+        self.launch("attn_bwd_q", grid, args.clone())?;
+        self.launch("attn_bwd_kv", grid, args)
+    }
+
+    /// Attention v1 forward (`grad` false: writes the context) or backward (reads the context's gradient,
+    /// writes the Q/K/V gradient): heads packed into [B·heads, L, d] blocks, strided-batched f32 products
+    /// (the CPU's attention precision in both modes), softmax rows one warp each.
+    fn attention_batched(&mut self, a: &Attention, grad: bool) -> Result<()> {
+        let what = if grad { "attention gradient" } else { "attention" };
+        let dqkv = match (grad, a.dqkv) {
+            (true, None) => return Err(fail("attention gradient without a Q/K/V gradient buffer")),
+            (true, Some(b)) if b.len != a.qkv.len => return Err(fail("attention gradient: Q/K/V gradient shape differs")),
+            (_, b) => b,
+        };
+        let (d, seqs, longest) = self.attention_geometry(a, what)?;
+        if longest == 0 {
+            return Ok(());
+        }
+        let (h, heads, l) = (a.width, a.heads, longest);
+        let bh = seqs * heads;
+        // block sizes rounded to 64 floats (256 bytes) so every block starts aligned
+        let (hd, ll) = ((bh * l * d).next_multiple_of(64), (bh * l * l).next_multiple_of(64));
+        let need = if grad { 7 * hd + 3 * ll } else { 4 * hd + ll };
+        let base = self.scratch(Scratch::Attn, need, 4)?;
+        let at = |floats: usize| base + 4 * floats as u64;
+        let (q, k, v) = (at(0), at(hd), at(2 * hd));
+        let cu = self.ints_ptr(a.cu_seqlens)?;
+        let (ins, outs) = if grad { ([a.qkv, a.ctx], [dqkv.unwrap_or(a.ctx)]) } else { ([a.qkv, a.qkv], [a.ctx]) };
+        let ([qkv, ctx], [out]) = self.call(ins, outs)?;
+        let (u_heads, u_d, u_l) = (to_u32("heads", heads)?, to_u32("head size", d)?, to_u32("length", l)?);
+        let blocks = (bh * l * d) as u64;
+        let pack = |this: &Self, src: u64, row: usize, dst: u64| {
+            this.launch("heads_pack", this.elementwise(bh * l * d), Args::new().ptr(src).u64(row as u64).ptr(dst).ptr(cu).u32(u_heads).u32(u_d).u32(u_l).u64(blocks))
+        };
+        pack(self, qkv, 3 * h, q)?;
+        pack(self, qkv + 4 * h as u64, 3 * h, k)?;
+        pack(self, qkv + 8 * h as u64, 3 * h, v)?;
+        let s = at(if grad { 4 * hd } else { 3 * hd });
+        let (ld, ll_s) = (l * d, l * l);
+        // scores S = Q Kᵀ
+        self.batched(l, l, d, (q, d, 1), (k, 1, d), s, bh, [ld, ld, ll_s])?;
+        let (p, keep, drop) = drop_args(a.drop);
+        let key = a.drop.map_or(0, |(_, k)| k);
+        let rows = (bh * l) as u64;
+        let grid = self.warp_grid(bh * l)?;
+        let padded = to_u32("padded length", a.padded_len)?;
+        let softmax = |this: &Self, pd: u64| {
+            this.launch("attn_softmax", grid, Args::new().ptr(s).ptr(pd).ptr(cu).u32(u_heads).u32(u_l).f32(a.scale).u32(padded).u64(key).f32(p).f32(keep).i32(drop).u64(rows))
+        };
+        let unpack = |this: &Self, src: u64, dst: u64, row: usize| {
+            this.launch("heads_unpack", this.elementwise(bh * l * d), Args::new().ptr(src).ptr(dst).u64(row as u64).ptr(cu).u32(u_heads).u32(u_d).u32(u_l).u64(blocks))
+        };
+        if !grad {
+            // P̃ in place, then O = P̃ V
+            softmax(self, 0)?;
+            let o = at(3 * hd + ll);
+            self.batched(l, d, l, (s, l, 1), (v, d, 1), o, bh, [ll_s, ld, ld])?;
+            return unpack(self, o, out, h);
+        }
+        let (dout, pd, dp) = (at(3 * hd), at(4 * hd + ll), at(4 * hd + 2 * ll));
+        let (dq, dk, dv) = (at(4 * hd + 3 * ll), at(5 * hd + 3 * ll), at(6 * hd + 3 * ll));
+        pack(self, ctx, h, dout)?;
+        softmax(self, pd)?;
+        // dV = P̃ᵀ dO, dP̃ = dO Vᵀ
+        self.batched(l, d, l, (pd, 1, l), (dout, d, 1), dv, bh, [ll_s, ld, ld])?;
+        self.batched(l, l, d, (dout, d, 1), (v, 1, d), dp, bh, [ld, ld, ll_s])?;
+        self.launch("attn_softmax_bwd", grid, Args::new().ptr(s).ptr(dp).ptr(cu).u32(u_heads).u32(u_l).f32(a.scale).u32(padded).u64(key).f32(p).f32(keep).i32(drop).u64(rows))?;
+        // dQ = dS K, dK = dSᵀ Q
+        self.batched(l, d, l, (dp, l, 1), (k, d, 1), dq, bh, [ll_s, ld, ld])?;
+        self.batched(l, d, l, (dp, 1, l), (q, d, 1), dk, bh, [ll_s, ld, ld])?;
+        unpack(self, dq, out, 3 * h)?;
+        unpack(self, dk, out + 4 * h as u64, 3 * h)?;
+        unpack(self, dv, out + 8 * h as u64, 3 * h)
+    }
+
+    /// `batch` row-major f32 products `c_i (m × n) = a_i (m × k) · b_i (k × n)` on scratch addresses,
+    /// operands `(address, row stride, column stride)`, consecutive products `strides` (a, b, c) apart.
+    #[allow(clippy::too_many_arguments)]
+    fn batched(&mut self, m: usize, n: usize, k: usize, a: (u64, usize, usize), b: (u64, usize, usize), c: u64, batch: usize, strides: [usize; 3]) -> Result<()> {
+        let (mut shape, _, _) = lt_raw(m, n, k, (a.1, a.2), (b.1, b.2), false).map_err(|e| fail(format!("attention product: {e}")))?;
+        shape.batch = batch as u64;
+        // cuBLASLt's A is our b
+        shape.strides = [strides[1] as u64, strides[0] as u64, strides[2] as u64];
+        // SAFETY: the callers pass blocks of the attention scratch sized for `batch` products of these shapes.
+        unsafe { self.blas.gemm(&self.gpu, &shape, &GemmArgs { a: b.0, b: a.0, d: c, bias: 0 }) }.map_err(dev)
+    }
+
     /// The packed-row map of a token dropout (0 for dense counters), checked against the rows.
     fn prow(&self, d: &Dropout, rows: usize) -> Result<u64> {
         match d.index {
@@ -760,6 +934,7 @@ impl CudaBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::backend::Operand;
 
     /// What cuBLASLt computes for a column-major shape: D (m × n, ld ldd) = op(A) · op(B) (+ D).
     fn column_major(s: &GemmShape, a: &[f32], b: &[f32], d: &mut [f32]) {
@@ -804,6 +979,18 @@ mod tests {
         // a strided operand that is neither row- nor column-major is refused
         let odd = Gemm { m, n, k, a: Operand { buf: buf(100), rs: 2, cs: 3 }, b: Operand::rows(buf(k * n), n), c: buf(m * n), accumulate: false, bias: None, precision: Precision::F32 };
         assert!(lt_shape(&odd).is_err());
+    }
+
+    #[test]
+    fn groups_split_into_chunks_in_order() {
+        // groups of 3, 0 (none here: starts are of non-empty groups), 70 and 1 tokens, chunks of 32
+        let (cs, ce, gc) = chunk_groups(&[0, 3, 73, 74], 32);
+        assert_eq!(cs, vec![0, 3, 35, 67, 73]);
+        assert_eq!(ce, vec![3, 35, 67, 73, 74]);
+        assert_eq!(gc, vec![0, 1, 4, 5]);
+        let (cs, _, gc) = chunk_groups(&[0], 32);
+        assert!(cs.is_empty());
+        assert_eq!(gc, vec![0]);
     }
 
     #[test]

@@ -205,7 +205,7 @@ impl Worst {
 fn compare<B: Backend>(device: impl FnOnce() -> Result<B>, name: &str, precision: Precision, data: &[Batch], accum: usize, tol: [f64; 4], progress: &mut dyn FnMut(&str)) -> Result<Vec<EngineCheck>> {
     let case = format!("{name} {}", precision.name());
     progress(&format!("engine on the GPU vs the CPU: {case}, {} micro-batches", data.len()));
-    let model = model(&config(name), precision, name)?;
+    let model = model(&config(name.split(',').next().unwrap_or(name)), precision, "compare")?;
     let adam = AdamWConfig { weight_decay: 0.01, ..Default::default() };
     let mut cpu = Engine::new(&model, CpuBackend::new(), adam)?;
     let mut gpu = Engine::new(&model, device()?, adam)?;
@@ -253,6 +253,34 @@ fn compare<B: Backend>(device: impl FnOnce() -> Result<B>, name: &str, precision
         progress(&format!("{}  {case}: {} max rel {:.2e} ({}) ≤ {:.0e}", if r.passed { "ok  " } else { "FAIL" }, r.what, r.max_rel, r.worst, r.tolerance));
     }
     Ok(rows.into_iter().collect())
+}
+
+/// Two engines on `device` trained on the same data: every weight and gradient must have the same bits
+/// (fixed-order reductions, cached cuBLASLt algorithms, counter-based dropout).
+fn repeat<B: Backend>(device: impl Fn() -> Result<B>, name: &str, precision: Precision, data: &[Batch], accum: usize, progress: &mut dyn FnMut(&str)) -> Result<EngineCheck> {
+    let case = format!("{name} {}", precision.name());
+    let model = model(&config(name), precision, "repeat")?;
+    let adam = AdamWConfig { weight_decay: 0.01, ..Default::default() };
+    let mut runs = Vec::new();
+    for _ in 0..2 {
+        let mut e = Engine::new(&model, device()?, adam)?;
+        let mut state = Vec::new();
+        for (micro, b) in data.iter().enumerate() {
+            state.push(e.train_micro(b, Mode::train(3, micro as u64), None, 1.0 / accum as f64)?.loss.to_bits());
+            if (micro + 1) % accum == 0 {
+                state.push(e.apply_update(1e-4, Some(1.0))?.to_bits());
+            }
+        }
+        let mut bits = Vec::new();
+        for s in e.layout().segments.clone() {
+            bits.extend(e.tensor(Region::Params, &s.name)?.iter().map(|v| v.to_bits()));
+        }
+        runs.push((state, bits));
+    }
+    let differ = runs[0].1.iter().zip(&runs[1].1).filter(|(a, b)| a != b).count() + usize::from(runs[0].0 != runs[1].0);
+    let check = EngineCheck { case, what: format!("two runs, same bits (losses, norms, {} weights)", runs[0].1.len()), max_rel: differ as f64, worst: format!("{differ} values differ"), tolerance: 0.0, passed: differ == 0 };
+    progress(&format!("{}  {}: {}: {}", if check.passed { "ok  " } else { "FAIL" }, check.case, check.what, check.worst));
+    Ok(check)
 }
 
 fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
@@ -336,23 +364,36 @@ pub fn run(opts: &EngineOptions, progress: &mut dyn FnMut(&str)) -> Result<Engin
     let t0 = Instant::now();
     let mut report = EngineReport::default();
     // the tiny model: mixed lengths 2..=13, gradient accumulation 2, dropout on, 3 updates
-    let gpu = || CudaBackend::new(opts.device);
     let tiny = tiny_batches();
     // bert-base widths: 8 sequences of 23..128 tokens, one update
     let base = batches(1, 8, 30522, |_, r| 128 - 15 * r);
     // bf16: the same rounded operands, but a last-bit difference upstream can flip a later rounding
-    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 4] = [
+    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 5] = [
         ("tiny", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
         ("tiny", Precision::Bf16, &tiny, 2, [1e-2, 5e-2, 1e-2, 2e-3]),
         ("bert-base", Precision::F32, &base, 1, [1e-4, 1e-3, 1e-4, 1e-4]),
         ("bert-base", Precision::Bf16, &base, 1, [1e-2, 5e-2, 1e-2, 2e-3]),
+        // attention v0 (one warp per row), the backend's other attention
+        ("tiny, row attention", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
     ];
     // each case on its own: one failing does not hide what the others find
     for (name, precision, data, accum, tol) in cases {
-        match compare(gpu, name, precision, data, accum, tol, progress) {
+        let rows = name.ends_with("row attention");
+        let device = || CudaBackend::new(opts.device).map(|b| if rows { b.with_row_attention() } else { b });
+        match compare(device, name, precision, data, accum, tol, progress) {
             Ok(checks) => report.checks.extend(checks),
             Err(e) => {
                 let line = format!("comparison {name} {}: {}", precision.name(), causes(&e));
+                progress(&line);
+                report.errors.push(line);
+            }
+        }
+    }
+    for (name, precision, data, accum) in [("tiny", Precision::Bf16, &tiny, 2), ("bert-base", Precision::Bf16, &base, 1)] {
+        match repeat(|| CudaBackend::new(opts.device), name, precision, data, accum, progress) {
+            Ok(check) => report.checks.push(check),
+            Err(e) => {
+                let line = format!("repeat {name}: {}", causes(&e));
                 progress(&line);
                 report.errors.push(line);
             }
@@ -404,6 +445,8 @@ mod tests {
                 assert!(c.passed && c.max_rel == 0.0, "{c:?}");
             }
             assert!(checks[4].what.contains("after 3 updates"), "{:?}", checks[4]);
+            let again = repeat(|| Ok(CpuBackend::new()), "tiny", precision, &tiny_batches(), 2, &mut |_| {}).expect("repeat");
+            assert!(again.passed && again.max_rel == 0.0, "{again:?}");
         }
     }
 }
