@@ -221,13 +221,19 @@ pub struct TrainArgs {
     #[arg(long, value_name = "auto|graph|fused")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// Where to compute: auto (a CUDA GPU when this binary has CUDA support and the machine has one, else
+    /// the CPU), cpu, cuda or cuda:N [default: auto]. On a GPU the engine trains, with bf16 precision unless
+    /// --precision says otherwise. May change on --resume (the run continues, not bit-identical).
+    #[arg(long, value_name = "auto|cpu|cuda[:N]")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// Repeat the run once per seed (e.g. 1,2,3) into RUN_DIR/seed-S and report mean ± std.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seeds: Option<String>,
     /// Continue the run in RUN_DIR from its newest valid checkpoint, with its saved configuration.
-    /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size, --engine and
-    /// --threads may change.
+    /// Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size, --engine,
+    /// --device and --threads may change.
     #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["overwrite", "config"])]
     #[serde(skip)]
     pub resume: Option<PathBuf>,
@@ -292,6 +298,10 @@ pub struct EvalArgs {
     /// fused (the engine, on packed tokens).
     #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
+    /// Where to compute: auto (a CUDA GPU when this binary has CUDA support and the machine has one, else
+    /// the CPU), cpu, cuda or cuda:N.
+    #[arg(long, value_name = "auto|cpu|cuda[:N]", default_value = "auto", value_parser = bertfit::runtime::Accelerator::parse)]
+    pub device: bertfit::runtime::Accelerator,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -331,6 +341,10 @@ pub struct PredictArgs {
     /// fused (the engine, on packed tokens).
     #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
+    /// Where to compute: auto (a CUDA GPU when this binary has CUDA support and the machine has one, else
+    /// the CPU), cpu, cuda or cuda:N.
+    #[arg(long, value_name = "auto|cpu|cuda[:N]", default_value = "auto", value_parser = bertfit::runtime::Accelerator::parse)]
+    pub device: bertfit::runtime::Accelerator,
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
@@ -356,6 +370,9 @@ pub struct BenchArgs {
     /// backward, packed tokens).
     #[arg(long, default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
     pub engine: bertfit::runtime::EnginePath,
+    /// cpu, cuda or cuda:N (the engine on a GPU), or auto (a GPU when this binary can use one).
+    #[arg(long, value_name = "auto|cpu|cuda[:N]", default_value = "cpu", value_parser = bertfit::runtime::Accelerator::parse)]
+    pub device: bertfit::runtime::Accelerator,
     /// With --engine fused: print where the timed steps' time went, per op and matrix-product shape.
     #[arg(long)]
     pub profile: bool,

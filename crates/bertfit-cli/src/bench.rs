@@ -8,7 +8,8 @@ use bertfit::batch::Batch;
 use bertfit::model::random::write_random_model;
 use bertfit::model::{BertConfig, Classifier, Freeze, Inputs, LoadOptions, Mode, ModelFolder};
 use bertfit::rng;
-use bertfit::engine::cpu::CpuBackend;
+use bertfit::engine::backend::Backend;
+use bertfit::engine::device::{backend_for, check_graph_on};
 use bertfit::engine::timed::Timed;
 use bertfit::engine::Engine;
 use bertfit::runtime::{EnginePath, Runtime};
@@ -76,11 +77,16 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
     let params = model.params().num_params();
     let dtype = rt.precision().name();
     let path = a.engine.resolve(model.engine_covers());
-    println!("bertfit size={} mode={} dtype={dtype} engine={} params={params} threads={}", a.size, a.mode, path.name(), rt.threads());
+    println!("bertfit size={} mode={} dtype={dtype} engine={} device={} params={params} threads={}", a.size, a.mode, path.name(), rt.accelerator().name(), rt.threads());
+    // on a GPU each call is waited for when profiling, so the table shows each op's own time
+    let timed = |b| if rt.accelerator().is_cuda() && a.profile { Timed::synced(b) } else { Timed::new(b) };
     let mut engine = match path {
-        EnginePath::Fused if a.mode == "infer" => Some(Engine::for_inference(&model, Timed::new(CpuBackend::new()))?),
-        EnginePath::Fused => Some(Engine::new(&model, Timed::new(CpuBackend::new()), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
-        EnginePath::Graph | EnginePath::Auto => None,
+        EnginePath::Fused if a.mode == "infer" => Some(Engine::for_inference(&model, timed(backend_for(rt)?))?),
+        EnginePath::Fused => Some(Engine::new(&model, timed(backend_for(rt)?), AdamWConfig { weight_decay: 0.01, ..Default::default() })?),
+        EnginePath::Graph | EnginePath::Auto => {
+            check_graph_on(rt, "bench-step")?;
+            None
+        }
     };
     let (warmup, steps) = (2, a.steps);
     let table: Vec<usize> = match &a.lengths {
@@ -111,6 +117,9 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
                     })?,
                     None => trainer::step(&model, &mut opt, &b, i as u64, &cfg, None, Some(2e-5))?.loss,
                 };
+                if let Some(e) = engine.as_mut() {
+                    e.backend_mut().sync()?;
+                }
                 let ms = t0.elapsed().as_secs_f64() * 1e3;
                 println!("step {i} loss {l:.4} {ms:.1} ms");
                 if i >= warmup {
@@ -155,7 +164,7 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
 }
 
 /// The per-op table of the timed steps: ms per step, share of the step, calls per step, GFLOP/s.
-fn print_profile(t: &Timed<CpuBackend>, total_ms: f64, steps: usize) {
+fn print_profile<B: Backend>(t: &Timed<B>, total_ms: f64, steps: usize) {
     let steps = steps.max(1) as f64;
     let mut rows: Vec<_> = t.table().iter().collect();
     rows.sort_by_key(|r| std::cmp::Reverse(r.1.total));

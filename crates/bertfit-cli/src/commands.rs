@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::BenchStep(a) => crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision).with_engine(a.engine)),
+        Command::BenchStep(a) => crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision).with_engine(a.engine).with_accelerator(a.device)),
         Command::BenchGemm(a) => crate::bench::gemm_roofline(&a),
         Command::GpuSelftest(a) => crate::gpu::selftest(&a),
     }
@@ -142,8 +142,9 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
 }
 
 /// Loads the models of `eval`/`predict`, saying what loading adjusted.
-fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>, engine: bertfit::runtime::EnginePath) -> Result<Ensemble> {
-    let ensemble = Ensemble::load(models, &runtime(threads)?.with_engine(engine), precision, max_len)?;
+fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>, engine: bertfit::runtime::EnginePath, device: bertfit::runtime::Accelerator) -> Result<Ensemble> {
+    bertfit::engine::device::check_device(device)?;
+    let ensemble = Ensemble::load(models, &runtime(threads)?.with_engine(engine).with_accelerator(device), precision, max_len)?;
     for note in ensemble.notes() {
         eprintln!("warning: {note}");
     }
@@ -151,7 +152,7 @@ fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<be
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine)?;
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, a.device)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
     let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
@@ -204,7 +205,7 @@ fn eval(a: &EvalArgs) -> Result<()> {
 }
 
 fn predict(a: &PredictArgs) -> Result<()> {
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine)?;
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, a.device)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();

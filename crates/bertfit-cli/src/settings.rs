@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use bertfit::model::kernels::Precision;
+use bertfit::runtime::Accelerator;
 use bertfit::model::{Activation, HeadConfig, Pooling};
 use bertfit::train::schedule::ScheduleKind;
 use bertfit::train::{ClassWeights, DataConfig, RunConfig, TrainConfig};
@@ -71,6 +72,11 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
             other => return Err(Error::config("pooling", format!("`{other}`: expected cls or mean"))),
         };
     }
+    let device = match &a.device {
+        Some(text) => Accelerator::parse(text).map_err(|e| Error::config("device", e))?,
+        None => d.device,
+    };
+    bertfit::engine::device::check_device(device)?;
     let train = TrainConfig {
         epochs: a.epochs.unwrap_or(d.epochs),
         batch_size: a.batch_size.unwrap_or(d.batch_size),
@@ -100,12 +106,15 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         keep_checkpoints: a.keep_checkpoints.unwrap_or(d.keep_checkpoints),
         precision: match &a.precision {
             Some(p) => Precision::parse(p).map_err(|e| Error::config("precision", e))?,
+            // a new run on a GPU computes in bf16 unless told otherwise (design: bf16 mixed precision)
+            None if base.is_none() && device.resolve().is_cuda() => Precision::Bf16,
             None => d.precision,
         },
         engine: match &a.engine {
             Some(e) => bertfit::runtime::EnginePath::parse(e).map_err(|e| Error::config("engine", e))?,
             None => d.engine,
         },
+        device,
     };
     let dd = base.map(|b| b.data.clone()).unwrap_or_default();
     let data = DataConfig {
@@ -127,7 +136,7 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
 }
 
 /// Options that may differ from the saved configuration when resuming.
-const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size", "engine"];
+const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size", "engine", "device"];
 
 /// Reads `RUN_DIR/run_config.json` and applies the flags given with `--resume`, refusing any that would
 /// change the meaning of the run.
@@ -161,7 +170,7 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
         return Err(Error::config(
             "resume",
             format!(
-                "these flags would change the run being resumed: {}. Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size and --engine may change",
+                "these flags would change the run being resumed: {}. Only --epochs, --max-steps, --save-every-steps, --keep-checkpoints, --eval-batch-size, --engine and --device may change",
                 changed.join("; ")
             ),
         ));
@@ -173,6 +182,14 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
             "warning: resuming a run trained with --engine {} on --engine {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
             saved.train.engine.name(),
             new.train.engine.name()
+        );
+    }
+    // saved configs record the device that ran (never auto)
+    if new.train.device.resolve() != saved.train.device.resolve() {
+        eprintln!(
+            "warning: resuming a run trained on --device {} on --device {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
+            saved.train.device.name(),
+            new.train.device.resolve().name()
         );
     }
     new.output = run_dir.to_path_buf();

@@ -162,6 +162,10 @@ fn config_file_is_read_and_flags_override_it() {
     assert_eq!(saved["train"]["batch_size"], 6, "file value used");
     assert_eq!(saved["train"]["scheduler"]["kind"], "cosine");
     assert_eq!(saved["train"]["head"]["hidden"], serde_json::json!([8]));
+    // the device that ran is recorded, never `auto` (no GPU in this build or on this machine: the CPU)
+    if !cfg!(feature = "cuda") {
+        assert_eq!(saved["train"]["device"], "cpu");
+    }
 }
 
 fn assert_user_error(o: &Output, needles: &[&str]) {
@@ -212,6 +216,14 @@ fn bad_input_gives_clear_errors_and_exit_code_2() {
     assert_user_error(&o, &["id2label"]);
     // Bad usage is exit code 2 as well (clap).
     assert_eq!(run(&["train", "--epochs", "many"]).status.code(), Some(2));
+    // Devices: a misspelt one names the flag; CUDA in a build without it says how to get it.
+    assert_user_error(&with(&[("--device", "tpu")]), &["device", "tpu", "cuda:N"]);
+    assert_eq!(run(&["predict", "--model", p(&out.join("best")), "--text", "x", "--device", "tpu"]).status.code(), Some(2));
+    if !cfg!(feature = "cuda") {
+        assert_user_error(&with(&[("--device", "cuda")]), &["cuda:0", "without CUDA support", "--device cpu"]);
+        let o = run(&["predict", "--model", p(&out.join("best")), "--text", "x", "--device", "cuda:1", "--quiet"]);
+        assert_user_error(&o, &["cuda:1", "without CUDA support"]);
+    }
 }
 
 /// Negative, zero or out-of-range numbers are usage errors that name the flag and the allowed range

@@ -82,6 +82,80 @@ impl EnginePath {
     }
 }
 
+/// Where the engine computes: `auto` (a CUDA GPU when this binary has CUDA support and the machine has
+/// one, else the CPU), the CPU, or CUDA device N. Saved in run configurations by name (`cuda:0`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Accelerator {
+    /// The GPU when there is one this binary can use, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA device N.
+    Cuda(usize),
+}
+
+impl Accelerator {
+    /// Parses `auto`, `cpu`, `cuda` (device 0) or `cuda:N`.
+    pub fn parse(s: &str) -> std::result::Result<Accelerator, String> {
+        match s {
+            "auto" => Ok(Accelerator::Auto),
+            "cpu" => Ok(Accelerator::Cpu),
+            "cuda" | "gpu" => Ok(Accelerator::Cuda(0)),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(Accelerator::Cuda(n)),
+                _ => Err(format!("`{other}`: expected auto, cpu, cuda or cuda:N (N a device number)")),
+            },
+        }
+    }
+    /// `auto`, `cpu` or `cuda:N`.
+    pub fn name(self) -> String {
+        match self {
+            Accelerator::Auto => "auto".into(),
+            Accelerator::Cpu => "cpu".into(),
+            Accelerator::Cuda(n) => format!("cuda:{n}"),
+        }
+    }
+    /// The device that runs: `Auto` becomes CUDA device 0 when [`cuda_available`], else the CPU.
+    pub fn resolve(self) -> Accelerator {
+        match self {
+            Accelerator::Auto if cuda_available() => Accelerator::Cuda(0),
+            Accelerator::Auto => Accelerator::Cpu,
+            other => other,
+        }
+    }
+    /// Whether this is a GPU.
+    pub fn is_cuda(self) -> bool {
+        matches!(self, Accelerator::Cuda(_))
+    }
+}
+
+impl serde::Serialize for Accelerator {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.name())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Accelerator {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Accelerator::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// True when this binary has CUDA kernels and the machine has a GPU its driver reports (what `--device
+/// auto` asks; never fails: a missing driver means no).
+pub fn cuda_available() -> bool {
+    #[cfg(feature = "cuda")]
+    {
+        bertfit_cuda::has_kernels() && bertfit_cuda::gpu_present()
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        false
+    }
+}
+
 /// What a layer needs to know to compute: recorded by each layer when it is built, so forward and
 /// backward use the same arithmetic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,6 +177,8 @@ impl Default for Exec {
 #[derive(Clone)]
 pub struct Runtime {
     device: Device,
+    /// Where the engine computes (the candle graph is always on `device`, the CPU).
+    accelerator: Accelerator,
     exec: Exec,
     engine: EnginePath,
     pool: Option<Arc<rayon::ThreadPool>>,
@@ -110,7 +186,7 @@ pub struct Runtime {
 
 impl std::fmt::Debug for Runtime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime").field("device", &self.device).field("exec", &self.exec).field("engine", &self.engine).field("threads", &self.threads()).finish()
+        f.debug_struct("Runtime").field("device", &self.device).field("accelerator", &self.accelerator).field("exec", &self.exec).field("engine", &self.engine).field("threads", &self.threads()).finish()
     }
 }
 
@@ -123,7 +199,7 @@ impl Default for Runtime {
 impl Runtime {
     /// The CPU, f32, fused kernels, rayon's default pool.
     pub fn cpu() -> Self {
-        Runtime { device: Device::Cpu, exec: Exec::default(), engine: EnginePath::Auto, pool: None }
+        Runtime { device: Device::Cpu, accelerator: Accelerator::Cpu, exec: Exec::default(), engine: EnginePath::Auto, pool: None }
     }
 
     /// Runs compute on a pool of its own with `threads` workers (0 keeps rayon's default pool).
@@ -139,6 +215,17 @@ impl Runtime {
             .map_err(|e| Error::Backend(Box::new(e)))?;
         self.pool = Some(Arc::new(pool));
         Ok(self)
+    }
+
+    /// With the engine computing on `accelerator` (resolved: `auto` picks here).
+    pub fn with_accelerator(mut self, accelerator: Accelerator) -> Self {
+        self.accelerator = accelerator.resolve();
+        self
+    }
+
+    /// Where the engine computes (never `Auto`).
+    pub fn accelerator(&self) -> Accelerator {
+        self.accelerator
     }
 
     /// The same runtime on another training and inference path.

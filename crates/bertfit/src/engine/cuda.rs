@@ -113,6 +113,10 @@ pub struct CudaBackend {
     row_attention: bool,
 }
 
+// SAFETY: the backend is used by one thread at a time (`&mut self`); CUDA driver and cuBLASLt handles may
+// be used from any thread once the context is current, which every entry point makes it (`call`, `bind`).
+unsafe impl Send for CudaBackend {}
+
 fn slot(r: Region) -> usize {
     match r {
         Region::Params => 0,
@@ -290,6 +294,8 @@ impl CudaBackend {
 
     /// Addresses of a call's inputs and outputs, after checking that no output overlaps another buffer.
     fn call<const I: usize, const O: usize>(&mut self, ins: [Buf; I], outs: [Buf; O]) -> Result<([u64; I], [u64; O])> {
+        // the caller's thread may differ from the last call's (a worker pool): make our context current
+        self.gpu.bind().map_err(dev)?;
         if let Some(o) = first_overlap(&ins, &outs) {
             return Err(fail(format!("output {o:?} overlaps another buffer of the call")));
         }
@@ -393,6 +399,7 @@ impl CudaBackend {
 
 impl Backend for CudaBackend {
     fn reserve(&mut self, region: Region, len: usize) -> Result<()> {
+        self.gpu.bind().map_err(dev)?;
         let m = &mut self.regions[slot(region)];
         if m.len >= len && m.buf.is_some() {
             return Ok(());
@@ -417,6 +424,7 @@ impl Backend for CudaBackend {
     }
 
     fn reserve_ints(&mut self, len: usize) -> Result<()> {
+        self.gpu.bind().map_err(dev)?;
         if self.ints_host.len() >= len && self.ints.buf.is_some() {
             return Ok(());
         }
@@ -439,6 +447,7 @@ impl Backend for CudaBackend {
     }
 
     fn upload_ints(&mut self, dst: Ints, src: &[u32]) -> Result<()> {
+        self.gpu.bind().map_err(dev)?;
         if dst.len != src.len() {
             return Err(fail(format!("upload of {} integers into {dst:?}", src.len())));
         }
@@ -449,6 +458,7 @@ impl Backend for CudaBackend {
     }
 
     fn download(&mut self, src: Buf, dst: &mut [f32]) -> Result<()> {
+        self.gpu.bind().map_err(dev)?;
         if src.len != dst.len() {
             return Err(fail(format!("download of {src:?} into {} elements", dst.len())));
         }
@@ -706,6 +716,7 @@ impl Backend for CudaBackend {
     }
 
     fn grad_norm_sq(&mut self, grads: &[Buf]) -> Result<f64> {
+        self.gpu.bind().map_err(dev)?;
         let Some(first) = grads.first() else { return Ok(0.0) };
         if grads.iter().any(|g| g.region != first.region) {
             return Err(fail("gradient norm over buffers of several regions"));
@@ -747,6 +758,7 @@ impl Backend for CudaBackend {
     }
 
     fn sync(&mut self) -> Result<()> {
+        self.gpu.bind().map_err(dev)?;
         self.gpu.synchronize().map_err(dev)
     }
 

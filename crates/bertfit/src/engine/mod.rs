@@ -17,6 +17,7 @@ mod schedule;
 pub mod timed;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod device;
 #[cfg(feature = "cuda")]
 pub mod gpu_engine;
 #[cfg(feature = "cuda")]

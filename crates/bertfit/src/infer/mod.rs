@@ -41,7 +41,7 @@ impl Predictor {
         let precision = match (precision, meta.as_ref().map(|m| m.precision)) {
             (Some(p), _) => p,
             // the saved precision, unless it is bf16 on a CPU that would only emulate it (slower than f32)
-            (None, Some(Precision::Bf16)) if rt.device().is_cpu() && !crate::model::kernels::bf16::native() => {
+            (None, Some(Precision::Bf16)) if !rt.accelerator().is_cuda() && !crate::model::kernels::bf16::native() => {
                 notes.push(format!(
                     "{}: trained in bf16, predicting in f32: this CPU has no AVX512-BF16, where bf16 only rounds operands on the f32 kernels and runs slower (--precision bf16 to insist)",
                     folder.config.parent().unwrap_or(folder.config.as_path()).display()

@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 
 use crate::batch;
-use crate::engine::cpu::CpuBackend;
+use crate::engine::device::{backend_for, check_graph_on};
 use crate::engine::Engine;
 use crate::runtime::EnginePath;
 use crate::error::Result;
@@ -31,8 +31,11 @@ pub fn probabilities(
     let rt = model.runtime();
     // the engine path computes on its own copy of the weights, made once per call
     let mut engine = match model.engine_path() {
-        EnginePath::Fused if model.engine_covers() => Some(Engine::for_inference(model, CpuBackend::new())?),
-        _ => None,
+        EnginePath::Fused if model.engine_covers() => Some(Engine::for_inference(model, backend_for(rt)?)?),
+        _ => {
+            check_graph_on(rt, "prediction")?;
+            None
+        }
     };
     for (i, idx) in plan.iter().enumerate() {
         let b = batch::collate(encoded, idx, None, pad);

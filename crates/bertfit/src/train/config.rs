@@ -9,7 +9,7 @@ use super::schedule::ScheduleKind;
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
 use crate::model::kernels::Precision;
-use crate::runtime::EnginePath;
+use crate::runtime::{Accelerator, EnginePath};
 use crate::model::HeadConfig;
 
 /// Per-class loss weights.
@@ -109,6 +109,14 @@ pub struct TrainConfig {
     /// it was trained on the graph (before the engine existed), so it reads as `graph`.
     #[serde(default = "graph_path")]
     pub engine: EnginePath,
+    /// Where the engine computes: auto (a CUDA GPU when the binary has CUDA support and one is present),
+    /// cpu, or cuda:N. A saved run configuration without it was trained on the CPU.
+    #[serde(default = "cpu_device")]
+    pub device: Accelerator,
+}
+
+fn cpu_device() -> Accelerator {
+    Accelerator::Cpu
 }
 
 fn graph_path() -> EnginePath {
@@ -143,6 +151,7 @@ impl Default for TrainConfig {
             keep_checkpoints: 2,
             precision: Precision::F32,
             engine: EnginePath::Auto,
+            device: Accelerator::Auto,
         }
     }
 }

@@ -206,11 +206,14 @@ pub fn run(cfg: &RunConfig, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Res
 pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, obs: &mut dyn Observer) -> Result<RunSummary> {
     cfg.validate()?;
     let tc = &cfg.train;
-    let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision).with_engine(tc.engine);
-    if tc.precision == crate::runtime::Precision::Bf16 && runtime.device().is_cpu() && !crate::model::kernels::bf16::native() {
+    let runtime = opts.runtime.cloned().unwrap_or_default().with_precision(tc.precision).with_engine(tc.engine).with_accelerator(tc.device);
+    if tc.precision == crate::runtime::Precision::Bf16 && !runtime.accelerator().is_cuda() && !crate::model::kernels::bf16::native() {
         obs.on_event(&Event::Warning(
             "--precision bf16 on a CPU without AVX512-BF16: operands are rounded to bf16 on the f32 kernels, which is slower than f32 here (use --precision f32 for speed)".into(),
         ));
+    }
+    if runtime.accelerator().is_cuda() {
+        obs.on_event(&Event::Info(format!("device: {} (the engine, {} precision)", runtime.accelerator().name(), tc.precision.name())));
     }
     let Prepared { labels, train, valid, test } = prepared;
     let train_ids = labels.encode(&train)?;
@@ -293,6 +296,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     // the run config records the path that runs (`auto` resolved for this model)
     let mut recorded = cfg.clone();
     recorded.train.engine = tc.engine.resolve(model.engine_covers());
+    recorded.train.device = runtime.accelerator();
     rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded)?;
 
     let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;

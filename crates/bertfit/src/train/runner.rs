@@ -10,7 +10,7 @@ use super::optimizer::{AdamW, AdamWConfig};
 use super::trainer::{step, StepOutcome};
 use crate::batch::Batch;
 use crate::engine::backend::{Buf, Region};
-use crate::engine::cpu::CpuBackend;
+use crate::engine::device::{backend_for, check_graph_on, DynBackend};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Classifier, Mode};
@@ -20,8 +20,9 @@ use crate::runtime::EnginePath;
 pub enum Runner {
     /// Autograd over the candle graph; the optimizer updates the model's variables in place.
     Graph(AdamW),
-    /// The engine; it holds its own copy of the weights, written back with [`Runner::sync`].
-    Engine(Box<Engine<CpuBackend>>),
+    /// The engine on the runtime's device; it holds its own copy of the weights, written back with
+    /// [`Runner::sync`].
+    Engine(Box<Engine<DynBackend>>),
 }
 
 impl Runner {
@@ -30,12 +31,15 @@ impl Runner {
     pub fn new(model: &Classifier, cfg: &TrainConfig, path: EnginePath) -> Result<Runner> {
         let adam = AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() };
         Ok(match path.resolve(model.engine_covers()) {
-            EnginePath::Graph | EnginePath::Auto => Runner::Graph(AdamW::new(model.trainable(), adam)),
+            EnginePath::Graph | EnginePath::Auto => {
+                check_graph_on(model.runtime(), "training")?;
+                Runner::Graph(AdamW::new(model.trainable(), adam))
+            }
             EnginePath::Fused => {
                 if !model.engine_covers() {
                     return Err(Error::config("engine", format!("the engine does not cover `{}` models yet: use --engine graph", model.config.model_type)));
                 }
-                Runner::Engine(Box::new(Engine::new(model, CpuBackend::new(), adam)?))
+                Runner::Engine(Box::new(Engine::new(model, backend_for(model.runtime())?, adam)?))
             }
         })
     }
