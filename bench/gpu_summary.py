@@ -27,6 +27,8 @@ def main(out):
         selftest(load(path), os.path.basename(path))
     if os.path.exists(os.path.join(out, "engine.json")):
         engine(load(os.path.join(out, "engine.json")), out)
+    if os.path.exists(os.path.join(out, "e2e.md")):
+        print(open(os.path.join(out, "e2e.md")).read())
     hf_tables(out)
 
 

@@ -27,6 +27,12 @@ stage() { echo "=== $1 ($((SECONDS - start)) s in)" | tee -a "$O/run.log"; }
 stage "bertfit gpu-selftest --engine (GPU engine vs CPU engine, step times, profile)"
 timeout 240 "$B" gpu-selftest --engine --json "$O/engine.json" 2>&1 | tee -a "$O/run.log"
 
+stage "the CLI on the GPU, end to end (train/resume/eval, --device cuda)"
+timeout 240 bash scripts/gpu-e2e.sh "$B" "$O" 2>&1 | tee -a "$O/run.log"
+
+stage "bench-step --device cuda (the CLI's benchmark path)"
+timeout 60 "$B" bench-step B train --device cuda --precision bf16 --batch 32 --seq 128 --steps 5 2>&1 | tail -3 | tee -a "$O/run.log"
+
 stage "bertfit gpu-selftest"
 timeout 150 "$B" gpu-selftest --json "$O/selftest.json" 2>&1 | tee -a "$O/run.log"
 
@@ -39,7 +45,7 @@ timeout 150 python3 bench/hf_gpu.py --eager --cases bert-base:128,bert-base:128:
 
 if [ "$QUICK" = 0 ]; then
     stage "PyTorch + transformers, bf16 + torch.compile"
-    timeout 210 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
+    timeout 180 python3 bench/hf_gpu.py --compile --cases bert-base:128,minilm:128,bert-base:32 \
         --json "$O/hf_compile.json" 2>&1 | tee -a "$O/run.log"
 fi
 
