@@ -21,7 +21,9 @@ def load(path):
 
 
 def main(out):
-    device = open(os.path.join(out, "device.txt")).read().strip() if os.path.exists(os.path.join(out, "device.txt")) else "?"
+    # device.txt: the bundle's commit lines, then nvidia-smi's line
+    lines = open(os.path.join(out, "device.txt")).read().strip().splitlines() if os.path.exists(os.path.join(out, "device.txt")) else []
+    device = next((l for l in reversed(lines) if "," in l), "?")
     print(f"### GPU run: {device}\n")
     for path in sorted(glob.glob(os.path.join(out, "selftest*.json"))):
         selftest(load(path), os.path.basename(path))

@@ -14,13 +14,14 @@ mkdir -p "$O"
 W=$(mktemp -d)
 B=$W/bertfit
 xz -dc gpu-bundle/bertfit.xz > "$B" && chmod +x "$B" || { echo "no gpu-bundle/bertfit.xz: run scripts/gpu-bundle.sh first"; exit 1; }
-cp gpu-bundle/commit.txt "$O/commit.txt" 2>/dev/null
+# at most 8 files come back from a device call: the commit goes into device.txt, the summary to the log
+cp gpu-bundle/commit.txt "$O/device.txt" 2>/dev/null
 export PYTHONUNBUFFERED=1
 if LIBDIR=$(python3 scripts/find-cuda-libs.py); then
     export BERTFIT_CUDA_LIB_DIR=$LIBDIR LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 fi
 echo "cuBLASLt from: ${BERTFIT_CUDA_LIB_DIR:-the loader path}"
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee "$O/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv,noheader | tee -a "$O/device.txt"
 start=$SECONDS
 stage() { echo "=== $1 ($((SECONDS - start)) s in)" | tee -a "$O/run.log"; }
 
@@ -50,5 +51,5 @@ if [ "$QUICK" = 0 ]; then
 fi
 
 stage "summary"
-python3 bench/gpu_summary.py "$O" | tee "$O/summary.md"
+python3 bench/gpu_summary.py "$O" | tee -a "$O/run.log"
 echo "gpu-check done in $((SECONDS - start)) s"
