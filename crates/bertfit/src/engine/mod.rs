@@ -3,9 +3,10 @@
 //! flat buffers laid out by [`layout`]; activations in an arena planned per batch shape by [`plan`] (its
 //! memory only grows); batches are packed ([`pack`]): dense layers, LayerNorm, GELU and dropout run on the
 //! real tokens only, attention per sequence. The schedule (`schedule.rs`) is written against the trait;
-//! [`cpu::CpuBackend`] runs it on the host with our fused kernels' cores. [`ops`] holds the cores of the
-//! engine's own ops (loss, pooling, AdamW); `bertfit gpu-selftest` (feature `cuda`) checks the CUDA
-//! backend's pieces.
+//! [`cpu::CpuBackend`] runs it on the host with our fused kernels' cores, `cuda::CudaBackend` (feature
+//! `cuda`) on an NVIDIA GPU; [`device`] picks one for a runtime's `--device`. [`ops`] holds the cores of
+//! the engine's own ops (loss, pooling, AdamW); `bertfit gpu-selftest` (feature `cuda`) checks the CUDA
+//! pieces (`selftest`) and the engine on the GPU against the CPU (`gpu_engine`).
 
 pub mod backend;
 pub mod cpu;
