@@ -115,6 +115,7 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
             None => d.engine,
         },
         device,
+        numerics: None,
     };
     let dd = base.map(|b| b.data.clone()).unwrap_or_default();
     let data = DataConfig {
@@ -136,7 +137,7 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
 }
 
 /// Options that may differ from the saved configuration when resuming.
-const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size", "engine", "device"];
+const RESUMABLE: &[&str] = &["epochs", "max_steps", "save_every_steps", "keep_checkpoints", "eval_batch_size", "engine", "device", "numerics"];
 
 /// Reads `RUN_DIR/run_config.json` and applies the flags given with `--resume`, refusing any that would
 /// change the meaning of the run.
@@ -184,13 +185,21 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
             new.train.engine.name()
         );
     }
-    // saved configs record the device that ran (never auto)
+    // saved configs record the device that ran (never auto), and on a GPU what its numerics depend on
     if new.train.device.resolve() != saved.train.device.resolve() {
         eprintln!(
             "warning: resuming a run trained on --device {} on --device {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
             saved.train.device.name(),
             new.train.device.resolve().name()
         );
+    } else if let Some(was) = &saved.train.numerics {
+        let now = bertfit::engine::device::numerics(new.train.device)?;
+        if now.as_deref() != Some(was.as_str()) {
+            eprintln!(
+                "warning: this run was trained on {was}, and resumes on {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
+                now.as_deref().unwrap_or("another device")
+            );
+        }
     }
     new.output = run_dir.to_path_buf();
     Ok(new)

@@ -25,6 +25,23 @@ pub struct DeviceInfo {
     pub cublaslt_version: usize,
 }
 
+impl DeviceInfo {
+    /// What a run's numerics depend on, in one line: the GPU model and its multiprocessor count (launch
+    /// grids and reduction orders follow it), the driver and the cuBLASLt version.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{}, {} SMs, compute {}.{}, driver CUDA {}.{}, cuBLASLt {}",
+            self.name,
+            self.sm_count,
+            self.compute_capability.0,
+            self.compute_capability.1,
+            self.driver_version / 1000,
+            self.driver_version % 1000 / 10,
+            self.cublaslt_version
+        )
+    }
+}
+
 /// How many CUDA devices the driver reports (an error when the driver is missing or fails to start).
 pub fn count() -> Result<usize> {
     libs::ensure_loaded()?;
@@ -178,4 +195,15 @@ fn driver_version() -> Result<u32> {
     // SAFETY: writes one int.
     unsafe { sys::cuDriverGetVersion(&mut v) }.result().what("cuDriverGetVersion")?;
     Ok(v.max(0) as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fingerprint_names_what_the_numerics_depend_on() {
+        let info = DeviceInfo { ordinal: 0, name: "NVIDIA H100 80GB HBM3".into(), sm_count: 132, compute_capability: (9, 0), total_memory: 80 << 30, driver_version: 13000, cublaslt_version: 130100 };
+        assert_eq!(info.fingerprint(), "NVIDIA H100 80GB HBM3, 132 SMs, compute 9.0, driver CUDA 13.0, cuBLASLt 130100");
+    }
 }

@@ -20,6 +20,26 @@ pub fn backend_for(rt: &Runtime) -> Result<DynBackend> {
     }
 }
 
+/// What the numerics of a run on `a` depend on beyond the bertfit build (design 2.7), for the run
+/// configuration: the GPU's [`bertfit_cuda::DeviceInfo::fingerprint`]; `None` on the CPU.
+pub fn numerics(a: Accelerator) -> Result<Option<String>> {
+    match a.resolve() {
+        Accelerator::Cuda(n) => gpu_fingerprint(n).map(Some),
+        _ => Ok(None),
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_fingerprint(n: usize) -> Result<String> {
+    let gpu = bertfit_cuda::Gpu::open(n).map_err(|e| Error::Backend(Box::new(e)))?;
+    Ok(gpu.info().fingerprint())
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_fingerprint(n: usize) -> Result<String> {
+    cuda(n).map(|_| String::new())
+}
+
 /// Refuses, before any work, a device this binary or machine cannot use, naming what is missing (a
 /// usage error: exit code 2).
 pub fn check_device(a: Accelerator) -> Result<()> {
@@ -166,6 +186,7 @@ mod tests {
             assert!(err.to_string().contains("cuda:1") && err.to_string().contains("--device cpu"), "{err}");
         }
         assert!(check_device(Accelerator::Cpu).is_ok());
+        assert_eq!(numerics(Accelerator::Cpu).expect("cpu"), None);
     }
 
     #[test]

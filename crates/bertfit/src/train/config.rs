@@ -113,6 +113,11 @@ pub struct TrainConfig {
     /// cpu, or cuda:N. A saved run configuration without it was trained on the CPU.
     #[serde(default = "cpu_device")]
     pub device: Accelerator,
+    /// What the run's numerics depend on beyond the bertfit build, as recorded when it ran on a GPU (GPU
+    /// model, multiprocessors, driver, cuBLASLt): a resume elsewhere warns that it is not bit-identical.
+    /// Written by the run, never read from flags.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numerics: Option<String>,
 }
 
 fn cpu_device() -> Accelerator {
@@ -152,6 +157,7 @@ impl Default for TrainConfig {
             precision: Precision::F32,
             engine: EnginePath::Auto,
             device: Accelerator::Auto,
+            numerics: None,
         }
     }
 }

@@ -297,6 +297,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     let mut recorded = cfg.clone();
     recorded.train.engine = tc.engine.resolve(model.engine_covers());
     recorded.train.device = runtime.accelerator();
+    recorded.train.numerics = crate::engine::device::numerics(runtime.accelerator())?;
     rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded)?;
 
     let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
