@@ -241,6 +241,20 @@ extern "C" __global__ void heads_pack(const float* src, uint64_t src_row, float*
     }
 }
 
+// heads_pack writing bf16 (round to nearest even): the operands of bf16 attention products.
+extern "C" __global__ void heads_pack_bf16(const float* src, uint64_t src_row, __nv_bfloat16* dst, const uint32_t* cu,
+                                           uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
+    BF_FOR_EACH(x, total) {
+        uint32_t j = (uint32_t)(x % d);
+        uint64_t r = x / d;
+        uint32_t i = (uint32_t)(r % L);
+        uint64_t bh = r / L;
+        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
+        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
+        dst[x] = __float2bfloat16_rn(i < len ? src[(uint64_t)(s0 + i) * src_row + (uint64_t)h * d + j] : 0.0f);
+    }
+}
+
 // The inverse for rows inside their sequence: dst[(cu[b] + i) * dst_row + h * d + j] = src[bh][i][j].
 extern "C" __global__ void heads_unpack(const float* src, float* dst, uint64_t dst_row, const uint32_t* cu,
                                         uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
@@ -258,7 +272,8 @@ extern "C" __global__ void heads_unpack(const float* src, float* dst, uint64_t d
 // One warp per score row (bh, i) of s ([rows = B·heads·L] x L): P = softmax(scale · s) over the sequence's
 // keys, 0 past them and on rows past the sequence. With pd: s gets P and pd the dropped P̃; without: s gets P̃.
 extern "C" __global__ void attn_softmax(float* s, float* pd, const uint32_t* cu, uint32_t heads, uint32_t L, float scale,
-                                        uint32_t padded, uint64_t key, float p, float keep, int drop, uint64_t rows) {
+                                        uint32_t padded, uint64_t key, float p, float keep, int drop, uint64_t rows,
+                                        __nv_bfloat16* out16) {
     uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     uint32_t lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -268,10 +283,12 @@ extern "C" __global__ void attn_softmax(float* s, float* pd, const uint32_t* cu,
     uint32_t len = cu[b + 1] - cu[b];
     float* row = s + r * L;
     float* drow = pd ? pd + r * L : nullptr;
+    __nv_bfloat16* row16 = out16 ? out16 + r * L : nullptr;
     if (i >= len) {
         for (uint32_t k = lane; k < L; k += 32) {
             row[k] = 0.0f;
             if (drow) drow[k] = 0.0f;
+            if (row16) row16[k] = __float2bfloat16_rn(0.0f);
         }
         return;
     }
@@ -299,6 +316,8 @@ extern "C" __global__ void attn_softmax(float* s, float* pd, const uint32_t* cu,
         } else {
             row[k] = dv;
         }
+        // the product after this one reads P̃ (the dropped probabilities)
+        if (row16) row16[k] = __float2bfloat16_rn(dv);
     }
 }
 
@@ -306,7 +325,7 @@ extern "C" __global__ void attn_softmax(float* s, float* pd, const uint32_t* cu,
 // dS = scale · P ∘ (dP − Σ_k P dP) with dP = dP̃ ∘ mask; 0 outside the sequence.
 extern "C" __global__ void attn_softmax_bwd(const float* pm, float* dp, const uint32_t* cu, uint32_t heads, uint32_t L,
                                             float scale, uint32_t padded, uint64_t key, float p, float keep, int drop,
-                                            uint64_t rows) {
+                                            uint64_t rows, __nv_bfloat16* out16) {
     uint64_t r = (uint64_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
     uint32_t lane = threadIdx.x & 31;
     if (r >= rows) return;
@@ -316,8 +335,12 @@ extern "C" __global__ void attn_softmax_bwd(const float* pm, float* dp, const ui
     uint32_t len = cu[b + 1] - cu[b];
     float* row = dp + r * L;
     const float* prow = pm + r * L;
+    __nv_bfloat16* row16 = out16 ? out16 + r * L : nullptr;
     if (i >= len) {
-        for (uint32_t k = lane; k < L; k += 32) row[k] = 0.0f;
+        for (uint32_t k = lane; k < L; k += 32) {
+            row[k] = 0.0f;
+            if (row16) row16[k] = __float2bfloat16_rn(0.0f);
+        }
         return;
     }
     uint64_t base = (bh * padded + i) * (uint64_t)padded;
@@ -329,7 +352,11 @@ extern "C" __global__ void attn_softmax_bwd(const float* pm, float* dp, const ui
         dot += prow[k] * g;
     }
     dot = bf_warp_sum(dot);
-    for (uint32_t k = lane; k < L; k += 32) row[k] = k < len ? scale * prow[k] * (row[k] - dot) : 0.0f;
+    for (uint32_t k = lane; k < L; k += 32) {
+        float ds = k < len ? scale * prow[k] * (row[k] - dot) : 0.0f;
+        row[k] = ds;
+        if (row16) row16[k] = __float2bfloat16_rn(ds);
+    }
 }
 
 // Attention v0 (f32, one warp per (sequence, head, row)), kept as the reference the self-test compares v1 with: grid (ceil(longest / warps), heads, sequences),

@@ -11,7 +11,8 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 
 /// The kernels of `engine.cu`, looked up when the module loads.
-pub const ENGINE_KERNELS: [&str; 24] = [
+pub const ENGINE_KERNELS: [&str; 25] = [
+    "heads_pack_bf16",
     "embed_grad_chunks",
     "heads_pack", "heads_unpack", "attn_softmax", "attn_softmax_bwd",
     "fill_f32", "round_bf16", "bias_rows", "col_partials", "col_finish", "embed_sum", "embed_grad_rows", "layer_norm_fwd",

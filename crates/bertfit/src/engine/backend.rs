@@ -234,6 +234,9 @@ pub struct Attention {
     pub drop: Option<(f64, u64)>,
     /// The padded length `S` of the batch (the dropout counters' stride).
     pub padded_len: usize,
+    /// The run's matrix precision. Attention products stay f32 on the CPU; a GPU backend may be told to
+    /// run them in bf16 for bf16 runs.
+    pub precision: Precision,
 }
 
 /// Sequence pooling (forward writes `out`; backward adds into `out`).

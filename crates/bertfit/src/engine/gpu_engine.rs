@@ -156,6 +156,17 @@ fn batches(count: usize, rows: usize, vocab: usize, len: impl Fn(usize, usize) -
         .collect()
 }
 
+/// The backend of a case named "…, row attention" or "…, bf16 attention".
+fn attention_variant(b: CudaBackend, name: &str) -> CudaBackend {
+    if name.ends_with("row attention") {
+        b.with_row_attention()
+    } else if name.ends_with("bf16 attention") {
+        b.with_bf16_attention()
+    } else {
+        b
+    }
+}
+
 /// An error with its causes, `: `-separated.
 fn causes(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
@@ -289,7 +300,20 @@ fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
 }
 
 /// Train and inference step times of one model, batch and padding on the GPU.
-fn time_case(device: usize, name: &str, batch: usize, pad: bool, precision: Precision, steps: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<StepRow>> {
+/// One timed configuration: model widths, batch rows, padding as the baseline's, precision, bf16 attention.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    name: &'static str,
+    batch: usize,
+    pad: bool,
+    precision: Precision,
+    half_attention: bool,
+}
+
+fn time_case(device: usize, t: Timing, steps: usize, progress: &mut dyn FnMut(&str)) -> Result<Vec<StepRow>> {
+    let Timing { name, batch, pad, precision, half_attention } = t;
+    let backend = || CudaBackend::new(device).map(|b| if half_attention { b.with_bf16_attention() } else { b });
+    let label = if half_attention { format!("{}, bf16 attention", precision.name()) } else { precision.name().to_string() };
     let cfg = config(name);
     let model = model(&cfg, precision, name)?;
     // the baseline's padding: the last quarter of every second row
@@ -298,7 +322,7 @@ fn time_case(device: usize, name: &str, batch: usize, pad: bool, precision: Prec
     let case = format!("{name} b{batch} s128{}", if pad { "" } else { " nopad" });
     let mut rows = Vec::new();
     {
-        let mut engine = Engine::new(&model, CudaBackend::new(device)?, AdamWConfig::default())?;
+        let mut engine = Engine::new(&model, backend()?, AdamWConfig::default())?;
         let mut times = Vec::new();
         for i in 0..steps + 3 {
             let t0 = Instant::now();
@@ -310,10 +334,10 @@ fn time_case(device: usize, name: &str, batch: usize, pad: bool, precision: Prec
             }
         }
         let (ms, min_ms, max_ms) = median(times);
-        rows.push(StepRow { case: case.clone(), what: "train".into(), precision: precision.name().into(), ms, min_ms, max_ms, samples_s: batch as f64 * 1e3 / ms, tokens });
+        rows.push(StepRow { case: case.clone(), what: "train".into(), precision: label.clone(), ms, min_ms, max_ms, samples_s: batch as f64 * 1e3 / ms, tokens });
     }
     {
-        let mut engine = Engine::for_inference(&model, CudaBackend::new(device)?)?;
+        let mut engine = Engine::for_inference(&model, backend()?)?;
         let mut times = Vec::new();
         for i in 0..steps + 3 {
             let t0 = Instant::now();
@@ -323,7 +347,7 @@ fn time_case(device: usize, name: &str, batch: usize, pad: bool, precision: Prec
             }
         }
         let (ms, min_ms, max_ms) = median(times);
-        rows.push(StepRow { case: case.clone(), what: "infer".into(), precision: precision.name().into(), ms, min_ms, max_ms, samples_s: batch as f64 * 1e3 / ms, tokens });
+        rows.push(StepRow { case: case.clone(), what: "infer".into(), precision: label.clone(), ms, min_ms, max_ms, samples_s: batch as f64 * 1e3 / ms, tokens });
     }
     for r in &rows {
         progress(&format!("{:<28} {:<5} {:<4} {:8.2} ms (min {:.2}, max {:.2})  {:8.0} samples/s", r.case, r.what, r.precision, r.ms, r.min_ms, r.max_ms, r.samples_s));
@@ -368,18 +392,19 @@ pub fn run(opts: &EngineOptions, progress: &mut dyn FnMut(&str)) -> Result<Engin
     // bert-base widths: 8 sequences of 23..128 tokens, one update
     let base = batches(1, 8, 30522, |_, r| 128 - 15 * r);
     // bf16: the same rounded operands, but a last-bit difference upstream can flip a later rounding
-    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 5] = [
+    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 6] = [
         ("tiny", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
         ("tiny", Precision::Bf16, &tiny, 2, [1e-2, 5e-2, 1e-2, 2e-3]),
         ("bert-base", Precision::F32, &base, 1, [1e-4, 1e-3, 1e-4, 1e-4]),
         ("bert-base", Precision::Bf16, &base, 1, [1e-2, 5e-2, 1e-2, 2e-3]),
         // attention v0 (one warp per row), the backend's other attention
         ("tiny, row attention", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
+        // bf16 attention products (the CPU keeps them f32): looser
+        ("bert-base, bf16 attention", Precision::Bf16, &base, 1, [2e-2, 1e-1, 2e-2, 2e-3]),
     ];
     // each case on its own: one failing does not hide what the others find
     for (name, precision, data, accum, tol) in cases {
-        let rows = name.ends_with("row attention");
-        let device = || CudaBackend::new(opts.device).map(|b| if rows { b.with_row_attention() } else { b });
+        let device = || CudaBackend::new(opts.device).map(|b| attention_variant(b, name));
         match compare(device, name, precision, data, accum, tol, progress) {
             Ok(checks) => report.checks.extend(checks),
             Err(e) => {
@@ -400,14 +425,18 @@ pub fn run(opts: &EngineOptions, progress: &mut dyn FnMut(&str)) -> Result<Engin
         }
     }
     if opts.timings {
-        for (name, batch, pad, precision) in [
-            ("bert-base", 128, true, Precision::Bf16),
-            ("bert-base", 128, false, Precision::Bf16),
-            ("minilm", 128, true, Precision::Bf16),
-            ("bert-base", 32, true, Precision::Bf16),
-            ("bert-base", 128, true, Precision::F32),
+        for (name, batch, pad, precision, half) in [
+            ("bert-base", 128, true, Precision::Bf16, false),
+            ("bert-base", 128, true, Precision::Bf16, true),
+            ("bert-base", 128, false, Precision::Bf16, false),
+            ("minilm", 128, true, Precision::Bf16, false),
+            ("minilm", 128, true, Precision::Bf16, true),
+            ("bert-base", 32, true, Precision::Bf16, false),
+            ("bert-base", 32, true, Precision::Bf16, true),
+            ("bert-base", 128, true, Precision::F32, false),
         ] {
-            match time_case(opts.device, name, batch, pad, precision, opts.steps, progress) {
+            let t = Timing { name, batch, pad, precision, half_attention: half };
+            match time_case(opts.device, t, opts.steps, progress) {
                 Ok(rows) => report.steps.extend(rows),
                 Err(e) => {
                     let line = format!("timing {name} b{batch} {}: {}", precision.name(), causes(&e));

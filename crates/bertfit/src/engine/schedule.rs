@@ -132,6 +132,7 @@ impl<B: Backend> Engine<B> {
                 scale: scale as f32,
                 drop,
                 padded_len: plan.padded_len,
+                precision: s.precision,
             })?;
             let tmp = plan.narrow[0];
             self.linear(a.ctx, lw.attn_out, tmp, n, h, h)?;
@@ -270,6 +271,7 @@ impl<B: Backend> Engine<B> {
                 scale: scale as f32,
                 drop,
                 padded_len: plan.padded_len,
+                precision: s.precision,
             })?;
             self.param_grad(plan.dqkv, x, lw.qkv, n, h, 3 * h)?;
             if l > lowest || embeddings_train {
