@@ -29,6 +29,11 @@ pub fn has_kernels() -> bool {
     !KERNEL_IMAGE.is_empty()
 }
 
+/// Checks that the driver and cuBLASLt libraries can be opened (an error names the missing one and the fix).
+pub fn check_libraries() -> Result<()> {
+    libs::ensure_loaded()
+}
+
 /// True when the NVIDIA driver library can be opened and reports at least one GPU. Never panics: this is
 /// what `--device auto` asks.
 pub fn gpu_present() -> bool {

@@ -54,6 +54,7 @@ fn check_cuda(n: usize) -> Result<()> {
     if !bertfit_cuda::has_kernels() {
         return Err(Error::config("device", format!("cuda:{n}: {}", bertfit_cuda::CudaError::StubBuild)));
     }
+    bertfit_cuda::check_libraries().map_err(|e| Error::config("device", format!("cuda:{n}: {e}")))?;
     if !bertfit_cuda::gpu_present() {
         return Err(Error::config("device", format!("cuda:{n}: no CUDA GPU found (the NVIDIA driver library is missing or reports no device); use --device cpu")));
     }
