@@ -111,7 +111,7 @@ pub struct TrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_size: Option<usize>,
-    /// Examples per evaluation batch [default: 64].
+    /// Examples per evaluation batch [default: 64; 256 on a GPU].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub eval_batch_size: Option<usize>,
@@ -285,9 +285,9 @@ pub struct EvalArgs {
     /// Truncation length [default: the length the model was trained with].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,
-    /// Examples per batch.
-    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 64)]
-    pub batch_size: usize,
+    /// Examples per batch [default: 64; 256 on a GPU].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    pub batch_size: Option<usize>,
     /// Compute threads [default: all cores].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
@@ -328,9 +328,9 @@ pub struct PredictArgs {
     /// Truncation length [default: the length the model was trained with].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,
-    /// Examples per batch.
-    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 64)]
-    pub batch_size: usize,
+    /// Examples per batch [default: 64; 256 on a GPU].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    pub batch_size: Option<usize>,
     /// Compute threads [default: all cores].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,

@@ -40,6 +40,12 @@ fn runtime(threads: Option<usize>) -> Result<Runtime> {
     Ok(Runtime::cpu().with_threads(threads.unwrap_or(0))?.with_fused(fused))
 }
 
+/// Examples per inference batch: as given, else 64 on the CPU and 256 on a GPU (where small batches
+/// leave it idle).
+fn inference_batch(given: Option<usize>, device: bertfit::runtime::Accelerator) -> usize {
+    given.unwrap_or(if device.resolve().is_cuda() { 256 } else { 64 })
+}
+
 /// A progress bar over inference batches, with rate and ETA.
 fn batch_bar(what: &str) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(0);
@@ -155,7 +161,7 @@ fn eval(a: &EvalArgs) -> Result<()> {
     let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, a.device)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
-    let evaluation = predictor.evaluate(&data, a.batch_size, &mut |done, total| {
+    let evaluation = predictor.evaluate(&data, inference_batch(a.batch_size, a.device), &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
@@ -209,7 +215,7 @@ fn predict(a: &PredictArgs) -> Result<()> {
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();
-        let probs = predictor.predict_texts(&texts, a.batch_size)?;
+        let probs = predictor.predict_texts(&texts, inference_batch(a.batch_size, a.device))?;
         let mut stdout = std::io::stdout().lock();
         for (t, p) in a.text.iter().zip(&probs) {
             let best = argmax(p);
@@ -221,7 +227,7 @@ fn predict(a: &PredictArgs) -> Result<()> {
     let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
     let data = data::read_dataset(path, &settings::columns(&a.columns, false), false)?;
     let bar = (!a.quiet).then(|| batch_bar("predict"));
-    let probs = predictor.predict_dataset(&data, a.batch_size, &mut |done, total| {
+    let probs = predictor.predict_dataset(&data, inference_batch(a.batch_size, a.device), &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
@@ -240,4 +246,17 @@ fn predict(a: &PredictArgs) -> Result<()> {
         None => write_predictions(std::io::stdout().lock(), std::path::Path::new("<stdout>"), &data, &labels, &probs)?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::inference_batch;
+    use bertfit::runtime::Accelerator;
+
+    #[test]
+    fn inference_batches_default_by_device() {
+        assert_eq!(inference_batch(Some(8), Accelerator::Cuda(0)), 8);
+        assert_eq!(inference_batch(None, Accelerator::Cpu), 64);
+        assert_eq!(inference_batch(None, Accelerator::Cuda(0)), 256);
+    }
 }

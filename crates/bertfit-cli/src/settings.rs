@@ -80,7 +80,8 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
     let train = TrainConfig {
         epochs: a.epochs.unwrap_or(d.epochs),
         batch_size: a.batch_size.unwrap_or(d.batch_size),
-        eval_batch_size: a.eval_batch_size.unwrap_or(d.eval_batch_size),
+        // a new run on a GPU evaluates in larger batches (small ones leave it idle)
+        eval_batch_size: a.eval_batch_size.unwrap_or(if base.is_none() && device.resolve().is_cuda() { 256 } else { d.eval_batch_size }),
         lr: a.lr.unwrap_or(d.lr),
         max_len: a.max_len.unwrap_or(d.max_len),
         seed: a.seed.unwrap_or(d.seed),
