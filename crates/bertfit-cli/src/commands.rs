@@ -27,7 +27,10 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
-        Command::BenchStep(a) => crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision).with_engine(a.engine).with_accelerator(a.device)),
+        Command::BenchStep(a) => {
+            bertfit::engine::device::check_device(a.device)?;
+            crate::bench::run(&a, &runtime(Some(a.threads))?.with_precision(a.precision).with_engine(a.engine).with_accelerator(a.device))
+        }
         Command::BenchGemm(a) => crate::bench::gemm_roofline(&a),
         Command::GpuSelftest(a) => crate::gpu::selftest(&a),
     }

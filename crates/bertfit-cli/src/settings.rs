@@ -132,6 +132,12 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
     };
     let model = a.model.clone().or(base.map(|b| b.model.clone()));
     let output = a.output.clone().or(base.map(|b| b.output.clone()));
+    if train.engine == bertfit::runtime::EnginePath::Graph && train.device.resolve().is_cuda() {
+        return Err(Error::config(
+            "engine",
+            format!("--engine graph runs on the CPU only, and this run's device is {}: use --device cpu, or the engine (--engine auto)", train.device.resolve().name()),
+        ));
+    }
     let cfg = RunConfig { model: required(&model, "model")?, output: required(&output, "output")?, data, train };
     cfg.validate()?;
     Ok(cfg)
@@ -187,18 +193,20 @@ pub fn resolve_resume(run_dir: &Path, flags: &TrainArgs) -> Result<RunConfig, Er
         );
     }
     // saved configs record the device that ran (never auto), and on a GPU what its numerics depend on
-    if new.train.device.resolve() != saved.train.device.resolve() {
+    let (was, now) = (saved.train.device.resolve(), new.train.device.resolve());
+    // between GPUs what matters is the fingerprint (the same model on another index repeats the bits)
+    if was != now && !(was.is_cuda() && now.is_cuda()) {
         eprintln!(
             "warning: resuming a run trained on --device {} on --device {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
             saved.train.device.name(),
             new.train.device.resolve().name()
         );
-    } else if let Some(was) = &saved.train.numerics {
-        let now = bertfit::engine::device::numerics(new.train.device)?;
-        if now.as_deref() != Some(was.as_str()) {
+    } else if let Some(trained_on) = &saved.train.numerics {
+        let resumes_on = bertfit::engine::device::numerics(new.train.device)?;
+        if resumes_on.as_deref() != Some(trained_on.as_str()) {
             eprintln!(
-                "warning: this run was trained on {was}, and resumes on {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
-                now.as_deref().unwrap_or("another device")
+                "warning: this run was trained on {trained_on}, and resumes on {}: it continues from the checkpoint, but not bit-identically to an uninterrupted run",
+                resumes_on.as_deref().unwrap_or("another device")
             );
         }
     }

@@ -101,7 +101,7 @@ impl Accelerator {
         match s {
             "auto" => Ok(Accelerator::Auto),
             "cpu" => Ok(Accelerator::Cpu),
-            "cuda" | "gpu" => Ok(Accelerator::Cuda(0)),
+            "cuda" => Ok(Accelerator::Cuda(0)),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
                 Some(Ok(n)) => Ok(Accelerator::Cuda(n)),
                 _ => Err(format!("`{other}`: expected auto, cpu, cuda or cuda:N (N a device number)")),
@@ -143,12 +143,12 @@ impl<'de> serde::Deserialize<'de> for Accelerator {
     }
 }
 
-/// True when this binary has CUDA kernels and the machine has a GPU its driver reports (what `--device
-/// auto` asks; never fails: a missing driver means no).
+/// True when this binary has CUDA kernels and the machine has the driver, cuBLASLt and a GPU the driver
+/// reports (what `--device auto` asks; never fails: anything missing means no).
 pub fn cuda_available() -> bool {
     #[cfg(feature = "cuda")]
     {
-        bertfit_cuda::has_kernels() && bertfit_cuda::gpu_present()
+        bertfit_cuda::has_kernels() && bertfit_cuda::check_libraries().is_ok() && bertfit_cuda::gpu_present()
     }
     #[cfg(not(feature = "cuda"))]
     {

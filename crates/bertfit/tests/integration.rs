@@ -466,6 +466,9 @@ fn cross_validation_covers_every_example_once_with_disjoint_stratified_folds() {
     }
     let md = std::fs::read_to_string(cfg.output.join("cv_summary.md")).expect("md");
     assert!(md.contains("| fold-2 |") && md.contains("mean ± std"), "{md}");
+    // The top-level configuration records the device that ran (the default `auto` resolved), never `auto`.
+    let top: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(cfg.output.join("run_config.json")).expect("config")).expect("json");
+    assert_eq!(top["train"]["device"], bertfit::runtime::Accelerator::Auto.resolve().name());
     // The same seed gives the same folds.
     let again = run_config(dir.path(), &model, "cv2", TrainConfig { epochs: 1, ..fast_config() });
     let mut again = again;

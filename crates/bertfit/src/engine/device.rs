@@ -55,8 +55,12 @@ fn check_cuda(n: usize) -> Result<()> {
         return Err(Error::config("device", format!("cuda:{n}: {}", bertfit_cuda::CudaError::StubBuild)));
     }
     bertfit_cuda::check_libraries().map_err(|e| Error::config("device", format!("cuda:{n}: {e}")))?;
-    if !bertfit_cuda::gpu_present() {
+    let count = if bertfit_cuda::gpu_present() { bertfit_cuda::device::count().unwrap_or(0) } else { 0 };
+    if count == 0 {
         return Err(Error::config("device", format!("cuda:{n}: no CUDA GPU found (the NVIDIA driver library is missing or reports no device); use --device cpu")));
+    }
+    if n >= count {
+        return Err(Error::config("device", format!("cuda:{n}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{}", count - 1)));
     }
     Ok(())
 }

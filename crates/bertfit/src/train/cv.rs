@@ -89,6 +89,15 @@ fn member(cfg: &RunConfig, dir: &Path, prepared: Option<Prepared>, resume: bool,
     Ok(summary)
 }
 
+/// The configuration a multi-run records: the device that runs (never `auto`) and, on a GPU, what its
+/// numerics depend on, so a resume elsewhere is noticed.
+fn recorded(cfg: &RunConfig) -> Result<RunConfig> {
+    let mut c = cfg.clone();
+    c.train.device = c.train.device.resolve();
+    c.train.numerics = crate::engine::device::numerics(c.train.device)?;
+    Ok(c)
+}
+
 fn claim(dir: &Path, opts: RunOptions<'_>, prefix: &str) -> Result<()> {
     let taken = std::fs::read_dir(dir)
         .map(|it| it.filter_map(|e| e.ok()).any(|e| e.file_name().to_string_lossy().starts_with(prefix)))
@@ -116,10 +125,11 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
     let test = cfg.data.test.as_ref().map(|p| data::read_dataset(p, &cfg.data.columns(), true)).transpose()?;
     let fold_sets = data::stratified_kfold(&ids, folds, cfg.train.seed)?;
     claim(&cfg.output, opts, rundir::FOLD_PREFIX)?;
-    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
+    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded(cfg)?)?;
     write_json(&cfg.output.join(rundir::CV), "fold count", &serde_json::json!({ "folds": folds }))?;
 
-    let runtime = opts.runtime.cloned().unwrap_or_default();
+    // out-of-fold predictions on the device (and precision) the folds trained on
+    let runtime = opts.runtime.cloned().unwrap_or_default().with_accelerator(cfg.train.device);
     let mut oof: Vec<Option<(usize, Vec<f32>)>> = vec![None; full.len()];
     let mut rows = Vec::with_capacity(folds);
     for (k, held_out) in fold_sets.iter().enumerate() {
@@ -167,7 +177,7 @@ pub fn repeat_seeds(cfg: &RunConfig, seeds: &[u64], folds: Option<usize>, opts: 
         return Err(Error::config("seeds", "give at least one seed, e.g. 1,2,3"));
     }
     claim(&cfg.output, opts, rundir::SEED_PREFIX)?;
-    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", cfg)?;
+    write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded(cfg)?)?;
     write_json(&cfg.output.join(rundir::SEEDS), "seeds", &serde_json::json!({ "seeds": seeds, "folds": folds }))?;
     let mut rows = Vec::with_capacity(seeds.len());
     for &seed in seeds {
