@@ -245,3 +245,29 @@ fn predictions_match_the_graph_and_do_not_depend_on_batching() {
         assert!(rel(&single[0], probs) < 1e-6, "row {r}");
     }
 }
+
+#[test]
+fn the_training_engine_evaluates_with_the_bits_of_a_fresh_inference_engine() {
+    // the trainer evaluates through its training engine (no weight copy); the result must be what the
+    // inference engine built from the synced model gives, bit for bit, after training steps too
+    let dir = tempfile::tempdir().expect("dir");
+    let model = load(dir.path(), &Case::default());
+    let mut engine = Engine::new(&model, CpuBackend::new(), AdamWConfig::default()).expect("engine");
+    for (i, b) in batches(2, model.config.pad_token_id).iter().enumerate() {
+        engine.train_micro(b, Mode::train(1, i as u64), None, 1.0).expect("micro-step");
+        engine.apply_update(1e-3, Some(1.0)).expect("update");
+    }
+    engine.export_params(model.params()).expect("sync");
+    let enc: Vec<Encoded> = (0..7)
+        .map(|r| {
+            let n = 2 + (r * 3) % 11;
+            Encoded { ids: (0..n).map(|t| if t == 0 { 2 } else { 4 + ((r * 7 + t) % 36) as u32 }).collect(), type_ids: vec![0; n], truncated: false }
+        })
+        .collect();
+    let pad = model.config.pad_token_id;
+    let ours = crate::infer::engine_probabilities(&mut engine, model.runtime(), pad, &enc, 3, &mut |_, _| {}).expect("training engine");
+    let fresh = crate::infer::probabilities(&model.inference_view().expect("view"), &enc, 3, &mut |_, _| {}).expect("inference engine");
+    let bits = |p: &[Vec<f32>]| p.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
+    assert_eq!(ours.len(), 7);
+    assert_eq!(bits(&ours), bits(&fresh));
+}

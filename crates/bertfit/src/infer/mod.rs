@@ -10,7 +10,7 @@ mod score;
 use std::path::Path;
 
 pub use output::{write_file_atomically, write_oof, write_predictions, write_scored};
-pub use run::{probabilities, softmax_rows};
+pub use run::{engine_probabilities, probabilities, softmax_rows};
 pub use score::{argmax, cross_entropy_from_probs, evaluate, Evaluation};
 
 use crate::data::{Dataset, LabelMap};

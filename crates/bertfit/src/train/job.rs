@@ -316,7 +316,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     let mut test_rec = None;
     if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
         let best = Classifier::load(&ModelFolder::open(&cfg.output.join(rundir::BEST))?, LoadOptions { runtime: runtime.clone(), ..Default::default() })?;
-        let e = trainer::evaluate(&best, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        let e = trainer::evaluate(&best, None, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
         if let Some(data) = &test {
             let path = rundir::predictions_csv(&cfg.output, "test");
             infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, ids, &best.labels, &e.probs))?;

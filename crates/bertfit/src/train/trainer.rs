@@ -16,6 +16,8 @@ use super::faults;
 use super::loss;
 use super::optimizer::AdamW;
 use super::runner::Runner;
+use crate::engine::device::DynBackend;
+use crate::engine::Engine;
 use super::schedule::Schedule;
 use super::state::{Running, StepRecord, TrainerState};
 use crate::batch::{self, Batch};
@@ -72,9 +74,11 @@ pub struct Trainer<'a> {
     pub valid_examples: Option<&'a crate::data::Dataset>,
 }
 
-/// Evaluates a split in inference mode (no dropout, no autograd graph), reporting progress as events.
+/// Evaluates a split in inference mode (no dropout, no autograd graph), reporting progress as events:
+/// through `engine` when given (the training engine, on its own weights), else on `model`.
 pub fn evaluate(
     model: &Classifier,
+    engine: Option<&mut Engine<DynBackend>>,
     split: Split<'_>,
     batch_size: usize,
     class_weights: Option<&[f32]>,
@@ -83,11 +87,14 @@ pub fn evaluate(
 ) -> Result<Evaluation> {
     let batches = split.encoded.len().div_ceil(batch_size.max(1));
     obs.on_event(&Event::EvalStart { split: name, batches });
-    let view = model.inference_view()?;
-    let probs = infer::probabilities(&view, split.encoded, batch_size, &mut |done, total| {
+    let mut progress = |done, total| {
         faults::point("eval");
         obs.on_event(&Event::EvalBatch { done, total })
-    })?;
+    };
+    let probs = match engine {
+        Some(e) => infer::engine_probabilities(e, model.runtime(), model.config.pad_token_id, split.encoded, batch_size, &mut progress)?,
+        None => infer::probabilities(&model.inference_view()?, split.encoded, batch_size, &mut progress)?,
+    };
     Ok(infer::evaluate(probs, split.labels.to_vec(), &model.labels, class_weights))
 }
 
@@ -392,8 +399,12 @@ impl Trainer<'_> {
     }
 
     fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, Vec<usize>)> {
-        s.runner.sync(self.model)?;
-        let e = evaluate(self.model, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
+        // the engine evaluates on its own weights (no copy, no second device context); the graph on the model's
+        let engine = match &mut s.runner {
+            Runner::Engine(e) => Some(&mut **e),
+            Runner::Graph(_) => None,
+        };
+        let e = evaluate(self.model, engine, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
         Ok((EvalRecord::new("valid", at, s.st.step, e.loss, lr, s.elapsed(), v.labels.len(), e.scores), e.probs, e.gold))
     }
 
