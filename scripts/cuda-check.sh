@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/cuda-env.sh
-cargo test --locked --workspace --features bertfit-cli/cuda -- engine:: memory:: launch:: blaslt::
+cargo test --locked --workspace --features bertfit-cli/cuda -- engine:: memory:: launch:: blaslt:: device::
 if [ "${1:-}" = "--clippy" ]; then
     cargo clippy --locked --workspace --all-targets --features bertfit-cli/cuda -- -D warnings
 fi
