@@ -2,7 +2,8 @@
 # The CLI on a GPU, end to end (design M3): a random 4-layer BERT and a learnable task made on the spot
 # (bench/gpu_task.py), then `bertfit train --device cuda` twice (same bits?), once killed mid-run and
 # resumed (same bits as uninterrupted?), once on the CPU (accuracy), and `eval` of the GPU model on both
-# devices. Writes OUT/e2e.md. Called by scripts/gpu-check.sh with the unpacked binary:
+# devices; with gpu-assets/ (scripts/gpu-assets.sh) also all-MiniLM-L6-v2 on Rotten Tomatoes on both devices.
+# Writes OUT/e2e.md. Called by scripts/gpu-check.sh with the unpacked binary:
 #   bash scripts/gpu-e2e.sh BERTFIT_BINARY OUT_DIR
 # GPU_E2E_DEVICE=cpu GPU_E2E_EPOCHS=1 makes a dry run of the script itself on a machine without a GPU.
 set -uo pipefail
@@ -40,5 +41,18 @@ for dev in "$DEV" cpu; do
     "$B" eval --model "$W/a/best" --data "$W/test.csv" --device $dev --quiet >"$W/eval-$dev.txt" 2>&1
     echo "- eval of the GPU-trained model, --device $dev: $(grep -i -m1 'accuracy' "$W/eval-$dev.txt")"
 done
+# the real model, when scripts/gpu-assets.sh packed it (carry gpu-assets): the README demo's run on the
+# GPU and on the CPU, from the same bf16-rounded all-MiniLM-L6-v2 folder
+A=gpu-assets
+if [ -d "$A/minilm-l6-bf16" ]; then
+    real=(--model "$A/minilm-l6-bf16" --train "$A/rt/train.jsonl" --valid "$A/rt/valid.jsonl" --test "$A/rt/test.jsonl"
+          --epochs 1 --batch-size 32 --lr 5e-5 --max-len 64 --quiet)
+    t_g=$(timed "$B" train "${real[@]}" --device "$DEV" --output "$W/rt-gpu" 2>"$W/rt-gpu.log" | tail -1)
+    echo "- all-MiniLM-L6-v2 (bf16 weights) on Rotten Tomatoes, 1 epoch, --device $DEV: $t_g s in all, $(acc "$W/rt-gpu")"
+    t_c=$(timed "$B" train "${real[@]}" --device cpu --output "$W/rt-cpu" 2>"$W/rt-cpu.log" | tail -1)
+    echo "- the same on --device cpu (f32, $(nproc) cores): $t_c s in all, $(acc "$W/rt-cpu")"
+else
+    echo "- no gpu-assets/ (scripts/gpu-assets.sh): the real-model run was left out"
+fi
 echo
 } 2>&1 | tee "$O/e2e.md"
