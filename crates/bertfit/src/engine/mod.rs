@@ -194,7 +194,7 @@ impl<B: Backend> Engine<B> {
         let packed = Packed::from_batch(b, self.spec.positions, self.spec.pad_id)?;
         let plan = Plan::new(&self.spec.shape(), packed.tokens(), packed.sequences(), packed.padded_len, train);
         if plan.total > self.reserved {
-            check_memory(&plan, self.reserved, b, self.backend.free_memory())?;
+            check_memory(&plan, self.reserved, b, self.backend.free_memory(), train)?;
             self.backend.reserve(Region::Acts, plan.total)?;
             self.reserved = plan.total;
         }
@@ -307,17 +307,23 @@ impl<B: Backend> Engine<B> {
 
 /// Refuses a batch whose activations would not fit the memory this machine has free, naming the need and a
 /// batch size that fits (design 2.3), instead of failing inside an allocation.
-fn check_memory(plan: &Plan, reserved: usize, b: &Batch, free: Option<u64>) -> Result<()> {
+fn check_memory(plan: &Plan, reserved: usize, b: &Batch, free: Option<u64>, train: bool) -> Result<()> {
     let need = ((plan.total - reserved) * 4) as u64;
     let Some(free) = free else { return Ok(()) };
     if need <= free {
         return Ok(());
     }
     let fits = ((b.size as u64 * (free + reserved as u64 * 4)) / (plan.total as u64 * 4).max(1)).max(1);
+    // training batches and inference batches (evaluation during training, eval, predict) have their own flags
+    let (flag, advice) = if train {
+        ("batch-size", format!("try --batch-size {fits} (with --grad-accum to keep the effective batch)"))
+    } else {
+        ("eval-batch-size", format!("try --eval-batch-size {fits} when training, --batch-size {fits} for eval and predict"))
+    };
     Err(Error::config(
-        "batch-size",
+        flag,
         format!(
-            "a batch of {} × {} tokens needs {:.1} GB of activations, {:.1} GB more than this run holds, and {:.1} GB are free: try --batch-size {fits} (with --grad-accum to keep the effective batch)",
+            "a batch of {} × {} tokens needs {:.1} GB of activations, {:.1} GB more than this run holds, and {:.1} GB are free: {advice}",
             b.size,
             b.seq_len,
             plan.total as f64 * 4.0 / 1e9,

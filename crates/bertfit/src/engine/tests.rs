@@ -271,3 +271,21 @@ fn the_training_engine_evaluates_with_the_bits_of_a_fresh_inference_engine() {
     assert_eq!(ours.len(), 7);
     assert_eq!(bits(&ours), bits(&fresh));
 }
+
+#[test]
+fn a_batch_too_large_for_free_memory_names_the_flag_of_its_kind() {
+    let shape = super::plan::Shape { hidden: 768, intermediate: 3072, layers: 12, pooler: true, head: vec![768, 2] };
+    let enc: Vec<Encoded> = (0..64).map(|_| Encoded { ids: vec![5; 128], type_ids: vec![0; 128], truncated: false }).collect();
+    let idx: Vec<usize> = (0..64).collect();
+    let b = collate(&enc, &idx, None, 0);
+    for (train, flag, advice) in [(true, "batch-size", "try --batch-size"), (false, "eval-batch-size", "try --eval-batch-size")] {
+        let plan = super::plan::Plan::new(&shape, 64 * 128, 64, 128, train);
+        // 1 MB free: far too little
+        let err = super::check_memory(&plan, 0, &b, Some(1 << 20), train).expect_err("too large");
+        let text = err.to_string();
+        assert!(text.contains(flag) && text.contains(advice) && text.contains("64 × 128"), "{text}");
+        // plenty free: accepted; unknown free memory: accepted
+        assert!(super::check_memory(&plan, 0, &b, Some(1 << 50), train).is_ok());
+        assert!(super::check_memory(&plan, 0, &b, None, train).is_ok());
+    }
+}
