@@ -38,11 +38,8 @@ def baseline(out):
     """(case, what) -> {mode: samples/s} from the same call's hf*.json."""
     rows = {}
     for path in sorted(glob.glob(os.path.join(out, "hf*.json"))):
-        try:
-            hf = json.load(open(path))
-        except (OSError, ValueError):
-            continue
-        for r in hf.get("rows", []):
+        hf = load(path)
+        for r in (hf or {}).get("rows", []):
             if "samples_s" in r:
                 rows.setdefault((r["case"], r["what"]), {})[r["mode"]] = r["samples_s"]
     return rows

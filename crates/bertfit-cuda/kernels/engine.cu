@@ -223,49 +223,57 @@ extern "C" __global__ void activation_bwd(int kind, const float* x, const float*
     BF_FOR_EACH(i, n) { dx[i] = dy[i] * bf_act_grad(kind, x[i]); }
 }
 
-// Attention v1 (f32): heads packed into [sequences x heads, L, d] blocks (L the batch's longest sequence,
+// Attention (f32 or bf16 operands): heads packed into [sequences x heads, L, d] blocks (L the batch's longest sequence,
 // rows past a sequence's end zero), scores and products by strided-batched cuBLASLt, softmax and its
 // backward one warp per score row.
 
-// dst[bh][i][j] = src[(cu[b] + i) * src_row + h * d + j] for i < len(b), else 0 (bh = b * heads + h).
-extern "C" __global__ void heads_pack(const float* src, uint64_t src_row, float* dst, const uint32_t* cu,
-                                      uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
+// Element x of the packed [B·heads, L, d] blocks: its token row in the packed sequence (-1 past the
+// sequence's end) and its column h * d + j of a [N, H] block.
+struct BfHeadAt {
+    int64_t token;
+    uint64_t col;
+};
+
+__device__ __forceinline__ BfHeadAt bf_head_at(uint64_t x, const uint32_t* cu, uint32_t heads, uint32_t d, uint32_t L) {
+    uint32_t j = (uint32_t)(x % d);
+    uint64_t r = x / d;
+    uint32_t i = (uint32_t)(r % L);
+    uint64_t bh = r / L;
+    uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
+    uint32_t s0 = cu[b], len = cu[b + 1] - s0;
+    return BfHeadAt{i < len ? (int64_t)(s0 + i) : -1, (uint64_t)h * d + j};
+}
+
+__device__ __forceinline__ void bf_store(float* p, float v) { *p = v; }
+__device__ __forceinline__ void bf_store(__nv_bfloat16* p, float v) { *p = __float2bfloat16_rn(v); }
+
+// dst[bh][i][j] = src[(cu[b] + i) * src_row + h * d + j] for i < len(b), else 0 (bh = b * heads + h), as f32
+// or rounded to bf16 (the operands of bf16 attention products).
+template <typename T>
+__device__ __forceinline__ void bf_heads_pack(const float* src, uint64_t src_row, T* dst, const uint32_t* cu,
+                                              uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
     BF_FOR_EACH(x, total) {
-        uint32_t j = (uint32_t)(x % d);
-        uint64_t r = x / d;
-        uint32_t i = (uint32_t)(r % L);
-        uint64_t bh = r / L;
-        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
-        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
-        dst[x] = i < len ? src[(uint64_t)(s0 + i) * src_row + (uint64_t)h * d + j] : 0.0f;
+        BfHeadAt at = bf_head_at(x, cu, heads, d, L);
+        bf_store(dst + x, at.token >= 0 ? src[(uint64_t)at.token * src_row + at.col] : 0.0f);
     }
 }
 
-// heads_pack writing bf16 (round to nearest even): the operands of bf16 attention products.
+extern "C" __global__ void heads_pack(const float* src, uint64_t src_row, float* dst, const uint32_t* cu,
+                                      uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
+    bf_heads_pack(src, src_row, dst, cu, heads, d, L, total);
+}
+
 extern "C" __global__ void heads_pack_bf16(const float* src, uint64_t src_row, __nv_bfloat16* dst, const uint32_t* cu,
                                            uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
-    BF_FOR_EACH(x, total) {
-        uint32_t j = (uint32_t)(x % d);
-        uint64_t r = x / d;
-        uint32_t i = (uint32_t)(r % L);
-        uint64_t bh = r / L;
-        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
-        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
-        dst[x] = __float2bfloat16_rn(i < len ? src[(uint64_t)(s0 + i) * src_row + (uint64_t)h * d + j] : 0.0f);
-    }
+    bf_heads_pack(src, src_row, dst, cu, heads, d, L, total);
 }
 
 // The inverse for rows inside their sequence: dst[(cu[b] + i) * dst_row + h * d + j] = src[bh][i][j].
 extern "C" __global__ void heads_unpack(const float* src, float* dst, uint64_t dst_row, const uint32_t* cu,
                                         uint32_t heads, uint32_t d, uint32_t L, uint64_t total) {
     BF_FOR_EACH(x, total) {
-        uint32_t j = (uint32_t)(x % d);
-        uint64_t r = x / d;
-        uint32_t i = (uint32_t)(r % L);
-        uint64_t bh = r / L;
-        uint32_t b = (uint32_t)(bh / heads), h = (uint32_t)(bh % heads);
-        uint32_t s0 = cu[b], len = cu[b + 1] - s0;
-        if (i < len) dst[(uint64_t)(s0 + i) * dst_row + (uint64_t)h * d + j] = src[x];
+        BfHeadAt at = bf_head_at(x, cu, heads, d, L);
+        if (at.token >= 0) dst[(uint64_t)at.token * dst_row + at.col] = src[x];
     }
 }
 
@@ -356,179 +364,6 @@ extern "C" __global__ void attn_softmax_bwd(const float* pm, float* dp, const ui
         float ds = k < len ? scale * prow[k] * (row[k] - dot) : 0.0f;
         row[k] = ds;
         if (row16) row16[k] = __float2bfloat16_rn(ds);
-    }
-}
-
-// Attention v0 (f32, one warp per (sequence, head, row)), kept as the reference the self-test compares v1 with: grid (ceil(longest / warps), heads, sequences),
-// dynamic shared memory per warp: `smem_stride` floats. qkv is N x 3H (Q, K, V column blocks), ctx N x H.
-
-// Scores of query row q against every key of its sequence into ps[k] (scaled); returns the row max.
-__device__ __forceinline__ float bf_scores(const float* qs, const float* K, uint64_t h3, uint32_t len, uint32_t d,
-                                           float scale, float* ps, uint32_t lane) {
-    float mx = -INFINITY;
-    for (uint32_t k = lane; k < len; k += 32) {
-        const float* kr = K + (uint64_t)k * h3;
-        float s = 0.0f;
-        for (uint32_t j = 0; j < d; ++j) s += qs[j] * kr[j];
-        s *= scale;
-        ps[k] = s;
-        mx = fmaxf(mx, s);
-    }
-    return bf_warp_max(mx);
-}
-
-extern "C" __global__ void attn_fwd(const float* qkv, float* ctx, const uint32_t* cu, uint32_t heads, uint32_t width,
-                                    uint32_t d, float scale, uint32_t padded, uint64_t key, float p, float keep, int drop,
-                                    uint32_t smem_stride) {
-    extern __shared__ float sm[];
-    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
-    uint32_t b = blockIdx.z, h = blockIdx.y;
-    uint32_t start = cu[b], len = cu[b + 1] - start;
-    uint32_t q = blockIdx.x * warps + w;
-    if (q >= len) return;
-    float* qs = sm + (uint64_t)w * smem_stride;
-    float* ps = qs + d;
-    uint64_t h3 = 3ull * width;
-    const float* Q = qkv + (uint64_t)(start + q) * h3 + h * d;
-    const float* K = qkv + (uint64_t)start * h3 + width + h * d;
-    const float* V = K + width;
-    for (uint32_t j = lane; j < d; j += 32) qs[j] = Q[j];
-    __syncwarp();
-    float mx = bf_scores(qs, K, h3, len, d, scale, ps, lane);
-    float sum = 0.0f;
-    for (uint32_t k = lane; k < len; k += 32) {
-        float e = expf(ps[k] - mx);
-        ps[k] = e;
-        sum += e;
-    }
-    float inv = 1.0f / bf_warp_sum(sum);
-    uint64_t base = ((uint64_t)(b * heads + h) * padded + q) * padded;
-    for (uint32_t k = lane; k < len; k += 32) {
-        float pv = ps[k] * inv;
-        if (drop) pv *= bf_keep(key, p, keep, base + k);
-        ps[k] = pv;
-    }
-    __syncwarp();
-    float* o = ctx + (uint64_t)(start + q) * width + h * d;
-    for (uint32_t j = lane; j < d; j += 32) {
-        float acc = 0.0f;
-        for (uint32_t k = 0; k < len; ++k) acc += ps[k] * V[(uint64_t)k * h3 + j];
-        o[j] = acc;
-    }
-}
-
-// Backward, query side: recomputes P, writes dQ = dS K with dS = scale · P ∘ (dP − Σ P dP), and keeps the
-// row's max, 1/sum and Σ P dP in stats[(token * heads + h) * 3 ..] for attn_bwd_kv.
-extern "C" __global__ void attn_bwd_q(const float* qkv, const float* dctx, float* dqkv, float* stats, const uint32_t* cu,
-                                      uint32_t heads, uint32_t width, uint32_t d, float scale, uint32_t padded, uint64_t key,
-                                      float p, float keep, int drop, uint32_t smem_stride) {
-    extern __shared__ float sm[];
-    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
-    uint32_t b = blockIdx.z, h = blockIdx.y;
-    uint32_t start = cu[b], len = cu[b + 1] - start;
-    uint32_t q = blockIdx.x * warps + w;
-    if (q >= len) return;
-    float* qs = sm + (uint64_t)w * smem_stride;
-    float* dos = qs + d;
-    float* ps = dos + d;
-    float* dps = ps + padded;
-    uint64_t h3 = 3ull * width;
-    const float* Q = qkv + (uint64_t)(start + q) * h3 + h * d;
-    const float* K = qkv + (uint64_t)start * h3 + width + h * d;
-    const float* V = K + width;
-    const float* dO = dctx + (uint64_t)(start + q) * width + h * d;
-    for (uint32_t j = lane; j < d; j += 32) {
-        qs[j] = Q[j];
-        dos[j] = dO[j];
-    }
-    __syncwarp();
-    float mx = bf_scores(qs, K, h3, len, d, scale, ps, lane);
-    float sum = 0.0f;
-    for (uint32_t k = lane; k < len; k += 32) {
-        float e = expf(ps[k] - mx);
-        ps[k] = e;
-        sum += e;
-    }
-    float inv = 1.0f / bf_warp_sum(sum);
-    uint64_t base = ((uint64_t)(b * heads + h) * padded + q) * padded;
-    float dot = 0.0f;
-    for (uint32_t k = lane; k < len; k += 32) {
-        float pv = ps[k] * inv;
-        ps[k] = pv;
-        const float* vr = V + (uint64_t)k * h3;
-        float s = 0.0f;
-        for (uint32_t j = 0; j < d; ++j) s += dos[j] * vr[j];
-        if (drop) s *= bf_keep(key, p, keep, base + k);
-        dps[k] = s;
-        dot += pv * s;
-    }
-    dot = bf_warp_sum(dot);
-    for (uint32_t k = lane; k < len; k += 32) dps[k] = scale * ps[k] * (dps[k] - dot);
-    __syncwarp();
-    float* dq = dqkv + (uint64_t)(start + q) * h3 + h * d;
-    for (uint32_t j = lane; j < d; j += 32) {
-        float acc = 0.0f;
-        for (uint32_t k = 0; k < len; ++k) acc += dps[k] * K[(uint64_t)k * h3 + j];
-        dq[j] = acc;
-    }
-    if (lane == 0) {
-        float* st = stats + ((uint64_t)(start + q) * heads + h) * 3;
-        st[0] = mx;
-        st[1] = inv;
-        st[2] = dot;
-    }
-}
-
-// Backward, key side (one warp per key row k): dK = dSᵀ Q and dV = P̃ᵀ dO over the sequence's queries,
-// with P and dS recomputed from the statistics attn_bwd_q kept.
-extern "C" __global__ void attn_bwd_kv(const float* qkv, const float* dctx, float* dqkv, const float* stats, const uint32_t* cu,
-                                       uint32_t heads, uint32_t width, uint32_t d, float scale, uint32_t padded, uint64_t key,
-                                       float p, float keep, int drop, uint32_t smem_stride) {
-    extern __shared__ float sm[];
-    uint32_t warps = blockDim.x / 32, w = threadIdx.x / 32, lane = threadIdx.x & 31;
-    uint32_t b = blockIdx.z, h = blockIdx.y;
-    uint32_t start = cu[b], len = cu[b + 1] - start;
-    uint32_t k = blockIdx.x * warps + w;
-    if (k >= len) return;
-    float* ks = sm + (uint64_t)w * smem_stride;
-    float* vs = ks + d;
-    float* pds = vs + d;
-    float* dss = pds + padded;
-    uint64_t h3 = 3ull * width;
-    const float* Q = qkv + (uint64_t)start * h3 + h * d;
-    const float* dO = dctx + (uint64_t)start * width + h * d;
-    for (uint32_t j = lane; j < d; j += 32) {
-        ks[j] = qkv[(uint64_t)(start + k) * h3 + width + h * d + j];
-        vs[j] = qkv[(uint64_t)(start + k) * h3 + 2 * width + h * d + j];
-    }
-    __syncwarp();
-    uint64_t base = (uint64_t)(b * heads + h) * padded * padded;
-    for (uint32_t q = lane; q < len; q += 32) {
-        const float* qr = Q + (uint64_t)q * h3;
-        float s = 0.0f;
-        for (uint32_t j = 0; j < d; ++j) s += qr[j] * ks[j];
-        s *= scale;
-        const float* st = stats + ((uint64_t)(start + q) * heads + h) * 3;
-        float pv = expf(s - st[0]) * st[1];
-        const float* dor = dO + (uint64_t)q * width;
-        float dp = 0.0f;
-        for (uint32_t j = 0; j < d; ++j) dp += dor[j] * vs[j];
-        float m = drop ? bf_keep(key, p, keep, base + (uint64_t)q * padded + k) : 1.0f;
-        dp *= m;
-        pds[q] = pv * m;
-        dss[q] = scale * pv * (dp - st[2]);
-    }
-    __syncwarp();
-    float* dk = dqkv + (uint64_t)(start + k) * h3 + width + h * d;
-    float* dv = dk + width;
-    for (uint32_t j = lane; j < d; j += 32) {
-        float ak = 0.0f, av = 0.0f;
-        for (uint32_t q = 0; q < len; ++q) {
-            ak += dss[q] * Q[(uint64_t)q * h3 + j];
-            av += pds[q] * dO[(uint64_t)q * width + j];
-        }
-        dk[j] = ak;
-        dv[j] = av;
     }
 }
 

@@ -146,6 +146,18 @@ pub enum Error {
     Interrupted,
 }
 
+/// An error with its causes, `: `-separated ("a: b: c"), for reports that keep errors as text.
+pub fn causes(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
 impl Error {
     /// Builds an [`Error::Io`].
     pub fn io(op: &'static str, path: impl AsRef<Path>, source: std::io::Error) -> Self {

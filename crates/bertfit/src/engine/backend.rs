@@ -24,6 +24,26 @@ pub enum Region {
     Acts,
 }
 
+impl Region {
+    /// The region's place among the five (backends keep one allocation per region in an array).
+    pub fn index(self) -> usize {
+        match self {
+            Region::Params => 0,
+            Region::Grads => 1,
+            Region::AdamM => 2,
+            Region::AdamV => 3,
+            Region::Acts => 4,
+        }
+    }
+}
+
+/// The longest sequence of sequence starts `cu` that begin at 0, never decrease and end at `tokens`;
+/// `None` when they do not (a wiring bug: backends refuse the call).
+pub fn longest_sequence(cu: &[u32], tokens: usize) -> Option<usize> {
+    let valid = cu.first() == Some(&0) && cu.last().map(|&n| n as usize) == Some(tokens) && cu.windows(2).all(|w| w[1] >= w[0]);
+    valid.then(|| cu.windows(2).map(|w| (w[1] - w[0]) as usize).max().unwrap_or(0))
+}
+
 /// A run of f32 elements in a region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Buf {

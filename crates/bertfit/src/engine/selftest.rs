@@ -103,18 +103,6 @@ impl Default for Options {
     }
 }
 
-/// An error with its causes, "a: b: c".
-fn anyhow_like(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 fn backend(e: CudaError) -> Error {
     Error::Backend(Box::new(e))
 }
@@ -152,7 +140,7 @@ pub fn run(opts: &Options, progress: &mut dyn FnMut(&str)) -> Result<Report> {
         let row = match gemm_case(&gpu, &kernels, &mut blas, name, &shape, opts.all_algorithms) {
             Ok(row) => row,
             Err(e) => {
-                let detail = anyhow_like(&e);
+                let detail = crate::error::causes(&e);
                 progress(&format!("FAIL GEMM {name}: {detail}"));
                 checks.push(Check { name: format!("GEMM {name} ({})", describe(&shape)), passed: false, detail });
                 continue;

@@ -9,7 +9,7 @@ mod attention;
 
 use rayon::prelude::*;
 
-use super::backend::{first_overlap, Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Pooling, Region, SoftmaxCe};
+use super::backend::{first_overlap, longest_sequence, Attention, Backend, Buf, DropIndex, Dropout, DropoutAdd, Embed, EmbedGrad, Gemm, Ints, LayerNorm, LayerNormGrad, Pooling, Region, SoftmaxCe};
 use super::ops::{self, AdamStep};
 use crate::error::{Error, Result};
 use crate::model::kernels::bf16::gemm_bf16;
@@ -43,13 +43,7 @@ pub struct CpuBackend {
 }
 
 fn slot(r: Region) -> usize {
-    match r {
-        Region::Params => 0,
-        Region::Grads => 1,
-        Region::AdamM => 2,
-        Region::AdamV => 3,
-        Region::Acts => 4,
-    }
+    r.index()
 }
 
 /// Slices of `regions` for one call: `ins` shared, `outs` exclusive. Refuses out-of-range buffers and
@@ -78,10 +72,7 @@ fn ints(all: &[u32], i: Ints) -> Result<&[u32]> {
 
 /// Sequence starts that begin at 0, never decrease and end at `tokens`.
 fn check_cu(cu: &[u32], tokens: usize, what: &str) -> Result<()> {
-    if cu.first() != Some(&0) || cu.last().map(|&n| n as usize) != Some(tokens) || cu.windows(2).any(|w| w[1] < w[0]) {
-        return Err(fail(format!("{what}: sequence starts do not cover the {tokens} tokens in order")));
-    }
-    Ok(())
+    longest_sequence(cu, tokens).map(|_| ()).ok_or_else(|| fail(format!("{what}: sequence starts do not cover the {tokens} tokens in order")))
 }
 
 /// A table pointer shared by tasks that write disjoint parts of it.
