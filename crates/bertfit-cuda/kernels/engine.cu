@@ -57,7 +57,7 @@ extern "C" __global__ void col_finish(const float* part, float* out, uint32_t ch
     out[j] = accumulate ? out[j] + acc : acc;
 }
 
-// Word + position + segment rows per packed token (the CPU's order of additions).
+// Word + position (+ segment, when `segment` is not null) rows per packed token (the CPU's order of additions).
 extern "C" __global__ void embed_sum(const uint32_t* ids, const uint32_t* pos, const uint32_t* types,
                                      const float* word, const float* position, const float* segment,
                                      float* out, uint64_t n, uint32_t width) {
@@ -66,7 +66,7 @@ extern "C" __global__ void embed_sum(const uint32_t* ids, const uint32_t* pos, c
         uint64_t t = i / width;
         uint32_t j = (uint32_t)(i % width);
         float v = __fadd_rn(word[(uint64_t)ids[t] * width + j], position[(uint64_t)pos[t] * width + j]);
-        out[i] = __fadd_rn(v, segment[(uint64_t)types[t] * width + j]);
+        out[i] = segment ? __fadd_rn(v, segment[(uint64_t)types[t] * width + j]) : v;
     }
 }
 

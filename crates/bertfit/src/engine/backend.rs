@@ -159,8 +159,10 @@ pub struct Embed {
     pub positions: Ints,
     /// Segment ids, `[N]`.
     pub types: Ints,
-    /// Word table, position table, segment table (`rows × width` each).
-    pub tables: [Buf; 3],
+    /// Word table, position table (`rows × width` each).
+    pub tables: [Buf; 2],
+    /// Segment table, for families with token types (`types` is ignored without one).
+    pub segments: Option<Buf>,
     /// Output, `N × width`.
     pub out: Buf,
     /// Hidden size.

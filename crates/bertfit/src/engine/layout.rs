@@ -7,7 +7,7 @@
 //! weight-decay flag (AdamW's rule) and its trainable flag (the run's freezing); offsets are aligned to 64
 //! floats (256 bytes), which the CUDA arena also requires.
 
-use crate::model::config::HeadConfig;
+use crate::model::head::HeadSpec;
 use crate::model::params::decays;
 use crate::model::{BertConfig, Freeze};
 
@@ -41,17 +41,19 @@ pub struct Layout {
 }
 
 impl Layout {
-    /// The layout of an encoder of `cfg` (with a pooler when `pooler`) and a head of `head` for
-    /// `num_labels` classes, trainable as `freeze` says.
-    pub fn new(cfg: &BertConfig, pooler: bool, head: &HeadConfig, num_labels: usize, freeze: Freeze) -> Layout {
+    /// The layout of an encoder of `cfg` (its family's tables; the pooler when the head uses it) and the
+    /// head `head`, trainable as `freeze` says.
+    pub fn new(cfg: &BertConfig, head: &HeadSpec, freeze: Freeze) -> Layout {
         let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
         let mut tensors: Vec<(String, Vec<usize>)> = vec![
             ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h]),
             ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h]),
-            ("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size.max(1), h]),
-            ("embeddings.LayerNorm.weight".into(), vec![h]),
-            ("embeddings.LayerNorm.bias".into(), vec![h]),
         ];
+        if cfg.family().token_types {
+            tensors.push(("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h]));
+        }
+        tensors.push(("embeddings.LayerNorm.weight".into(), vec![h]));
+        tensors.push(("embeddings.LayerNorm.bias".into(), vec![h]));
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
             // Q, K, V weights as consecutive row blocks of Wqkv, then their biases as one bqkv
@@ -74,15 +76,12 @@ impl Layout {
                 (format!("{p}.output.LayerNorm.bias"), vec![h]),
             ]);
         }
-        if pooler {
+        if head.pooler {
             tensors.push(("pooler.dense.weight".into(), vec![h, h]));
             tensors.push(("pooler.dense.bias".into(), vec![h]));
         }
-        let names = crate::model::head::layer_names(head);
-        let mut sizes = vec![h];
-        sizes.extend(head.hidden.iter().copied());
-        sizes.push(num_labels);
-        for (k, name) in names.iter().enumerate() {
+        let sizes = &head.sizes;
+        for (k, name) in head.names.iter().enumerate() {
             tensors.push((format!("{name}.weight"), vec![sizes[k + 1], sizes[k]]));
             tensors.push((format!("{name}.bias"), vec![sizes[k + 1]]));
         }
@@ -118,12 +117,15 @@ fn is_qkv_follower(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::HeadConfig;
     use crate::model::random::{tiny_config, write_random_model};
     use crate::model::{Classifier, LoadOptions, ModelFolder};
 
-    fn graph(head: HeadConfig, freeze: Freeze) -> Classifier {
+    fn graph(model_type: &str, head: HeadConfig, freeze: Freeze) -> Classifier {
         let dir = tempfile::tempdir().expect("dir");
-        let cfg = tiny_config(12);
+        let mut cfg = tiny_config(12);
+        cfg.model_type = model_type.into();
+        cfg.pad_token_id = 1;
         let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| s.to_string()).collect();
         write_random_model(dir.path(), &cfg, &vocab, 1).expect("model");
         let labels = Some(vec!["x".into(), "y".into(), "z".into()]);
@@ -133,19 +135,19 @@ mod tests {
 
     #[test]
     fn the_layout_holds_exactly_the_graphs_weights_with_their_flags() {
-        for (head, freeze) in [
+        let cases = [
             (HeadConfig::default(), Freeze::default()),
             (HeadConfig { hidden: vec![16, 8], ..HeadConfig::default() }, Freeze { layers: 1, ..Freeze::default() }),
             (HeadConfig { pooling: crate::model::Pooling::Mean, ..HeadConfig::default() }, Freeze { encoder: true, ..Freeze::default() }),
-        ] {
-            let model = graph(head.clone(), freeze);
-            let pooler = head.pooling == crate::model::Pooling::Cls;
-            let layout = Layout::new(&model.config, pooler, &head, 3, freeze);
+        ];
+        for ((head, freeze), family) in cases.iter().cloned().flat_map(|c| ["bert", "roberta", "distilbert", "electra"].map(|f| (c.clone(), f))) {
+            let model = graph(family, head.clone(), freeze);
+            let layout = Layout::new(&model.config, &model.head_spec(), freeze);
             let store = model.params().vars();
             let mut names: Vec<&str> = layout.segments.iter().map(|s| s.name.as_str()).collect();
             names.sort();
             let graph_names: Vec<&str> = store.keys().map(String::as_str).collect();
-            assert_eq!(names, graph_names, "head {head:?}");
+            assert_eq!(names, graph_names, "{family}, head {head:?}");
             for s in &layout.segments {
                 assert_eq!(store[&s.name].dims(), s.shape.as_slice(), "{}", s.name);
                 assert_eq!(s.decay, decays(&s.name));
@@ -159,7 +161,8 @@ mod tests {
     #[test]
     fn segments_are_disjoint_aligned_and_qkv_contiguous() {
         let cfg = tiny_config(12);
-        let layout = Layout::new(&cfg, true, &HeadConfig::default(), 2, Freeze::default());
+        let head = HeadSpec::new(&HeadConfig::default(), cfg.family(), cfg.hidden_size, 2, 0.1);
+        let layout = Layout::new(&cfg, &head, Freeze::default());
         for w in layout.segments.windows(2) {
             assert!(w[0].offset + w[0].len <= w[1].offset, "{} overlaps {}", w[0].name, w[1].name);
         }

@@ -37,6 +37,7 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::family::Positions;
 use crate::model::params::ParamStore;
+use crate::model::head::HeadSpec;
 use crate::model::{Activation, Classifier, Freeze, Mode, Pooling};
 use crate::runtime::Precision;
 use crate::model::params::with_f32;
@@ -61,8 +62,12 @@ pub struct Spec {
     pub hidden_dropout: f64,
     /// Attention-probability dropout.
     pub attn_dropout: f64,
+    /// Dropout of the attention block's output (0 where the family has none there).
+    pub attn_out_dropout: f64,
     /// Dropout before each head layer.
     pub head_dropout: f64,
+    /// Whether the first head layer's input is dropped out too (all families but DistilBERT).
+    pub head_input_dropout: bool,
     /// Activation after hidden head layers.
     pub head_act: Activation,
     /// First token or mean.
@@ -73,6 +78,8 @@ pub struct Spec {
     pub head: Vec<usize>,
     /// Position numbering.
     pub positions: Positions,
+    /// Whether the family has a token-type table.
+    pub token_types: bool,
     /// Padding token id.
     pub pad_id: u32,
     /// Matmul precision of the dense layers.
@@ -85,10 +92,8 @@ impl Spec {
     /// The engine's view of a loaded classifier.
     pub fn of(model: &Classifier) -> Spec {
         let c = &model.config;
-        let hc = &model.head_config;
-        let mut head = vec![c.hidden_size];
-        head.extend(hc.hidden.iter().copied());
-        head.push(model.labels.len());
+        let family = c.family();
+        let head = model.head_spec();
         Spec {
             hidden: c.hidden_size,
             heads: c.num_attention_heads,
@@ -98,16 +103,24 @@ impl Spec {
             act: c.hidden_act,
             hidden_dropout: c.hidden_dropout_prob,
             attn_dropout: c.attention_probs_dropout_prob,
-            head_dropout: hc.dropout.unwrap_or(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob)),
-            head_act: hc.activation,
-            pooling: if hc.pooling == Pooling::Cls { Pool::First } else { Pool::Mean },
-            pooler: hc.pooling == Pooling::Cls,
-            head,
-            positions: c.family().positions,
+            attn_out_dropout: if family.attention_output_dropout { c.hidden_dropout_prob } else { 0.0 },
+            head_dropout: head.dropout,
+            head_input_dropout: head.input_dropout,
+            head_act: head.activation,
+            pooling: if head.pooling == Pooling::Cls { Pool::First } else { Pool::Mean },
+            pooler: head.pooler,
+            head: head.sizes,
+            positions: family.positions,
+            token_types: family.token_types,
             pad_id: c.pad_token_id,
             precision: model.runtime().precision(),
             freeze: model.freeze(),
         }
+    }
+
+    /// Whether dropout applies before head layer `i` in training.
+    pub(crate) fn head_drops(&self, i: usize) -> bool {
+        self.head_dropout > 0.0 && (i > 0 || self.head_input_dropout)
     }
 
     fn shape(&self) -> plan::Shape {
@@ -154,7 +167,8 @@ impl<B: Backend> Engine<B> {
 
     fn build(model: &Classifier, mut backend: B, adam: AdamWConfig, train: bool) -> Result<Self> {
         let spec = Spec::of(model);
-        let layout = Layout::new(&model.config, spec.pooler, &model.head_config, model.labels.len(), spec.freeze);
+        let head = model.head_spec();
+        let layout = Layout::new(&model.config, &head, spec.freeze);
         let regions: &[Region] = if train { &[Region::Params, Region::Grads, Region::AdamM, Region::AdamV] } else { &[Region::Params] };
         for &region in regions {
             backend.reserve(region, layout.total)?;
@@ -165,7 +179,7 @@ impl<B: Backend> Engine<B> {
             let buf = Buf { region: Region::Params, offset: seg.offset, len: seg.len };
             with_f32(var.as_tensor(), |data| backend.upload(buf, data))??;
         }
-        let weights = Arc::new(resolve(&layout, &spec, &model.head_config)?);
+        let weights = Arc::new(resolve(&layout, &spec, &head)?);
         Ok(Engine { backend, spec: Arc::new(spec), layout, weights, adam, reserved: 0, step: 0, accumulated: 0 })
     }
 
@@ -334,7 +348,7 @@ fn check_memory(plan: &Plan, reserved: usize, b: &Batch, free: Option<u64>, trai
 }
 
 /// Every weight's buffer by role.
-fn resolve(layout: &Layout, spec: &Spec, head: &crate::model::HeadConfig) -> Result<Weights> {
+fn resolve(layout: &Layout, spec: &Spec, head: &HeadSpec) -> Result<Weights> {
     let buf = |name: &str| -> Result<Buf> {
         let s = layout.get(name).ok_or_else(|| Error::config("engine", format!("the layout has no `{name}`")))?;
         Ok(Buf { region: Region::Params, offset: s.offset, len: s.len })
@@ -356,13 +370,13 @@ fn resolve(layout: &Layout, spec: &Spec, head: &crate::model::HeadConfig) -> Res
             out_norm: pair(&format!("{p}.output.LayerNorm"))?,
         });
     }
-    let head_names = crate::model::head::layer_names(head);
     Ok(Weights {
-        tables: [buf("embeddings.word_embeddings.weight")?, buf("embeddings.position_embeddings.weight")?, buf("embeddings.token_type_embeddings.weight")?],
+        tables: [buf("embeddings.word_embeddings.weight")?, buf("embeddings.position_embeddings.weight")?],
+        segments: if spec.token_types { Some(buf("embeddings.token_type_embeddings.weight")?) } else { None },
         emb_norm: pair("embeddings.LayerNorm")?,
         layers,
         pooler: if spec.pooler { Some(pair("pooler.dense")?) } else { None },
-        head: head_names.iter().map(|n| pair(n)).collect::<Result<_>>()?,
+        head: head.names.iter().map(|n| pair(n)).collect::<Result<_>>()?,
     })
 }
 

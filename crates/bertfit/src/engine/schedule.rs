@@ -27,8 +27,10 @@ pub(crate) struct LayerWeights {
 /// Every weight, by role.
 #[derive(Debug, Clone)]
 pub(crate) struct Weights {
-    /// Word, position and segment tables.
-    pub tables: [Buf; 3],
+    /// Word and position tables.
+    pub tables: [Buf; 2],
+    /// Segment table (families with token types).
+    pub segments: Option<Buf>,
     pub emb_norm: (Buf, Buf),
     pub layers: Vec<LayerWeights>,
     pub pooler: Option<(Buf, Buf)>,
@@ -98,7 +100,7 @@ impl<B: Backend> Engine<B> {
 
     /// The input of head layer `i` as the forward left it: its dropout buffer, or the previous output.
     fn head_input(&self, plan: &Plan, i: usize, train: bool) -> Buf {
-        if train && self.spec.head_dropout > 0.0 {
+        if train && self.spec.head_drops(i) {
             return plan.head[i].input;
         }
         match i {
@@ -111,7 +113,7 @@ impl<B: Backend> Engine<B> {
     pub(crate) fn forward(&mut self, plan: &Plan, mode: Mode) -> Result<Buf> {
         let (s, w) = (Arc::clone(&self.spec), Arc::clone(&self.weights));
         let (n, b, h, i) = (plan.tokens, plan.sequences, s.hidden, s.intermediate);
-        self.backend.embed(&Embed { ids: plan.ints.ids, positions: plan.ints.positions, types: plan.ints.types, tables: w.tables, out: plan.emb_pre, width: h })?;
+        self.backend.embed(&Embed { ids: plan.ints.ids, positions: plan.ints.positions, types: plan.ints.types, tables: w.tables, segments: w.segments, out: plan.emb_pre, width: h })?;
         let x0 = plan.hidden_at(0);
         self.backend.layer_norm(&LayerNorm { x: plan.emb_pre, weight: w.emb_norm.0, bias: w.emb_norm.1, out: x0, width: h, eps: s.eps })?;
         if let Some(d) = self.token_drop(plan, mode, s.hidden_dropout, site::EMBEDDINGS) {
@@ -136,7 +138,7 @@ impl<B: Backend> Engine<B> {
             })?;
             let tmp = plan.narrow[0];
             self.linear(a.ctx, lw.attn_out, tmp, n, h, h)?;
-            let drop = self.token_drop(plan, mode, s.hidden_dropout, site::attention_output(l));
+            let drop = self.token_drop(plan, mode, s.attn_out_dropout, site::attention_output(l));
             self.backend.dropout_add(&DropoutAdd { a: tmp, residual: x, out: a.pre1, width: h, drop })?;
             self.backend.layer_norm(&LayerNorm { x: a.pre1, weight: lw.attn_norm.0, bias: lw.attn_norm.1, out: a.h1, width: h, eps: s.eps })?;
             self.linear(a.h1, lw.inter, a.u, n, h, i)?;
@@ -159,7 +161,7 @@ impl<B: Backend> Engine<B> {
         for (k, hw) in w.head.iter().enumerate() {
             let (inp, out) = (s.head[k], s.head[k + 1]);
             let acts = plan.head[k];
-            if mode.train && s.head_dropout > 0.0 {
+            if mode.train && s.head_drops(k) {
                 let d = Dropout { p: s.head_dropout, key: Self::drop_key(mode, site::head(k)), index: DropIndex::Dense };
                 self.backend.dropout(x, acts.input, inp, &d)?;
             }
@@ -204,7 +206,7 @@ impl<B: Backend> Engine<B> {
             }
             let dx = plan.head_grad[0].part(0, b * inp);
             self.input_grad(dpre, w.head[k].0, dx, b, inp, out, false)?;
-            if mode.train && s.head_dropout > 0.0 {
+            if mode.train && s.head_drops(k) {
                 let d = Dropout { p: s.head_dropout, key: Self::drop_key(mode, site::head(k)), index: DropIndex::Dense };
                 self.backend.dropout(dx, dx, inp, &d)?;
             }
@@ -250,7 +252,7 @@ impl<B: Backend> Engine<B> {
             // dh1 = residual gradient + du W1
             self.input_grad(plan.wide[0], lw.inter.0, dpre, n, h, i, true)?;
             self.norm_grad(a.pre1, lw.attn_norm, dpre, dx)?;
-            let d_attn = match self.token_drop(plan, mode, s.hidden_dropout, site::attention_output(l)) {
+            let d_attn = match self.token_drop(plan, mode, s.attn_out_dropout, site::attention_output(l)) {
                 Some(d) => {
                     self.backend.dropout(dx, plan.narrow[1], h, &d)?;
                     plan.narrow[1]
@@ -285,10 +287,10 @@ impl<B: Backend> Engine<B> {
             }
             let demb = plan.narrow[0];
             self.norm_grad(plan.emb_pre, w.emb_norm, dy, demb)?;
-            let [word, pos, typ] = w.tables;
+            let [word, pos] = w.tables;
             self.backend.embed_grad(&EmbedGrad {
                 index: [plan.ints.ids, plan.ints.positions, plan.ints.types],
-                tables: [Some(grad(word)), Some(grad(pos)), Some(grad(typ))],
+                tables: [Some(grad(word)), Some(grad(pos)), w.segments.map(grad)],
                 dy: demb,
                 width: h,
             })?;

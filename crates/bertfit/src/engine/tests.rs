@@ -21,7 +21,8 @@ use crate::train::optimizer::{AdamW, AdamWConfig};
 struct Case {
     head: HeadConfig,
     freeze: Freeze,
-    roberta: bool,
+    /// The `model_type` (family) of the random model.
+    family: &'static str,
     class_weights: Option<Vec<f32>>,
     grad_accum: usize,
     clip: Option<f64>,
@@ -34,26 +35,26 @@ struct Case {
 
 impl Default for Case {
     fn default() -> Self {
-        Case { head: HeadConfig::default(), freeze: Freeze::default(), roberta: false, class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0, act: None }
+        Case { head: HeadConfig::default(), freeze: Freeze::default(), family: "bert", class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0, act: None }
     }
 }
 
 const LABELS: usize = 3;
 
-fn config(roberta: bool, act: Option<Activation>) -> BertConfig {
+fn config(family: &str, act: Option<Activation>) -> BertConfig {
     let mut cfg = tiny_config(40);
     if let Some(act) = act {
         cfg.hidden_act = act;
     }
-    if roberta {
-        cfg.model_type = "roberta".into();
+    cfg.model_type = family.into();
+    if cfg.roberta_positions() {
         cfg.pad_token_id = 1;
     }
     cfg
 }
 
 fn load(dir: &std::path::Path, case: &Case) -> Classifier {
-    let cfg = config(case.roberta, case.act);
+    let cfg = config(case.family, case.act);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].iter().map(|s| s.to_string()).chain((4..40).map(|i| format!("w{i}"))).collect();
     write_random_model(dir, &cfg, &vocab, 7).expect("model");
     let labels = Some((0..LABELS).map(|i| format!("c{i}")).collect());
@@ -206,8 +207,22 @@ fn other_ffn_activations_match_the_graph() {
 }
 
 #[test]
-fn roberta_positions_match_the_graph() {
-    run(&Case { roberta: true, ..Case::default() });
+fn roberta_positions_and_head_match_the_graph() {
+    run(&Case { family: "roberta", ..Case::default() });
+    run(&Case { family: "xlm-roberta", head: HeadConfig { pooling: Pooling::Cls, hidden: vec![16], ..HeadConfig::default() }, ..Case::default() });
+}
+
+#[test]
+fn distilbert_without_token_types_and_its_head_matches_the_graph() {
+    // no segment table, no dropout on the attention output, no dropout before `pre_classifier`
+    run(&Case { family: "distilbert", ..Case::default() });
+    run(&Case { family: "distilbert", grad_accum: 2, freeze: Freeze { layers: 1, ..Freeze::default() }, ..Case::default() });
+    run(&Case { family: "distilbert", head: HeadConfig { pooling: Pooling::Mean, ..HeadConfig::default() }, ..Case::default() });
+}
+
+#[test]
+fn electra_and_its_head_match_the_graph() {
+    run(&Case { family: "electra", class_weights: Some(vec![0.5, 2.0, 1.25]), ..Case::default() });
 }
 
 #[test]

@@ -30,13 +30,14 @@ impl Freeze {
 
     /// Whether the canonical weight `name` is trainable.
     pub fn trainable(&self, name: &str) -> bool {
-        if name.starts_with("classifier.") {
+        if super::family::Family::is_head_tensor(name) {
             return !self.head;
         }
         if self.encoder {
             return false;
         }
-        if name.starts_with("embeddings.") {
+        // the tables and LayerNorm, and ELECTRA's `embeddings_project`
+        if name.starts_with("embeddings") {
             return self.layers == 0;
         }
         if let Some(rest) = name.strip_prefix("encoder.layer.") {
@@ -94,8 +95,11 @@ pub(crate) mod site {
 struct Embeddings {
     word: Tensor,
     position: Tensor,
-    token_type: Tensor,
+    /// `None` for families without token types (DistilBERT).
+    token_type: Option<Tensor>,
     norm: LayerNorm,
+    /// ELECTRA's `embeddings_project` when `embedding_size` differs from the hidden size.
+    project: Option<Linear>,
     dropout: f64,
     position_offset: u32,
     pad_id: u32,
@@ -122,11 +126,16 @@ impl Embeddings {
             let row: Vec<u32> = (0..s as u32).map(|p| p + self.position_offset).collect();
             Tensor::from_vec(row, (1, s), ids.device())?.broadcast_as((b, s))?.contiguous()?
         };
-        let x = ops::embed(&self.word, ids)?
-            .add(&ops::embed(&self.position, &positions)?)?
-            .add(&ops::embed(&self.token_type, type_ids)?)?;
+        let mut x = ops::embed(&self.word, ids)?.add(&ops::embed(&self.position, &positions)?)?;
+        if let Some(table) = &self.token_type {
+            x = x.add(&ops::embed(table, type_ids)?)?;
+        }
         let x = self.norm.forward(&x)?;
-        ops::dropout(&x, self.dropout, mode, site::EMBEDDINGS, self.exec)
+        let x = ops::dropout(&x, self.dropout, mode, site::EMBEDDINGS, self.exec)?;
+        match &self.project {
+            Some(p) => p.forward(&x),
+            None => Ok(x),
+        }
     }
 }
 
@@ -143,6 +152,8 @@ struct Layer {
     heads: usize,
     act: Activation,
     hidden_dropout: f64,
+    /// Dropout of the attention block's output (0 where the family has none there).
+    attn_out_dropout: f64,
     attn_dropout: f64,
     index: usize,
     exec: Exec,
@@ -154,7 +165,7 @@ impl Layer {
         let (q, k, v) = (self.query.forward(x)?, self.key.forward(x)?, self.value.forward(x)?);
         let ctx = ops::attention(&q, &k, &v, bias, self.heads, self.attn_dropout, mode, site::attention_probs(self.index), self.exec)?;
         let attn = self.attn_out.forward(&ctx)?;
-        let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.hidden_dropout, mode, site::attention_output(self.index), self.exec)?)?;
+        let x = self.attn_norm.forward(&ops::dropout_add(&attn, x, self.attn_out_dropout, mode, site::attention_output(self.index), self.exec)?)?;
         let inner = self.intermediate.forward_act(&x, self.act)?;
         let out = self.output.forward(&inner)?;
         self.out_norm.forward(&ops::dropout_add(&out, &x, self.hidden_dropout, mode, site::ffn_output(self.index), self.exec)?)
@@ -195,20 +206,18 @@ pub struct Encoder {
 
 impl Encoder {
     pub(crate) fn build(cfg: &BertConfig, b: &mut Builder<'_>, with_pooler: bool) -> Result<Self> {
-        let h = cfg.hidden_size;
+        let (h, e) = (cfg.hidden_size, cfg.embedding_size());
+        let family = cfg.family();
+        let init = Init::Normal(cfg.initializer_range);
         let embeddings = Embeddings {
-            word: b.tensor("embeddings.word_embeddings.weight", &[cfg.vocab_size, h], Init::Normal(cfg.initializer_range))?,
-            position: b.tensor(
-                "embeddings.position_embeddings.weight",
-                &[cfg.max_position_embeddings, h],
-                Init::Normal(cfg.initializer_range),
-            )?,
-            token_type: b.tensor(
-                "embeddings.token_type_embeddings.weight",
-                &[cfg.type_vocab_size.max(1), h],
-                Init::Normal(cfg.initializer_range),
-            )?,
-            norm: b.layer_norm("embeddings.LayerNorm", h, cfg.layer_norm_eps)?,
+            word: b.tensor("embeddings.word_embeddings.weight", &[cfg.vocab_size, e], init)?,
+            position: b.tensor("embeddings.position_embeddings.weight", &[cfg.max_position_embeddings, e], init)?,
+            token_type: match family.token_types {
+                true => Some(b.tensor("embeddings.token_type_embeddings.weight", &[cfg.type_vocab_size, e], init)?),
+                false => None,
+            },
+            norm: b.layer_norm("embeddings.LayerNorm", e, cfg.layer_norm_eps)?,
+            project: if cfg.projects_embeddings() { Some(b.linear("embeddings_project", e, h)?) } else { None },
             dropout: cfg.hidden_dropout_prob,
             position_offset: 0,
             pad_id: cfg.pad_token_id,
@@ -230,6 +239,7 @@ impl Encoder {
                 heads: cfg.num_attention_heads,
                 act: cfg.hidden_act,
                 hidden_dropout: cfg.hidden_dropout_prob,
+                attn_out_dropout: if family.attention_output_dropout { cfg.hidden_dropout_prob } else { 0.0 },
                 attn_dropout: cfg.attention_probs_dropout_prob,
                 index: i,
                 exec: b.exec,

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 use super::bert::{Builder, Encoder, Freeze, Inputs};
 use super::config::{BertConfig, HeadConfig};
 use crate::source::ModelFolder;
-use super::head::{self, Head};
+use super::family::Family;
+use super::head::{Head, HeadSpec};
 use super::ops::Mode;
 use super::params::{LoadReport, ParamStore};
 use crate::error::{Error, Location, Result};
@@ -102,9 +103,12 @@ impl Classifier {
         let ckpt_labels = labels_from_config(&config);
         let head_config = opts.head.clone().or_else(|| saved_meta.as_ref().map(|m| m.head.clone())).unwrap_or_default();
         head_config.validate()?;
-        let mut store = ParamStore::from_safetensors(&folder.weights, opts.runtime.device().clone(), opts.seed)?;
-        let head_names = head::layer_names(&head_config);
-        let head_present = head_names.iter().all(|n| store.contains(&format!("{n}.weight")));
+        let family = config.family();
+        let mut store = ParamStore::from_safetensors(&folder.weights, family, opts.runtime.device().clone(), opts.seed)?;
+        let default_dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        // the head's shape needs the number of classes; its names do not
+        let names = HeadSpec::new(&head_config, family, config.hidden_size, 2, default_dropout).names;
+        let head_present = names.iter().all(|n| store.contains(&format!("{n}.weight")));
         let saved_head = saved_meta.as_ref().map(|m| m.head.clone()).unwrap_or_default();
         let (labels, fresh_head) = match opts.labels {
             Some(labels) => {
@@ -121,7 +125,7 @@ impl Classifier {
                 if !head_present {
                     return Err(Error::input(
                         Location::file(&folder.weights),
-                        format!("not a fine-tuned classifier: no `{}.weight` tensor", head_names[0]),
+                        format!("not a fine-tuned classifier: no `{}.weight` tensor", names[names.len() - 1]),
                     ));
                 }
                 (labels, false)
@@ -130,13 +134,13 @@ impl Classifier {
         if labels.len() < 2 {
             return Err(Error::config("labels", format!("a classifier needs at least 2 classes, found {}", labels.len())));
         }
-        let default_dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
+        let spec = HeadSpec::new(&head_config, family, config.hidden_size, labels.len(), default_dropout);
         let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range, exec: opts.runtime.exec() };
-        let encoder = Encoder::build(&config, &mut builder, head_config.pooling == super::config::Pooling::Cls)?;
-        let head = Head::build(&head_config, config.hidden_size, labels.len(), default_dropout, &mut builder, fresh_head)?;
+        let encoder = Encoder::build(&config, &mut builder, spec.pooler)?;
+        let head = Head::build(&spec, &mut builder, fresh_head)?;
         let mut load_report = store.report();
         if fresh_head {
-            load_report.missing.retain(|n| !n.starts_with("classifier."));
+            load_report.missing.retain(|n| !Family::is_head_tensor(n));
         }
         store.drop_unused();
         config.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
@@ -173,10 +177,10 @@ impl Classifier {
     /// weight is a variable, so forward passes record no autograd graph and free activations at once.
     pub fn inference_view(&self) -> Result<Classifier> {
         let mut store = self.store.clone();
-        let default_dropout = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
+        let spec = self.head_spec();
         let mut builder = Builder { store: &mut store, freeze: Freeze::ALL, init_std: self.config.initializer_range, exec: self.runtime.exec() };
-        let encoder = Encoder::build(&self.config, &mut builder, self.head_config.pooling == super::config::Pooling::Cls)?;
-        let head = Head::build(&self.head_config, self.config.hidden_size, self.labels.len(), default_dropout, &mut builder, false)?;
+        let encoder = Encoder::build(&self.config, &mut builder, spec.pooler)?;
+        let head = Head::build(&spec, &mut builder, false)?;
         Ok(Classifier {
             config: self.config.clone(),
             head_config: self.head_config.clone(),
@@ -190,6 +194,12 @@ impl Classifier {
             store,
             runtime: self.runtime.clone(),
         })
+    }
+
+    /// The head as computed: the family's own or the custom one, with its layers and dropout sites.
+    pub fn head_spec(&self) -> HeadSpec {
+        let default_dropout = self.config.classifier_dropout.unwrap_or(self.config.hidden_dropout_prob);
+        HeadSpec::new(&self.head_config, self.config.family(), self.config.hidden_size, self.labels.len(), default_dropout)
     }
 
     /// The trainable weights, by canonical name.
@@ -207,9 +217,9 @@ impl Classifier {
         self.store.device()
     }
 
-    /// Whether the engine computes this model (its family on the CPU).
+    /// Whether the engine computes this model (its family on the CPU; not ELECTRA's projected embeddings yet).
     pub fn engine_covers(&self) -> bool {
-        self.config.family().engine && self.device().is_cpu()
+        self.config.family().engine && !self.config.projects_embeddings() && self.device().is_cpu()
     }
 
     /// The training and inference path its runtime asks for, `auto` resolved.
@@ -227,8 +237,9 @@ impl Classifier {
         &self.runtime
     }
 
-    /// Writes `config.json` (with `id2label`, `label2id`, the classifier architecture and bertfit's settings)
-    /// and `model.safetensors` (encoder under `bert.`, head under `classifier.`) into `dir`.
+    /// Writes `config.json` (in the family's own keys, with `id2label`, `label2id`, the classifier
+    /// architecture and bertfit's settings) and `model.safetensors` (the encoder under the family's prefix
+    /// and tensor names, `bert.`/`distilbert.transformer.…`, the head under its own names) into `dir`.
     pub fn save(&self, dir: &Path, max_len: usize) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create model folder", dir, e))?;
         let mut cfg = self.config.clone();
@@ -239,15 +250,15 @@ impl Classifier {
         cfg.extra.insert("problem_type".into(), "single_label_classification".into());
         let meta = SavedMeta { head: self.head_config.clone(), max_len, precision: self.runtime.precision() };
         cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::serialize("bertfit settings", e))?);
-        let json = serde_json::to_string_pretty(&cfg).map_err(|e| Error::serialize("model config", e))?;
+        let json = serde_json::to_string_pretty(&cfg.to_hf_json()?).map_err(|e| Error::serialize("model config", e))?;
         let path = dir.join("config.json");
         std::fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))?;
-        let prefix = cfg.encoder_prefix();
+        let family = cfg.family();
         self.store.save(&dir.join("model.safetensors"), |name| {
-            if name.starts_with("classifier.") {
+            if Family::is_head_tensor(name) {
                 name.to_string()
             } else {
-                format!("{prefix}.{name}")
+                format!("{}.{}", family.prefix, family.unrename(name))
             }
         })
     }

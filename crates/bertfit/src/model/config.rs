@@ -112,13 +112,51 @@ fn default_init() -> f64 {
 }
 
 impl BertConfig {
-    /// Reads and validates a `config.json`.
+    /// Reads and validates a `config.json`, with the family's own keys (DistilBERT's `dim`, `n_layers`, …)
+    /// read as the BERT keys they stand for.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read model config", path, e))?;
-        let cfg: BertConfig = serde_json::from_str(&text)
-            .map_err(|e| Error::parse(Location::file(path).line(e.line() as u64), "not a valid BERT config.json", e))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| Error::parse(Location::file(path).line(e.line() as u64), "not a valid JSON config.json", e))?;
+        let cfg = Self::from_hf_json(value).map_err(|e| Error::parse(Location::file(path), "not a valid encoder config.json", e))?;
         cfg.validate(path)?;
         Ok(cfg)
+    }
+
+    /// A config from a `config.json` value in its family's own keys (not validated).
+    pub fn from_hf_json(mut value: serde_json::Value) -> std::result::Result<Self, serde_json::Error> {
+        let family = value.get("model_type").and_then(|t| t.as_str()).and_then(Family::lookup);
+        if let (Some(family), Some(map)) = (family, value.as_object_mut()) {
+            for (own, bert) in family.config_aliases {
+                if !map.contains_key(*bert) {
+                    if let Some(v) = map.remove(*own) {
+                        map.insert((*bert).to_string(), v);
+                    }
+                }
+            }
+        }
+        let mut cfg: BertConfig = serde_json::from_value(value)?;
+        if family.is_some_and(|f| !f.token_types) {
+            cfg.type_vocab_size = 0;
+        }
+        Ok(cfg)
+    }
+
+    /// The `config.json` value in the family's own keys, as Hugging Face's config class expects it.
+    pub fn to_hf_json(&self) -> Result<serde_json::Value> {
+        let mut value = serde_json::to_value(self).map_err(|e| Error::serialize("model config", e))?;
+        let family = self.family();
+        if let Some(map) = value.as_object_mut() {
+            for (own, bert) in family.config_aliases {
+                if let Some(v) = map.remove(*bert) {
+                    map.insert((*own).to_string(), v);
+                }
+            }
+            if !family.token_types {
+                map.remove("type_vocab_size");
+            }
+        }
+        Ok(value)
     }
 
     /// Checks the sizes fit together.
@@ -144,6 +182,20 @@ impl BertConfig {
                 format!("`{}` is not a supported encoder family (supported: {})", self.model_type, Family::supported().join(", ")),
             );
         }
+        if let Some(kind) = self.extra.get("position_embedding_type").and_then(|v| v.as_str()).filter(|k| *k != "absolute") {
+            return bad("position_embedding_type", format!("`{kind}` positions are not supported (only absolute)"));
+        }
+        if self.extra.get("sinusoidal_pos_embds").and_then(|v| v.as_bool()) == Some(true) {
+            return bad("sinusoidal_pos_embds", "fixed sinusoidal position embeddings are not supported".into());
+        }
+        if self.family().token_types && self.type_vocab_size == 0 {
+            return bad("type_vocab_size", "must be at least 1 for this family".into());
+        }
+        if let Some(e) = self.embedding_size_key()? {
+            if e == 0 || (e != self.hidden_size && !self.family().projected_embeddings) {
+                return bad("embedding_size", format!("{e} differs from hidden_size {}, which this family does not support", self.hidden_size));
+            }
+        }
         if self.roberta_positions() && self.pad_token_id as usize + 1 >= self.max_position_embeddings {
             return bad(
                 "pad_token_id",
@@ -164,11 +216,6 @@ impl BertConfig {
     /// Whether positions are offset by `pad_token_id + 1` (the RoBERTa convention).
     pub fn roberta_positions(&self) -> bool {
         Family::lookup(&self.model_type).is_some_and(|f| f.positions == Positions::PadOffset)
-    }
-
-    /// Name prefix of the encoder inside a sequence-classification checkpoint (`bert`, `roberta`).
-    pub fn encoder_prefix(&self) -> &'static str {
-        self.family().prefix
     }
 
     /// The Hugging Face architecture name of the matching sequence classifier.
@@ -207,6 +254,28 @@ impl BertConfig {
             ));
         }
         Ok(())
+    }
+
+    /// `embedding_size` as the config gives it (ELECTRA), if it does.
+    fn embedding_size_key(&self) -> Result<Option<usize>> {
+        match self.extra.get("embedding_size") {
+            None | Some(serde_json::Value::Null) => Ok(None),
+            Some(v) => v.as_u64().map(|e| Some(e as usize)).ok_or_else(|| Error::config("embedding_size", format!("{v} is not a size"))),
+        }
+    }
+
+    /// Width of the embedding tables: `embedding_size` where the family projects embeddings to the hidden
+    /// size (ELECTRA), else the hidden size.
+    pub fn embedding_size(&self) -> usize {
+        match self.embedding_size_key() {
+            Ok(Some(e)) if self.family().projected_embeddings => e,
+            _ => self.hidden_size,
+        }
+    }
+
+    /// Whether an `embeddings_project` layer maps the embeddings to the hidden size.
+    pub fn projects_embeddings(&self) -> bool {
+        self.embedding_size() != self.hidden_size
     }
 
     /// Head dimension.

@@ -3,6 +3,8 @@
 //! renames, config-key aliases, head names), not a `match` in the code that uses it. A `model_type` with
 //! no row is refused, with the list of supported ones.
 
+use super::config::Activation;
+
 /// How position ids are numbered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Positions {
@@ -11,6 +13,21 @@ pub enum Positions {
     /// Real tokens count from `pad_token_id + 1`, padding gets `pad_token_id` (RoBERTa's
     /// `create_position_ids_from_input_ids`).
     PadOffset,
+}
+
+/// A family's own sequence-classification head (what `*ForSequenceClassification` computes on the
+/// encoder output), with its Hugging Face tensor names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FamilyHead {
+    /// The encoder's pooler (dense + tanh of the first token) feeds the head (BERT).
+    pub pooler: bool,
+    /// A dense layer on the first token before the output layer, and its activation (RoBERTa's
+    /// `classifier.dense` + tanh, ELECTRA's + GELU, DistilBERT's `pre_classifier` + ReLU).
+    pub dense: Option<(&'static str, Activation)>,
+    /// Name of the output layer (`classifier`, `classifier.out_proj`).
+    pub out: &'static str,
+    /// Dropout is applied to the head's input too, not only between its layers (all but DistilBERT).
+    pub input_dropout: bool,
 }
 
 /// One encoder family.
@@ -26,18 +43,43 @@ pub struct Family {
     pub positions: Positions,
     /// Whether the family has a token-type (segment) embedding.
     pub token_types: bool,
-    /// Checkpoint tensor-name fragments and the canonical (BERT) names they map to.
+    /// Whether the attention block's output goes through dropout before its residual add (DistilBERT's
+    /// does not).
+    pub attention_output_dropout: bool,
+    /// Whether `config.json`'s `embedding_size` may differ from `hidden_size`, with an
+    /// `embeddings_project` dense layer between them (ELECTRA).
+    pub projected_embeddings: bool,
+    /// Checkpoint tensor-name fragments and the canonical (BERT) names they map to, applied in order,
+    /// both ways (so a canonical fragment that contains a later one comes first).
     pub tensor_renames: &'static [(&'static str, &'static str)],
     /// `config.json` keys of this family and the BERT keys they stand for.
     pub config_aliases: &'static [(&'static str, &'static str)],
-    /// Name of the classification head's output layer.
-    pub head: &'static str,
+    /// The classification head.
+    pub head: FamilyHead,
     /// Whether the engine (`crate::engine`) computes this family (each family enters it with its
     /// engine-vs-graph test; the others train on the candle graph).
     pub engine: bool,
 }
 
-/// Every supported family. The next families (DistilBERT, ELECTRA, …) are rows added here.
+const BERT_HEAD: FamilyHead = FamilyHead { pooler: true, dense: None, out: "classifier", input_dropout: true };
+const ROBERTA_HEAD: FamilyHead =
+    FamilyHead { pooler: false, dense: Some(("classifier.dense", Activation::Tanh)), out: "classifier.out_proj", input_dropout: true };
+
+const ROBERTA: Family = Family {
+    model_types: &["roberta"],
+    prefix: "roberta",
+    architecture: "RobertaForSequenceClassification",
+    positions: Positions::PadOffset,
+    token_types: true,
+    attention_output_dropout: true,
+    projected_embeddings: false,
+    tensor_renames: &[],
+    config_aliases: &[],
+    head: ROBERTA_HEAD,
+    engine: true,
+};
+
+/// Every supported family.
 pub const FAMILIES: &[Family] = &[
     Family {
         model_types: &["bert"],
@@ -45,42 +87,60 @@ pub const FAMILIES: &[Family] = &[
         architecture: "BertForSequenceClassification",
         positions: Positions::Absolute,
         token_types: true,
+        attention_output_dropout: true,
+        projected_embeddings: false,
         tensor_renames: &[],
         config_aliases: &[],
-        head: "classifier",
+        head: BERT_HEAD,
+        engine: true,
+    },
+    ROBERTA,
+    Family { model_types: &["xlm-roberta"], architecture: "XLMRobertaForSequenceClassification", ..ROBERTA },
+    Family { model_types: &["camembert"], architecture: "CamembertForSequenceClassification", ..ROBERTA },
+    Family {
+        model_types: &["distilbert"],
+        prefix: "distilbert",
+        architecture: "DistilBertForSequenceClassification",
+        positions: Positions::Absolute,
+        token_types: false,
+        attention_output_dropout: false,
+        projected_embeddings: false,
+        // `.attention.output.*` before `.output.*`: saving renames the longer canonical fragment first
+        tensor_renames: &[
+            ("transformer.layer.", "encoder.layer."),
+            (".attention.q_lin.", ".attention.self.query."),
+            (".attention.k_lin.", ".attention.self.key."),
+            (".attention.v_lin.", ".attention.self.value."),
+            (".attention.out_lin.", ".attention.output.dense."),
+            (".sa_layer_norm.", ".attention.output.LayerNorm."),
+            (".ffn.lin1.", ".intermediate.dense."),
+            (".ffn.lin2.", ".output.dense."),
+            (".output_layer_norm.", ".output.LayerNorm."),
+        ],
+        config_aliases: &[
+            ("dim", "hidden_size"),
+            ("n_layers", "num_hidden_layers"),
+            ("n_heads", "num_attention_heads"),
+            ("hidden_dim", "intermediate_size"),
+            ("activation", "hidden_act"),
+            ("dropout", "hidden_dropout_prob"),
+            ("attention_dropout", "attention_probs_dropout_prob"),
+            ("seq_classif_dropout", "classifier_dropout"),
+        ],
+        head: FamilyHead { pooler: false, dense: Some(("pre_classifier", Activation::Relu)), out: "classifier", input_dropout: false },
         engine: true,
     },
     Family {
-        model_types: &["roberta"],
-        prefix: "roberta",
-        architecture: "RobertaForSequenceClassification",
-        positions: Positions::PadOffset,
+        model_types: &["electra"],
+        prefix: "electra",
+        architecture: "ElectraForSequenceClassification",
+        positions: Positions::Absolute,
         token_types: true,
+        attention_output_dropout: true,
+        projected_embeddings: true,
         tensor_renames: &[],
         config_aliases: &[],
-        head: "classifier",
-        engine: true,
-    },
-    Family {
-        model_types: &["xlm-roberta"],
-        prefix: "roberta",
-        architecture: "XLMRobertaForSequenceClassification",
-        positions: Positions::PadOffset,
-        token_types: true,
-        tensor_renames: &[],
-        config_aliases: &[],
-        head: "classifier",
-        engine: true,
-    },
-    Family {
-        model_types: &["camembert"],
-        prefix: "roberta",
-        architecture: "CamembertForSequenceClassification",
-        positions: Positions::PadOffset,
-        token_types: true,
-        tensor_renames: &[],
-        config_aliases: &[],
-        head: "classifier",
+        head: FamilyHead { dense: Some(("classifier.dense", Activation::GeluErf)), ..ROBERTA_HEAD },
         engine: true,
     },
 ];
@@ -115,6 +175,20 @@ impl Family {
         }
         s
     }
+
+    /// The family's own name of a canonical tensor name (the inverse of [`Family::rename`]).
+    pub fn unrename(&self, name: &str) -> String {
+        let mut s = name.to_string();
+        for (from, to) in self.tensor_renames {
+            s = s.replace(to, from);
+        }
+        s
+    }
+
+    /// Whether a canonical tensor name belongs to the classification head (as opposed to the encoder).
+    pub fn is_head_tensor(name: &str) -> bool {
+        name.starts_with("classifier.") || name.starts_with("pre_classifier.")
+    }
 }
 
 #[cfg(test)]
@@ -127,7 +201,7 @@ mod tests {
         for t in &types {
             assert_eq!(FAMILIES.iter().filter(|f| f.model_types.contains(t)).count(), 1, "{t}");
         }
-        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert"]);
+        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"]);
     }
 
     #[test]
@@ -135,17 +209,34 @@ mod tests {
         let bert = Family::lookup("bert").expect("bert");
         assert_eq!((bert.prefix, bert.architecture, bert.positions), ("bert", "BertForSequenceClassification", Positions::Absolute));
         let xlmr = Family::lookup("xlm-roberta").expect("xlmr");
-        assert_eq!((xlmr.prefix, xlmr.positions), ("roberta", Positions::PadOffset));
+        assert_eq!((xlmr.prefix, xlmr.positions, xlmr.head.out), ("roberta", Positions::PadOffset, "classifier.out_proj"));
         assert_eq!(Family::lookup("camembert").map(|f| f.architecture), Some("CamembertForSequenceClassification"));
-        assert!(Family::lookup("distilbert").is_none());
+        let distil = Family::lookup("distilbert").expect("distilbert");
+        assert!(!distil.token_types && !distil.attention_output_dropout && !distil.head.input_dropout);
         assert!(Family::lookup("gpt2").is_none());
-        assert_eq!(Family::prefixes(), vec!["bert", "roberta"]);
+        assert_eq!(Family::prefixes(), vec!["bert", "roberta", "distilbert", "electra"]);
     }
 
     #[test]
-    fn renames_apply_in_order() {
-        let f = Family { tensor_renames: &[("q_lin", "self.query"), ("sa_layer_norm", "attention.output.LayerNorm")], ..FAMILIES[0] };
-        assert_eq!(f.rename("layer.0.attention.q_lin.weight"), "layer.0.attention.self.query.weight");
-        assert_eq!(f.rename("layer.0.sa_layer_norm.bias"), "layer.0.attention.output.LayerNorm.bias");
+    fn renames_round_trip_every_layer_tensor() {
+        let distil = Family::lookup("distilbert").expect("distilbert");
+        assert_eq!(distil.rename("transformer.layer.0.attention.q_lin.weight"), "encoder.layer.0.attention.self.query.weight");
+        assert_eq!(distil.rename("transformer.layer.1.sa_layer_norm.bias"), "encoder.layer.1.attention.output.LayerNorm.bias");
+        assert_eq!(distil.rename("transformer.layer.1.output_layer_norm.bias"), "encoder.layer.1.output.LayerNorm.bias");
+        assert_eq!(distil.unrename("encoder.layer.3.attention.output.dense.weight"), "transformer.layer.3.attention.out_lin.weight");
+        assert_eq!(distil.unrename("encoder.layer.3.output.dense.weight"), "transformer.layer.3.ffn.lin2.weight");
+        let canonical = [
+            "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+            "attention.output.LayerNorm", "intermediate.dense", "output.dense", "output.LayerNorm",
+        ];
+        for family in FAMILIES {
+            for part in canonical {
+                let name = format!("encoder.layer.11.{part}.weight");
+                assert_eq!(family.rename(&family.unrename(&name)), name, "{:?}", family.model_types);
+            }
+            assert_eq!(family.unrename("embeddings.word_embeddings.weight"), "embeddings.word_embeddings.weight");
+        }
+        assert!(Family::is_head_tensor("pre_classifier.weight") && Family::is_head_tensor("classifier.out_proj.bias"));
+        assert!(!Family::is_head_tensor("pooler.dense.weight"));
     }
 }

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, Var};
 
+use super::family::Family;
 use crate::error::{Error, Location, Result};
 use crate::rng;
 
@@ -50,21 +51,23 @@ pub fn decays(name: &str) -> bool {
     !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
 }
 
-/// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently.
-/// Handles the encoder prefixes of the family table (`bert.`, `roberta.`) and `model.`, old TF-style
-/// `gamma`/`beta`, and buffers.
-pub fn canonical_name(name: &str) -> Option<String> {
+/// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently (buffers such as
+/// `position_ids`). Strips the encoder prefixes of the family table (`bert.`, `distilbert.`, …) and
+/// `model.`, applies `family`'s renames (DistilBERT's `transformer.layer.N.attention.q_lin` …) and maps
+/// old TF-style `gamma`/`beta`. Pre-training heads (`cls.`, `lm_head.`, …) keep their names: the model
+/// does not ask for them, so loading reports them as ignored.
+pub fn canonical_name(name: &str, family: &Family) -> Option<String> {
     let mut n = name;
-    for prefix in super::family::Family::prefixes().into_iter().chain(["model"]) {
+    for prefix in Family::prefixes().into_iter().chain(["model"]) {
         if let Some(rest) = n.strip_prefix(prefix).and_then(|r| r.strip_prefix('.')) {
             n = rest;
             break;
         }
     }
-    if n.ends_with("position_ids") || n.starts_with("cls.") || n.starts_with("lm_head.") {
+    if n.ends_with("position_ids") || n.ends_with("token_type_ids") {
         return None;
     }
-    let mut s = n.to_string();
+    let mut s = family.rename(n);
     if s.contains("LayerNorm") {
         if let Some(stem) = s.strip_suffix(".gamma") {
             s = format!("{stem}.weight");
@@ -88,8 +91,8 @@ impl ParamStore {
         }
     }
 
-    /// Loads a safetensors checkpoint, converting floating tensors to f32 and mapping names.
-    pub fn from_safetensors(path: &Path, device: Device, init_seed: u64) -> Result<Self> {
+    /// Loads a safetensors checkpoint of `family`, converting floating tensors to f32 and mapping names.
+    pub fn from_safetensors(path: &Path, family: &Family, device: Device, init_seed: u64) -> Result<Self> {
         if !path.exists() {
             return Err(Error::input(Location::file(path), "model weights not found"));
         }
@@ -98,7 +101,7 @@ impl ParamStore {
         })?;
         let mut store = ParamStore::empty(device, init_seed);
         for (name, t) in tensors {
-            match canonical_name(&name) {
+            match canonical_name(&name, family) {
                 Some(canon) if t.dtype().is_float() => {
                     let t = t.to_dtype(DType::F32)?;
                     store.vars.insert(canon, Var::from_tensor(&t)?);
@@ -213,13 +216,22 @@ mod tests {
 
     #[test]
     fn canonical_names_strip_prefix_and_map_tf_names() {
-        assert_eq!(canonical_name("bert.embeddings.word_embeddings.weight").as_deref(), Some("embeddings.word_embeddings.weight"));
-        assert_eq!(canonical_name("encoder.layer.0.output.dense.bias").as_deref(), Some("encoder.layer.0.output.dense.bias"));
-        assert_eq!(canonical_name("bert.embeddings.LayerNorm.gamma").as_deref(), Some("embeddings.LayerNorm.weight"));
-        assert_eq!(canonical_name("embeddings.LayerNorm.beta").as_deref(), Some("embeddings.LayerNorm.bias"));
-        assert_eq!(canonical_name("embeddings.position_ids"), None);
-        assert_eq!(canonical_name("cls.predictions.bias"), None);
-        assert_eq!(canonical_name("classifier.weight").as_deref(), Some("classifier.weight"));
+        let bert = &crate::model::family::FAMILIES[0];
+        let canonical = |n: &str| canonical_name(n, bert);
+        assert_eq!(canonical("bert.embeddings.word_embeddings.weight").as_deref(), Some("embeddings.word_embeddings.weight"));
+        assert_eq!(canonical("encoder.layer.0.output.dense.bias").as_deref(), Some("encoder.layer.0.output.dense.bias"));
+        assert_eq!(canonical("bert.embeddings.LayerNorm.gamma").as_deref(), Some("embeddings.LayerNorm.weight"));
+        assert_eq!(canonical("embeddings.LayerNorm.beta").as_deref(), Some("embeddings.LayerNorm.bias"));
+        assert_eq!(canonical("embeddings.position_ids"), None);
+        // pre-training heads are kept, to be reported as ignored
+        assert_eq!(canonical("cls.predictions.bias").as_deref(), Some("cls.predictions.bias"));
+        assert_eq!(canonical("classifier.weight").as_deref(), Some("classifier.weight"));
+        let distil = Family::lookup("distilbert").expect("distilbert");
+        assert_eq!(
+            canonical_name("distilbert.transformer.layer.1.ffn.lin1.weight", distil).as_deref(),
+            Some("encoder.layer.1.intermediate.dense.weight")
+        );
+        assert_eq!(canonical_name("pre_classifier.bias", distil).as_deref(), Some("pre_classifier.bias"));
     }
 
     #[test]

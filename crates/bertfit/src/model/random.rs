@@ -31,7 +31,7 @@ pub fn write_random_model(dir: &Path, cfg: &BertConfig, vocab: &[String], seed: 
     let mut b = Builder { store: &mut store, freeze: Freeze::default(), init_std: cfg.initializer_range, exec: crate::runtime::Exec::default() };
     Encoder::build(cfg, &mut b, true)?;
     store.save(&dir.join("model.safetensors"), |n| n.to_string())?;
-    let json = serde_json::to_string_pretty(cfg).map_err(|e| Error::serialize("model config", e))?;
+    let json = serde_json::to_string_pretty(&cfg.to_hf_json()?).map_err(|e| Error::serialize("model config", e))?;
     let path = dir.join("config.json");
     std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))?;
     let path = dir.join("vocab.txt");

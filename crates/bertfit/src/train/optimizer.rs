@@ -219,7 +219,7 @@ mod tests {
         use crate::engine::layout::Layout;
         use crate::engine::ops::{adamw_flat, AdamStep};
         use crate::model::random::{tiny_config, write_random_model};
-        use crate::model::{Classifier, Freeze, HeadConfig, LoadOptions, ModelFolder};
+        use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder};
         let dir = tempfile::tempdir().expect("dir");
         let cfg = tiny_config(12);
         let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| s.to_string()).collect();
@@ -227,7 +227,7 @@ mod tests {
         let freeze = Freeze { layers: 1, ..Freeze::default() };
         let opts = LoadOptions { labels: Some(vec!["x".into(), "y".into()]), freeze, ..Default::default() };
         let model = Classifier::load(&ModelFolder::open(dir.path()).expect("folder"), opts).expect("classifier");
-        let layout = Layout::new(&model.config, true, &HeadConfig::default(), 2, freeze);
+        let layout = Layout::new(&model.config, &model.head_spec(), freeze);
         let wd = 0.01;
         let mut opt = AdamW::new(model.trainable(), AdamWConfig { weight_decay: wd, ..Default::default() });
         let vars: std::collections::BTreeMap<String, Var> = model.trainable().into_iter().collect();

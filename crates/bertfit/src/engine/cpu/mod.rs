@@ -24,6 +24,14 @@ use crate::runtime::Precision;
 #[error("cpu backend: {0}")]
 pub struct CpuError(String);
 
+/// Refuses an index at or beyond a table's `rows`, naming what it indexes.
+fn check_rows(name: &str, rows: usize, idx: &[u32]) -> Result<()> {
+    match idx.iter().find(|&&i| i as usize >= rows) {
+        Some(bad) => Err(fail(format!("{name} {bad} is outside the embedding table of {rows} rows"))),
+        None => Ok(()),
+    }
+}
+
 fn fail(msg: impl Into<String>) -> Error {
     Error::Backend(Box::new(CpuError(msg.into())))
 }
@@ -267,23 +275,30 @@ impl Backend for CpuBackend {
     fn embed(&mut self, e: &Embed) -> Result<()> {
         let w = e.width;
         let (ids, pos, types) = (ints(&self.ints, e.ids)?, ints(&self.ints, e.positions)?, ints(&self.ints, e.types)?);
-        let ([word, position, segment], [out]) = views(&mut self.regions, e.tables, [e.out])?;
+        let ([word, position], [out]) = views(&mut self.regions, e.tables, [e.out])?;
         let n = out.len() / w.max(1);
         if ids.len() != n || pos.len() != n || types.len() != n {
             return Err(fail("embed: index lengths differ from the output rows"));
         }
-        for (name, table, idx) in [("token id", &word, ids), ("position", &position, pos), ("token type", &segment, types)] {
-            let rows = table.len() / w.max(1);
-            if let Some(bad) = idx.iter().find(|&&i| i as usize >= rows) {
-                return Err(fail(format!("{name} {bad} is outside the embedding table of {rows} rows")));
-            }
+        for (name, table, idx) in [("token id", &word, ids), ("position", &position, pos)] {
+            check_rows(name, table.len() / w.max(1), idx)?;
         }
         out.par_chunks_mut(w).enumerate().for_each(|(t, row)| {
-            let (a, b, c) = (ids[t] as usize * w, pos[t] as usize * w, types[t] as usize * w);
+            let (a, b) = (ids[t] as usize * w, pos[t] as usize * w);
             for (j, y) in row.iter_mut().enumerate() {
-                *y = word[a + j] + position[b + j] + segment[c + j];
+                *y = word[a + j] + position[b + j];
             }
         });
+        if let Some(segments) = e.segments {
+            let ([segment], [out]) = views(&mut self.regions, [segments], [e.out])?;
+            check_rows("token type", segment.len() / w.max(1), types)?;
+            out.par_chunks_mut(w).enumerate().for_each(|(t, row)| {
+                let c = types[t] as usize * w;
+                for (j, y) in row.iter_mut().enumerate() {
+                    *y += segment[c + j];
+                }
+            });
+        }
         Ok(())
     }
 

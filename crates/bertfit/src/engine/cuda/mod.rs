@@ -297,7 +297,11 @@ impl Backend for CudaBackend {
     fn embed(&mut self, e: &Embed) -> Result<()> {
         let w = e.width;
         let n = rows_of("embed", e.out, w)?;
-        for (name, table, idx) in [("token id", e.tables[0], e.ids), ("position", e.tables[1], e.positions), ("token type", e.tables[2], e.types)] {
+        let mut checks = vec![("token id", e.tables[0], e.ids), ("position", e.tables[1], e.positions)];
+        if let Some(segments) = e.segments {
+            checks.push(("token type", segments, e.types));
+        }
+        for (name, table, idx) in checks {
             let rows = table.len / w.max(1);
             let idx = self.ints(idx)?;
             if idx.len() != n {
@@ -308,7 +312,17 @@ impl Backend for CudaBackend {
             }
         }
         let (ids, pos, types) = (self.ints_ptr(e.ids)?, self.ints_ptr(e.positions)?, self.ints_ptr(e.types)?);
-        let ([word, position, segment], [out]) = self.call(e.tables, [e.out])?;
+        // without a segment table the kernel gets a null pointer and adds nothing
+        let (word, position, segment, out) = match e.segments {
+            Some(segments) => {
+                let ([word, position, segment], [out]) = self.call([e.tables[0], e.tables[1], segments], [e.out])?;
+                (word, position, segment, out)
+            }
+            None => {
+                let ([word, position], [out]) = self.call(e.tables, [e.out])?;
+                (word, position, 0, out)
+            }
+        };
         let args = Args::new().ptr(ids).ptr(pos).ptr(types).ptr(word).ptr(position).ptr(segment).ptr(out).u64(n as u64).u32(to_u32("width", w)?);
         self.launch("embed_sum", self.elementwise(n * w), args)
     }
