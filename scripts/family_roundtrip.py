@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Fine-tune each tiny family model with bertfit, then load its `best/` folder in transformers.
+
+usage: "$(scripts/setup-reference.sh)" scripts/family_roundtrip.py [--bertfit PATH] [--out DIR]
+
+  --bertfit  the bertfit binary (default: target/release/bertfit)
+  --out      work folder (default: a temporary folder)
+
+For every model under crates/bertfit/tests/data/families/ (made by scripts/family_reference.py) this runs
+`bertfit train` for two epochs on a small labelled CSV with new labels (so the head is freshly trained
+and saved), then `bertfit predict` on the same texts, then loads `best/` with
+`AutoModelForSequenceClassification.from_pretrained` (eval, fp32, eager attention) and the saved
+`tokenizer.json`, and compares transformers' class probabilities with bertfit's. It fails when
+transformers reports missing or unexpected weights, when the architecture differs from the family's,
+or when any probability differs by more than 1e-4. One line per family is printed, with the largest
+difference.
+"""
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+import transformers
+
+TEXTS = [
+    ("the movie was good and happy", "pos"), ("a great film, really nice", "pos"), ("fine acting, a happy plot", "pos"),
+    ("the movie was bad and sad", "neg"), ("an awful film, really poor", "neg"), ("terrible acting, a sad plot", "neg"),
+    ("Crème brûlée 😍 at the café", "pos"), ("東京は美しい", "neg"), ("visit https://example.com now", "neg"),
+    ("Is this review positive? Absolutely.", "pos"), ("NOT good: the plot dragged", "neg"), ("quite nice", "pos"),
+]
+
+
+def main():
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--bertfit", default=os.path.join(repo, "target", "release", "bertfit"))
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args()
+    fixtures = os.path.join(repo, "crates", "bertfit", "tests", "data", "families")
+    work = args.out or tempfile.mkdtemp(prefix="bertfit-roundtrip-")
+    os.makedirs(work, exist_ok=True)
+    data = os.path.join(work, "data.csv")
+    with open(data, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "text", "label"])
+        for i, (t, l) in enumerate(TEXTS):
+            w.writerow([f"r{i}", t, l])
+    failed = False
+    for family in sorted(os.listdir(fixtures)):
+        model = os.path.join(fixtures, family)
+        run = os.path.join(work, family)
+        subprocess.run([args.bertfit, "train", "--train", data, "--valid", data, "--model", model, "--output", run,
+                        "--epochs", "2", "--batch-size", "4", "--lr", "1e-3", "--max-len", "64", "--overwrite"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        best = os.path.join(run, "best")
+        preds = os.path.join(work, f"{family}-predictions.csv")
+        subprocess.run([args.bertfit, "predict", "--model", best, "--data", data, "--output", preds], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(preds) as f:
+            rows = list(csv.DictReader(f))
+        hf, info = transformers.AutoModelForSequenceClassification.from_pretrained(
+            best, attn_implementation="eager", output_loading_info=True)
+        hf.eval()
+        tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(best, "tokenizer.json"))
+        arch = json.load(open(os.path.join(model, "reference.json")))["architecture"]
+        labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)]
+        worst = 0.0
+        with torch.no_grad():
+            for (text, _), row in zip(TEXTS, rows):
+                enc = tok(text, return_tensors="pt", return_token_type_ids=True)
+                kwargs = dict(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"])
+                if "token_type_ids" in hf.forward.__code__.co_varnames:
+                    kwargs["token_type_ids"] = enc["token_type_ids"]
+                probs = torch.softmax(hf(**kwargs).logits[0], -1).tolist()
+                ours = [float(row[f"prob_{l}"]) for l in labels]
+                worst = max(worst, max(abs(a - b) for a, b in zip(probs, ours)))
+        problems = [f"missing {info['missing_keys']}" if info["missing_keys"] else "",
+                    f"unexpected {info['unexpected_keys']}" if info["unexpected_keys"] else "",
+                    f"architecture {type(hf).__name__}" if type(hf).__name__ != arch else "",
+                    f"max |Δp| {worst:.2e} > 1e-4" if worst > 1e-4 else ""]
+        problems = [p for p in problems if p]
+        failed |= bool(problems)
+        print(f"{family:18s} {type(hf).__name__:38s} labels {labels}  max |Δp| {worst:.2e}  "
+              f"{'FAIL: ' + '; '.join(problems) if problems else 'ok'}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
