@@ -13,10 +13,19 @@ DIR/<name>/reference.json with, for a handful of texts and text pairs run one at
 fp32, eager attention): the tokenizer's ids, token types and the classifier's logits and first-token
 hidden state, rounded to 7 significant digits.
 
+Two more folders exercise the other checkpoint formats: DIR/distilbert-bin/ holds the distilbert model's
+weights as a PyTorch zip `pytorch_model.bin` (no safetensors; its reference is distilbert's), and
+DIR/bert-mlm-sharded/ a `BertForMaskedLM` (encoder without pooler, plus the `cls.predictions` head) saved
+as sharded safetensors with `model.safetensors.index.json`; its reference.json holds the first-token
+hidden states only.
+
 Tokenizers are trained here on a small inline corpus with the `tokenizers` library: WordPiece for BERT,
 DistilBERT and ELECTRA, byte-level BPE for RoBERTa, SentencePiece Unigram for XLM-R, each with its
 family's special tokens and pair template. The weights use initializer_range 0.2 (not 0.02) so the
 logits are of order one and a 1e-4 tolerance means something.
+
+The weights are the same on every run (fixed seeds); the trained tokenizers are not byte-reproducible
+(the trainers break ties in hash order), so a rerun rewrites tokenizer.json and reference.json together.
 
 Needs torch, transformers and tokenizers (scripts/setup-reference.sh makes a venv with them).
 """
@@ -189,6 +198,48 @@ def main():
             json.dump(doc, f, indent=1, ensure_ascii=False)
             f.write("\n")
         print(f"{name}: {sum(p.numel() for p in model.parameters())} weights, vocab {tok.get_vocab_size()} -> {out}")
+        if name == "distilbert":
+            write_bin_variant(out, os.path.join(args.out, "distilbert-bin"), model)
+        if name == "bert":
+            write_mlm_sharded(os.path.join(args.out, "bert-mlm-sharded"), config, fast, wants_types)
+
+
+def write_bin_variant(src, out, model):
+    """The same model as a PyTorch zip checkpoint only (torch.save of the state dict, as older Hub
+    checkpoints ship), with the source's config and tokenizer."""
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    for f in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(src, f), out)
+    torch.save(model.state_dict(), os.path.join(out, "pytorch_model.bin"))
+    print(f"distilbert-bin: pytorch_model.bin -> {out}")
+
+
+def write_mlm_sharded(out, config, fast, wants_types):
+    """A masked-LM checkpoint (no pooler, `cls.predictions` head) in several safetensors shards."""
+    torch.manual_seed(100)
+    mlm = transformers.BertForMaskedLM._from_config(config, attn_implementation="eager").eval()
+    shutil.rmtree(out, ignore_errors=True)
+    mlm.save_pretrained(out, max_shard_size="40KB")
+    fast.save_pretrained(out)
+    cases = []
+    with torch.no_grad():
+        for case in CASES:
+            enc = fast(case["text"], case.get("text_pair"), return_tensors="pt", return_token_type_ids=True)
+            res = mlm(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                      token_type_ids=enc["token_type_ids"], output_hidden_states=True)
+            entry = dict(case)
+            entry.update({"input_ids": enc["input_ids"][0].tolist(), "token_type_ids": enc["token_type_ids"][0].tolist(),
+                          "first_hidden": sig7(res.hidden_states[-1][0, 0].tolist())})
+            cases.append(entry)
+    doc = {"description": "transformers.BertForMaskedLM (eval, fp32, eager attention), a tiny random model saved as "
+                          "sharded safetensors by scripts/family_reference.py; first-token hidden states.",
+           "family": "bert", "architecture": "BertForMaskedLM", "tensors": sorted(mlm.state_dict().keys()),
+           "shards": sorted(f for f in os.listdir(out) if f.endswith(".safetensors")), "cases": cases}
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(doc, f, indent=1, ensure_ascii=False)
+        f.write("\n")
+    print(f"bert-mlm-sharded: {len(doc['shards'])} shards -> {out}")
 
 
 if __name__ == "__main__":

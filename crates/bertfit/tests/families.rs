@@ -3,7 +3,8 @@
 //! For each family: the tokenizer gives transformers' ids; the graph's logits and first-token hidden
 //! state, one batch padded, match within 1e-4; the engine (where it covers the family) gives the same
 //! probabilities; a saved folder has exactly the tensors and architecture transformers wrote and reloads
-//! to the same bits; training lowers the loss and reaches every trainable tensor.
+//! to the same bits; training lowers the loss and reaches every trainable tensor. A PyTorch zip
+//! checkpoint and a sharded masked-LM checkpoint load like safetensors.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ struct Case {
     text_pair: Option<String>,
     input_ids: Vec<u32>,
     token_type_ids: Vec<u32>,
+    /// Absent for encoder-only references.
+    #[serde(default)]
     logits: Vec<f32>,
     first_hidden: Vec<f32>,
 }
@@ -195,4 +198,60 @@ fn every_family_trains_every_tensor_and_lowers_the_loss() {
             assert!(tail < 0.5 * ours[0], "{family}: engine loss {ours:?}");
         }
     }
+}
+
+/// First-token hidden states of the reference cases, through the graph.
+fn first_hidden(model: &Classifier, dir: &Path, r: &Reference) -> Vec<Vec<f32>> {
+    let (b, _) = encode(model, dir, r);
+    let inputs = Inputs::from_batch(&b, &Device::Cpu).expect("inputs");
+    let (hidden, _) = model.hidden_states(&inputs, Mode::EVAL).expect("hidden");
+    rows(&hidden.narrow(1, 0, 1).and_then(|t| t.squeeze(1)).expect("first token"))
+}
+
+#[test]
+fn pytorch_zip_and_sharded_checkpoints_load_like_safetensors() {
+    // distilbert's weights saved by torch.save: the same logits as the safetensors reference
+    let r = reference("distilbert");
+    let dir = fixture("distilbert-bin");
+    assert_eq!(ModelFolder::open(&dir).expect("folder").weights.format, bertfit::source::weights::Format::PyTorch);
+    let model = load(&dir, None);
+    let (b, _) = encode(&model, &dir, &r);
+    let logits = rows(&model.forward(&Inputs::from_batch(&b, &Device::Cpu).expect("inputs"), Mode::EVAL).expect("forward"));
+    for (case, l) in r.cases.iter().zip(&logits) {
+        assert!(max_diff(l, &case.logits) < TOL, "{}: {l:?} vs {:?}", case.name, case.logits);
+    }
+    // a masked-LM checkpoint in three shards: the encoder loads, the MLM head is reported as ignored,
+    // the pooler and the classifier (which it lacks) are initialised
+    let dir = fixture("bert-mlm-sharded");
+    let r: Reference = reference("bert-mlm-sharded");
+    assert_eq!(ModelFolder::open(&dir).expect("folder").weights.files.len(), 3);
+    let model = load(&dir, Some(vec!["a".into(), "b".into()]));
+    let report = &model.load_report;
+    assert_eq!(report.missing, vec!["pooler.dense.weight", "pooler.dense.bias"], "{report:?}");
+    assert!(!report.unexpected.is_empty() && report.unexpected.iter().all(|n| n.starts_with("cls.predictions.")), "{report:?}");
+    for (case, h) in r.cases.iter().zip(first_hidden(&model, &dir, &r)) {
+        assert!(max_diff(&h, &case.first_hidden) < TOL, "{}: first-token hidden state", case.name);
+    }
+    for name in r.tensors.iter().filter(|n| !n.starts_with("cls.")) {
+        assert!(model.params().contains(name.strip_prefix("bert.").unwrap_or(name)), "{name} not loaded");
+    }
+}
+
+#[test]
+fn a_checkpoint_that_disagrees_with_its_config_names_the_tensor_and_both_shapes() {
+    let src = fixture("distilbert");
+    let tmp = tempfile::tempdir().expect("tmp");
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(src.join(f), tmp.path().join(f)).expect("copy");
+    }
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(src.join("config.json")).expect("config")).expect("json");
+    config["hidden_dim"] = 40.into();
+    std::fs::write(tmp.path().join("config.json"), config.to_string()).expect("write");
+    let err = Classifier::load(&ModelFolder::open(tmp.path()).expect("folder"), LoadOptions::default()).expect_err("mismatch").to_string();
+    assert!(err.contains("`distilbert.transformer.layer.0.ffn.lin1.weight`") && err.contains("[48, 32]") && err.contains("[40, 32]"), "{err}");
+    // an unknown family names the supported ones
+    config["model_type"] = "gpt2".into();
+    std::fs::write(tmp.path().join("config.json"), config.to_string()).expect("write");
+    let err = Classifier::load(&ModelFolder::open(tmp.path()).expect("folder"), LoadOptions::default()).expect_err("gpt2").to_string();
+    assert!(err.contains("`gpt2`") && err.contains("distilbert, electra"), "{err}");
 }

@@ -104,7 +104,7 @@ impl Classifier {
         let head_config = opts.head.clone().or_else(|| saved_meta.as_ref().map(|m| m.head.clone())).unwrap_or_default();
         head_config.validate()?;
         let family = config.family();
-        let mut store = ParamStore::from_safetensors(&folder.weights, family, opts.runtime.device().clone(), opts.seed)?;
+        let mut store = ParamStore::from_files(&folder.weights, family, opts.runtime.device().clone(), opts.seed)?;
         let default_dropout = config.classifier_dropout.unwrap_or(config.hidden_dropout_prob);
         // the head's shape needs the number of classes; its names do not
         let names = HeadSpec::new(&head_config, family, config.hidden_size, 2, default_dropout).names;
@@ -124,7 +124,7 @@ impl Classifier {
                 })?;
                 if !head_present {
                     return Err(Error::input(
-                        Location::file(&folder.weights),
+                        Location::file(&folder.weights.path),
                         format!("not a fine-tuned classifier: no `{}.weight` tensor", names[names.len() - 1]),
                     ));
                 }

@@ -92,6 +92,13 @@ pub struct BertConfig {
     pub extra: BTreeMap<String, serde_json::Value>,
 }
 
+fn unsupported(path: &Path, model_type: &str) -> Error {
+    Error::input(
+        Location::file(path).field("model_type"),
+        format!("`{model_type}` is not a supported encoder family (supported: {})", Family::supported().join(", ")),
+    )
+}
+
 fn default_model_type() -> String {
     "bert".into()
 }
@@ -118,6 +125,10 @@ impl BertConfig {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read model config", path, e))?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| Error::parse(Location::file(path).line(e.line() as u64), "not a valid JSON config.json", e))?;
+        // the family first: an unsupported one would otherwise fail on its own keys, less clearly
+        if let Some(t) = value.get("model_type").and_then(|t| t.as_str()).filter(|t| Family::lookup(t).is_none()) {
+            return Err(unsupported(path, t));
+        }
         let cfg = Self::from_hf_json(value).map_err(|e| Error::parse(Location::file(path), "not a valid encoder config.json", e))?;
         cfg.validate(path)?;
         Ok(cfg)
@@ -177,10 +188,7 @@ impl BertConfig {
             }
         }
         if Family::lookup(&self.model_type).is_none() {
-            return bad(
-                "model_type",
-                format!("`{}` is not a supported encoder family (supported: {})", self.model_type, Family::supported().join(", ")),
-            );
+            return Err(unsupported(path, &self.model_type));
         }
         if let Some(kind) = self.extra.get("position_embedding_type").and_then(|v| v.as_str()).filter(|k| *k != "absolute") {
             return bad("position_embedding_type", format!("`{kind}` positions are not supported (only absolute)"));

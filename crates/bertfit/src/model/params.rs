@@ -7,7 +7,8 @@ use std::path::Path;
 use candle_core::{CpuStorage, DType, Device, Storage, Tensor, Var};
 
 use super::family::Family;
-use crate::error::{Error, Location, Result};
+use crate::source::WeightFiles;
+use crate::error::{Error, Result};
 use crate::rng;
 
 /// How a weight that the checkpoint lacks is initialised.
@@ -33,8 +34,10 @@ pub struct ParamStore {
     missing: Vec<String>,
     /// Names the model asked for (to compute unexpected keys).
     used: BTreeSet<String>,
-    /// Checkpoint names that were dropped on purpose (position ids, MLM heads).
+    /// Checkpoint names that were dropped on purpose (position ids, integer buffers).
     skipped: Vec<String>,
+    /// The checkpoint's own name of each loaded tensor (for messages).
+    checkpoint_names: BTreeMap<String, String>,
 }
 
 /// What loading found, for the user: `missing` were initialised, `unexpected` were ignored.
@@ -88,22 +91,20 @@ impl ParamStore {
             missing: Vec::new(),
             used: BTreeSet::new(),
             skipped: Vec::new(),
+            checkpoint_names: BTreeMap::new(),
         }
     }
 
-    /// Loads a safetensors checkpoint of `family`, converting floating tensors to f32 and mapping names.
-    pub fn from_safetensors(path: &Path, family: &Family, device: Device, init_seed: u64) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::input(Location::file(path), "model weights not found"));
-        }
-        let tensors = candle_core::safetensors::load(path, &device).map_err(|e| {
-            Error::parse(Location::file(path), "not a readable safetensors file", Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })?;
+    /// Loads a checkpoint of `family` (any of [`WeightFiles`]' formats), converting floating tensors to
+    /// f32 and mapping names.
+    pub fn from_files(files: &WeightFiles, family: &Family, device: Device, init_seed: u64) -> Result<Self> {
+        let tensors = files.read(&device)?;
         let mut store = ParamStore::empty(device, init_seed);
         for (name, t) in tensors {
             match canonical_name(&name, family) {
                 Some(canon) if t.dtype().is_float() => {
                     let t = t.to_dtype(DType::F32)?;
+                    store.checkpoint_names.insert(canon.clone(), name);
                     store.vars.insert(canon, Var::from_tensor(&t)?);
                 }
                 _ => store.skipped.push(name),
@@ -117,9 +118,10 @@ impl ParamStore {
         self.used.insert(name.to_string());
         if let Some(v) = self.vars.get(name) {
             if v.dims() != shape {
+                let own = self.checkpoint_names.get(name).map_or(name, String::as_str);
                 return Err(Error::config(
                     "model",
-                    format!("checkpoint tensor `{name}` has shape {:?}, the config says {:?}", v.dims(), shape),
+                    format!("checkpoint tensor `{own}` has shape {:?}, the config says {:?}", v.dims(), shape),
                 ));
             }
             return Ok(v.clone());

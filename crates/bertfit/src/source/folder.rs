@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::weights::WeightFiles;
 use crate::error::{Error, Location, Result};
 
 /// The files of a model folder.
@@ -11,8 +12,8 @@ pub struct ModelFolder {
     pub dir: PathBuf,
     /// `config.json`.
     pub config: PathBuf,
-    /// `model.safetensors`.
-    pub weights: PathBuf,
+    /// The weights: `model.safetensors`, sharded safetensors or a PyTorch checkpoint.
+    pub weights: WeightFiles,
     /// `tokenizer.json`, if present.
     pub tokenizer_json: Option<PathBuf>,
     /// `vocab.txt`, if present.
@@ -25,21 +26,13 @@ impl ModelFolder {
     /// Checks that `dir` holds a usable model and records its files.
     pub fn open(dir: &Path) -> Result<Self> {
         if !dir.is_dir() {
-            return Err(Error::input(Location::file(dir), "model folder not found (expected a folder with config.json and model.safetensors, or a hub id like org/name)"));
+            return Err(Error::input(Location::file(dir), "model folder not found (expected a folder with config.json and model weights, or a hub id like org/name)"));
         }
         let config = dir.join("config.json");
         if !config.is_file() {
             return Err(Error::input(Location::file(&config), "missing: a model folder needs config.json"));
         }
-        let weights = dir.join("model.safetensors");
-        if !weights.is_file() {
-            let hint = if dir.join("pytorch_model.bin").exists() {
-                " (only pytorch_model.bin is present: convert it to safetensors first)"
-            } else {
-                ""
-            };
-            return Err(Error::input(Location::file(&weights), format!("missing model weights{hint}")));
-        }
+        let weights = WeightFiles::locate(dir)?;
         let opt = |name: &str| Some(dir.join(name)).filter(|p| p.is_file());
         let folder = ModelFolder {
             dir: dir.to_path_buf(),

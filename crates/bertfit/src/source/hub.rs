@@ -2,9 +2,10 @@
 //!
 //! A model id (`org/name` or `name`) and a revision (branch, tag or commit) resolve to a snapshot folder in
 //! the standard Hub cache layout (`models--org--name/snapshots/<commit>/`, files linked to `blobs/<etag>`),
-//! which Python's `huggingface_hub` shares. Only what bertfit needs is fetched: `config.json`,
-//! `model.safetensors`, `tokenizer.json` (else `vocab.txt`) and `tokenizer_config.json` if the repository
-//! has one.
+//! which Python's `huggingface_hub` shares. Only what bertfit needs is fetched: `config.json`, the
+//! weights (`model.safetensors`, else the sharded safetensors its index names, else `pytorch_model.bin`,
+//! else its shards), `tokenizer.json` (else `vocab.txt`) and `tokenizer_config.json` if the repository has
+//! one.
 //!
 //! Cache first: once the files of a revision are in the cache, fetching again makes no request (a moved
 //! branch is not noticed; pass a commit hash as the revision to pin one). Optional files the repository
@@ -28,7 +29,6 @@ use hf_hub::{Cache, Repo, RepoType};
 use crate::error::{Error, Result};
 
 const CONFIG: &str = "config.json";
-const WEIGHTS: &str = "model.safetensors";
 const TOKENIZER_JSON: &str = "tokenizer.json";
 const VOCAB_TXT: &str = "vocab.txt";
 const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
@@ -72,7 +72,7 @@ pub fn fetch_model(repo_id: &str, revision: &str, endpoint: Option<&str>, cache_
     let mut fetcher = Fetcher::new(repo_id, revision, endpoint, cache_root);
 
     let config = fetcher.required(CONFIG)?;
-    let weights = fetcher.required(WEIGHTS)?;
+    let weights = fetch_weights(&mut fetcher)?;
     let tokenizer = match fetcher.optional(TOKENIZER_JSON)? {
         Some(path) => path,
         None => fetcher.required(VOCAB_TXT).map_err(|e| match e {
@@ -87,7 +87,7 @@ pub fn fetch_model(repo_id: &str, revision: &str, endpoint: Option<&str>, cache_
     let tokenizer_config = fetcher.optional(TOKENIZER_CONFIG)?;
 
     let snapshot = snapshot_of(&config, repo_id, CONFIG)?;
-    for path in [Some(&weights), Some(&tokenizer), tokenizer_config.as_ref()].into_iter().flatten() {
+    for path in weights.iter().chain([Some(&tokenizer), tokenizer_config.as_ref()].into_iter().flatten()) {
         let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
         if snapshot_of(path, repo_id, &file)? != snapshot {
             let msg = format!("revision `{revision}` moved to another commit during the download; run again");
@@ -95,6 +95,26 @@ pub fn fetch_model(repo_id: &str, revision: &str, endpoint: Option<&str>, cache_
         }
     }
     Ok(snapshot)
+}
+
+/// The weight files, in the order a model folder looks for them (`WeightFiles::locate`): the first
+/// format the repository has wins; for an index, every shard it names is fetched too.
+fn fetch_weights(fetcher: &mut Fetcher) -> Result<Vec<PathBuf>> {
+    use super::weights::{shard_names, PYTORCH, PYTORCH_INDEX, SAFETENSORS, SAFETENSORS_INDEX};
+    for (single, index) in [(SAFETENSORS, SAFETENSORS_INDEX), (PYTORCH, PYTORCH_INDEX)] {
+        if let Some(path) = fetcher.optional(single)? {
+            return Ok(vec![path]);
+        }
+        if let Some(index_path) = fetcher.optional(index)? {
+            let mut files = vec![index_path.clone()];
+            for shard in shard_names(&index_path)? {
+                files.push(fetcher.required(&shard)?);
+            }
+            return Ok(files);
+        }
+    }
+    let msg = format!("the repository has none of {SAFETENSORS}, {SAFETENSORS_INDEX}, {PYTORCH}, {PYTORCH_INDEX}");
+    Err(fetcher.error(SAFETENSORS, msg.into()))
 }
 
 /// The endpoint to use: the explicit one, else a non-empty `HF_ENDPOINT`, else `None` (hf-hub's

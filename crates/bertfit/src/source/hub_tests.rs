@@ -307,3 +307,32 @@ fn endpoint_choice() {
     assert_eq!(pick_endpoint(None, Some(" ".into())), None);
     assert_eq!(pick_endpoint(None, None), None);
 }
+
+#[test]
+fn sharded_weights_are_fetched_through_their_index_and_a_pytorch_only_repository_works() {
+    let index = br#"{"metadata": {}, "weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}"#;
+    let files: &[(&str, &[u8])] = &[
+        ("config.json", b"{}"),
+        ("model.safetensors.index.json", index),
+        ("model-00001-of-00002.safetensors", b"one"),
+        ("model-00002-of-00002.safetensors", b"two"),
+        ("tokenizer.json", b"{}"),
+    ];
+    let server = HubServer::start(files, &["model-00001-of-00002.safetensors"], 40);
+    let cache = tempfile::tempdir().unwrap();
+    let dir = fetch(&server, cache.path()).unwrap();
+    for (name, body) in &files[1..4] {
+        assert_eq!(std::fs::read(dir.join(name)).unwrap(), *body, "{name}");
+    }
+    assert_eq!(crate::source::WeightFiles::locate(&dir).unwrap().files.len(), 2);
+
+    let server = HubServer::start(&[("config.json", b"{}"), ("pytorch_model.bin", b"PK"), ("vocab.txt", b"a")], &[], 40);
+    let cache = tempfile::tempdir().unwrap();
+    let dir = fetch(&server, cache.path()).unwrap();
+    assert_eq!(std::fs::read(dir.join("pytorch_model.bin")).unwrap(), b"PK");
+
+    let server = HubServer::start(&[("config.json", b"{}"), ("vocab.txt", b"a")], &[], 40);
+    let err = fetch(&server, tempfile::tempdir().unwrap().path()).unwrap_err();
+    let text = format!("{err} {}", err.source().map(|s| s.to_string()).unwrap_or_default());
+    assert!(text.contains("pytorch_model.bin.index.json"), "{text}");
+}

@@ -3,5 +3,7 @@
 
 pub mod folder;
 pub mod hub;
+pub mod weights;
 
 pub use folder::ModelFolder;
+pub use weights::WeightFiles;
