@@ -108,10 +108,10 @@ pub fn shard_names(index: &Path) -> Result<Vec<String>> {
     })?;
     let mut names: Vec<String> = Vec::new();
     for (tensor, file) in map {
-        let name = file.as_str().ok_or_else(|| Error::input(Location::file(index).field(&format!("weight_map.{tensor}")), "not a file name"))?;
+        let name = file.as_str().ok_or_else(|| Error::input(Location::file(index).field(format!("weight_map.{tensor}")), "not a file name"))?;
         let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
         if !plain {
-            return Err(Error::input(Location::file(index).field(&format!("weight_map.{tensor}")), format!("`{name}` is not a file beside the index")));
+            return Err(Error::input(Location::file(index).field(format!("weight_map.{tensor}")), format!("`{name}` is not a file beside the index")));
         }
         if !names.iter().any(|n| n == name) {
             names.push(name.to_string());
