@@ -16,6 +16,9 @@ use bertfit::train::optimizer::{AdamW, AdamWConfig};
 use bertfit::train::{self, DataConfig, RunConfig, RunOptions, Silent, TrainConfig};
 use candle_core::{Device, Tensor};
 
+mod common;
+use common::require_assets;
+
 const WORDS: &[&str] = &[
     "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "a", "film", "plot", "acting", "really", "good",
     "great", "fine", "nice", "happy", "bad", "awful", "poor", "sad", "terrible", "and", "very", "quite", ".", ",",
@@ -302,28 +305,6 @@ fn an_existing_run_is_not_overwritten_without_asking() {
 }
 
 // ---- parity with Hugging Face transformers on the real checkpoint ----
-
-fn asset_dir() -> Option<PathBuf> {
-    let root = std::env::var_os("BERTFIT_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/bertfit")))?;
-    let dir = root.join("models/all-MiniLM-L6-v2");
-    dir.join("model.safetensors").exists().then_some(dir)
-}
-
-/// Assets are fetched by scripts/setup-assets.sh; CI sets BERTFIT_REQUIRE_ASSETS=1 so a missing asset fails.
-fn require_assets() -> Option<PathBuf> {
-    match asset_dir() {
-        Some(d) => Some(d),
-        None if std::env::var("BERTFIT_REQUIRE_ASSETS").is_ok_and(|v| v == "1") => {
-            panic!("all-MiniLM-L6-v2 not found: run scripts/setup-assets.sh")
-        }
-        None => {
-            eprintln!("SKIPPED: all-MiniLM-L6-v2 assets absent (run scripts/setup-assets.sh)");
-            None
-        }
-    }
-}
 
 #[test]
 fn minilm_forward_matches_transformers() {
