@@ -1,7 +1,7 @@
 //! Every encoder family against transformers: tiny random `*ForSequenceClassification` models made by
 //! `scripts/family_reference.py` (committed under `tests/data/families/`, with their reference logits).
 //! For each family: the tokenizer gives transformers' ids; the graph's logits and first-token hidden
-//! state, one batch padded, match within 1e-4; the engine (where it covers the family) gives the same
+//! state, one batch padded, match within 1e-4; the engine gives the same
 //! probabilities; a saved folder has exactly the tensors and architecture transformers wrote and reloads
 //! to the same bits; training lowers the loss and reaches every trainable tensor. A PyTorch zip
 //! checkpoint and a sharded masked-LM checkpoint load like safetensors.
@@ -108,15 +108,12 @@ fn every_family_matches_transformers() {
             worst = worst.max(d);
         }
         eprintln!("{family}: graph max abs diff {worst:e} over {} cases", r.cases.len());
-        if model.engine_covers() {
-            let mut engine = Engine::for_inference(&model, CpuBackend::new()).expect("engine");
-            let probs = engine.predict(&b).expect("predict");
-            for (case, p) in r.cases.iter().zip(&probs) {
-                let d = max_diff(p, &softmax(&case.logits));
-                assert!(d < TOL, "{family} {}: engine probabilities {p:?} ({d:e})", case.name);
-            }
-        } else {
-            assert_eq!(*family, "electra-projected", "only projected embeddings stay off the engine");
+        assert!(model.engine_covers(), "{family}: the engine computes every family here");
+        let mut engine = Engine::for_inference(&model, CpuBackend::new()).expect("engine");
+        let probs = engine.predict(&b).expect("predict");
+        for (case, p) in r.cases.iter().zip(&probs) {
+            let d = max_diff(p, &softmax(&case.logits));
+            assert!(d < TOL, "{family} {}: engine probabilities {p:?} ({d:e})", case.name);
         }
     }
 }
@@ -185,8 +182,8 @@ fn every_family_trains_every_tensor_and_lowers_the_loss() {
         }
         let tail = losses[STEPS as usize - 3..].iter().sum::<f32>() / 3.0;
         assert!(tail < 0.5 * losses[0], "{family}: loss {losses:?}");
-        // the engine trains it too, where it covers the family
-        if model.engine_covers() {
+        // the engine trains it too
+        {
             let fresh = load(&dir, Some(vec!["a".into(), "b".into(), "c".into()]));
             let mut engine = Engine::new(&fresh, CpuBackend::new(), AdamWConfig::default()).expect("engine");
             let mut ours = Vec::new();

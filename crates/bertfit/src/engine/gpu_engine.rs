@@ -109,12 +109,25 @@ pub struct EngineOptions {
 
 const LABELS: usize = 2;
 
-/// BERT widths by the baseline's names (`hf_gpu.py` WIDTHS), or the tiny test model.
+/// BERT widths by the baseline's names (`hf_gpu.py` WIDTHS), or the tiny test model (`tiny`, and the
+/// other families' layouts: `tiny-distilbert` without token types, `tiny-electra-projected` with
+/// 16-wide embedding tables and `embeddings_project`).
 fn config(name: &str) -> BertConfig {
     let mut c = tiny_config(30522);
     let (layers, hidden, inter) = match name {
         "bert-base" => (12, 768, 3072),
         "minilm" => (12, 384, 1536),
+        "tiny-distilbert" => {
+            let mut t = tiny_config(40);
+            t.model_type = "distilbert".into();
+            return t;
+        }
+        "tiny-electra-projected" => {
+            let mut t = tiny_config(40);
+            t.model_type = "electra".into();
+            t.extra.insert("embedding_size".into(), 16.into());
+            return t;
+        }
         _ => return tiny_config(40),
     };
     c.num_hidden_layers = layers;
@@ -378,8 +391,11 @@ pub fn run(opts: &EngineOptions, progress: &mut dyn FnMut(&str)) -> Result<Engin
     // bert-base widths: 8 sequences of 23..128 tokens, one update
     let base = batches(1, 8, 30522, |_, r| 128 - 15 * r);
     // bf16: the same rounded operands, but a last-bit difference upstream can flip a later rounding
-    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 5] = [
+    let cases: [(&str, Precision, &[Batch], usize, [f64; 4]); 7] = [
         ("tiny", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
+        // the other families' layouts: no segment table and the RoBERTa-style head; projected embeddings
+        ("tiny-distilbert", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
+        ("tiny-electra-projected", Precision::F32, &tiny, 2, [1e-5, 1e-4, 1e-5, 1e-4]),
         ("tiny", Precision::Bf16, &tiny, 2, [1e-2, 5e-2, 1e-2, 2e-3]),
         ("bert-base", Precision::F32, &base, 1, [1e-4, 1e-3, 1e-4, 1e-4]),
         ("bert-base", Precision::Bf16, &base, 1, [1e-2, 5e-2, 1e-2, 2e-3]),
@@ -451,14 +467,14 @@ mod tests {
     fn the_comparison_of_an_engine_with_itself_finds_equal_bits() {
         // the harness on the CPU against itself: every check runs and finds no difference (the engine is
         // deterministic), so a difference on the GPU is the GPU's
-        for precision in [Precision::F32, Precision::Bf16] {
-            let checks = compare(|| Ok(CpuBackend::new()), "tiny", precision, &tiny_batches(), 2, [0.0; 4], &mut |_| {}).expect("compare");
+        for (name, precision) in [("tiny", Precision::F32), ("tiny", Precision::Bf16), ("tiny-distilbert", Precision::F32), ("tiny-electra-projected", Precision::F32)] {
+            let checks = compare(|| Ok(CpuBackend::new()), name, precision, &tiny_batches(), 2, [0.0; 4], &mut |_| {}).expect("compare");
             assert_eq!(checks.len(), 5);
             for c in &checks {
                 assert!(c.passed && c.max_rel == 0.0, "{c:?}");
             }
             assert!(checks[4].what.contains("after 3 updates"), "{:?}", checks[4]);
-            let again = repeat(|| Ok(CpuBackend::new()), "tiny", precision, &tiny_batches(), 2, &mut |_| {}).expect("repeat");
+            let again = repeat(|| Ok(CpuBackend::new()), name, precision, &tiny_batches(), 2, &mut |_| {}).expect("repeat");
             assert!(again.passed && again.max_rel == 0.0, "{again:?}");
         }
     }

@@ -44,16 +44,20 @@ impl Layout {
     /// The layout of an encoder of `cfg` (its family's tables; the pooler when the head uses it) and the
     /// head `head`, trainable as `freeze` says.
     pub fn new(cfg: &BertConfig, head: &HeadSpec, freeze: Freeze) -> Layout {
-        let (h, i) = (cfg.hidden_size, cfg.intermediate_size);
+        let (h, i, e) = (cfg.hidden_size, cfg.intermediate_size, cfg.embedding_size());
         let mut tensors: Vec<(String, Vec<usize>)> = vec![
-            ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, h]),
-            ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, h]),
+            ("embeddings.word_embeddings.weight".into(), vec![cfg.vocab_size, e]),
+            ("embeddings.position_embeddings.weight".into(), vec![cfg.max_position_embeddings, e]),
         ];
         if cfg.family().token_types {
-            tensors.push(("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, h]));
+            tensors.push(("embeddings.token_type_embeddings.weight".into(), vec![cfg.type_vocab_size, e]));
         }
-        tensors.push(("embeddings.LayerNorm.weight".into(), vec![h]));
-        tensors.push(("embeddings.LayerNorm.bias".into(), vec![h]));
+        tensors.push(("embeddings.LayerNorm.weight".into(), vec![e]));
+        tensors.push(("embeddings.LayerNorm.bias".into(), vec![e]));
+        if e != h {
+            tensors.push(("embeddings_project.weight".into(), vec![h, e]));
+            tensors.push(("embeddings_project.bias".into(), vec![h]));
+        }
         for l in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{l}");
             // Q, K, V weights as consecutive row blocks of Wqkv, then their biases as one bqkv
@@ -126,6 +130,9 @@ mod tests {
         let mut cfg = tiny_config(12);
         cfg.model_type = model_type.into();
         cfg.pad_token_id = 1;
+        if model_type == "electra" {
+            cfg.extra.insert("embedding_size".into(), 8.into());
+        }
         let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "b", "c", "d", "e", "f", "g", "h"].iter().map(|s| s.to_string()).collect();
         write_random_model(dir.path(), &cfg, &vocab, 1).expect("model");
         let labels = Some(vec!["x".into(), "y".into(), "z".into()]);

@@ -48,6 +48,8 @@ use ops::AdamWConfig;
 pub struct Spec {
     /// Hidden size.
     pub hidden: usize,
+    /// Width of the embedding tables (`embedding_size`; the hidden size unless the family projects).
+    pub embedding: usize,
     /// Attention heads.
     pub heads: usize,
     /// FFN width.
@@ -96,6 +98,7 @@ impl Spec {
         let head = model.head_spec();
         Spec {
             hidden: c.hidden_size,
+            embedding: c.embedding_size(),
             heads: c.num_attention_heads,
             intermediate: c.intermediate_size,
             layers: c.num_hidden_layers,
@@ -124,7 +127,7 @@ impl Spec {
     }
 
     fn shape(&self) -> plan::Shape {
-        plan::Shape { hidden: self.hidden, intermediate: self.intermediate, layers: self.layers, pooler: self.pooler, head: self.head.clone() }
+        plan::Shape { hidden: self.hidden, embedding: self.embedding, intermediate: self.intermediate, layers: self.layers, pooler: self.pooler, head: self.head.clone() }
     }
 }
 
@@ -374,6 +377,7 @@ fn resolve(layout: &Layout, spec: &Spec, head: &HeadSpec) -> Result<Weights> {
         tables: [buf("embeddings.word_embeddings.weight")?, buf("embeddings.position_embeddings.weight")?],
         segments: if spec.token_types { Some(buf("embeddings.token_type_embeddings.weight")?) } else { None },
         emb_norm: pair("embeddings.LayerNorm")?,
+        project: if spec.embedding != spec.hidden { Some(pair("embeddings_project")?) } else { None },
         layers,
         pooler: if spec.pooler { Some(pair("pooler.dense")?) } else { None },
         head: head.names.iter().map(|n| pair(n)).collect::<Result<_>>()?,

@@ -10,6 +10,8 @@ use super::layout::ALIGN;
 pub struct Shape {
     /// Hidden size `H`.
     pub hidden: usize,
+    /// Width `E` of the embedding tables (ELECTRA's `embedding_size`; `H` elsewhere).
+    pub embedding: usize,
     /// FFN width `I`.
     pub intermediate: usize,
     /// Transformer layers.
@@ -74,8 +76,11 @@ pub struct Plan {
     pub sequences: usize,
     /// The padded length `S` of the batch (dropout counters' stride).
     pub padded_len: usize,
-    /// Embedding sum before its LayerNorm, `N × H`.
+    /// Embedding sum before its LayerNorm, `N × E`.
     pub emb_pre: Buf,
+    /// With projected embeddings (`E ≠ H`): the embeddings' LayerNorm (+ dropout) output, `N × E`, the
+    /// projection's input, and the gradient there.
+    pub projected: Option<(Buf, Buf)>,
     /// Hidden states: the embeddings' output, then each layer's (training: `layers + 1`; inference: 2, alternating).
     pub hidden: Vec<Buf>,
     /// Per-layer saved activations (training: one per layer; inference: one, reused).
@@ -123,7 +128,9 @@ impl Plan {
     pub fn new(shape: &Shape, tokens: usize, sequences: usize, padded_len: usize, train: bool) -> Plan {
         let (n, b, h, i) = (tokens, sequences, shape.hidden, shape.intermediate);
         let mut m = Bump { at: 0 };
-        let emb_pre = m.take(n * h);
+        let e = shape.embedding;
+        let emb_pre = m.take(n * e);
+        let projected = (e != h).then(|| (m.take(n * e), m.take(n * e)));
         let hidden_count = if train { shape.layers + 1 } else { 2 };
         let hidden: Vec<Buf> = (0..hidden_count).map(|_| m.take(n * h)).collect();
         let layer_count = if train { shape.layers } else { 1.min(shape.layers) };
@@ -150,7 +157,7 @@ impl Plan {
         };
         let (ids, positions, types, prow, cu_seqlens) = (int(n), int(n), int(n), int(n), int(b + 1));
         let ints = IntsPlan { ids, positions, types, prow, cu_seqlens, total: at };
-        Plan { tokens, sequences, padded_len, emb_pre, hidden, layers, pooled, pooler, head, probs, dlogits, head_grad, wide, narrow, dqkv, total, ints }
+        Plan { tokens, sequences, padded_len, emb_pre, projected, hidden, layers, pooled, pooler, head, probs, dlogits, head_grad, wide, narrow, dqkv, total, ints }
     }
 
     /// The saved activations of layer `l`.
@@ -174,6 +181,9 @@ mod tests {
 
     fn all_bufs(p: &Plan) -> Vec<Buf> {
         let mut v = vec![p.emb_pre, p.pooled, p.probs, p.dlogits, p.dqkv];
+        if let Some((a, b)) = p.projected {
+            v.extend([a, b]);
+        }
         v.extend(&p.hidden);
         for l in &p.layers {
             v.extend([l.qkv, l.ctx, l.pre1, l.h1, l.u, l.pre2]);
@@ -192,9 +202,11 @@ mod tests {
 
     #[test]
     fn buffers_are_disjoint_aligned_and_inside_the_region() {
-        let shape = Shape { hidden: 24, intermediate: 40, layers: 3, pooler: true, head: vec![24, 16, 3] };
-        for train in [true, false] {
-            let p = Plan::new(&shape, 37, 5, 11, train);
+        let shape = Shape { hidden: 24, embedding: 24, intermediate: 40, layers: 3, pooler: true, head: vec![24, 16, 3] };
+        let projected = Shape { embedding: 8, ..shape.clone() };
+        for (shape, train) in [(&shape, true), (&shape, false), (&projected, true)] {
+            let p = Plan::new(shape, 37, 5, 11, train);
+            assert_eq!((p.emb_pre.len, p.projected.is_some()), (37 * shape.embedding, shape.embedding != shape.hidden));
             let bufs = all_bufs(&p);
             for (i, a) in bufs.iter().enumerate() {
                 assert!(a.offset.is_multiple_of(ALIGN) && a.offset + a.len <= p.total);

@@ -32,6 +32,8 @@ pub(crate) struct Weights {
     /// Segment table (families with token types).
     pub segments: Option<Buf>,
     pub emb_norm: (Buf, Buf),
+    /// ELECTRA's `embeddings_project` (`E → H`), when the tables are narrower than the hidden size.
+    pub project: Option<(Buf, Buf)>,
     pub layers: Vec<LayerWeights>,
     pub pooler: Option<(Buf, Buf)>,
     pub head: Vec<(Buf, Buf)>,
@@ -92,9 +94,15 @@ impl<B: Backend> Engine<B> {
         self.backend.bias_grad(dy, grad(w.1), out)
     }
 
-    /// LayerNorm backward of a trained norm `(weight, bias)`: `dx` written, its gradients accumulated.
+    /// LayerNorm backward of a trained norm `(weight, bias)` over the hidden width: `dx` written, its
+    /// gradients accumulated.
     fn norm_grad(&mut self, x: Buf, norm: (Buf, Buf), dy: Buf, dx: Buf) -> Result<()> {
-        let (width, eps) = (self.spec.hidden, self.spec.eps);
+        self.norm_grad_width(x, norm, dy, dx, self.spec.hidden)
+    }
+
+    /// [`Self::norm_grad`] over rows of `width`.
+    fn norm_grad_width(&mut self, x: Buf, norm: (Buf, Buf), dy: Buf, dx: Buf, width: usize) -> Result<()> {
+        let eps = self.spec.eps;
         self.backend.layer_norm_grad(&LayerNormGrad { x, weight: norm.0, dy, dx, dweight: Some(grad(norm.0)), dbias: Some(grad(norm.1)), width, eps })
     }
 
@@ -113,11 +121,17 @@ impl<B: Backend> Engine<B> {
     pub(crate) fn forward(&mut self, plan: &Plan, mode: Mode) -> Result<Buf> {
         let (s, w) = (Arc::clone(&self.spec), Arc::clone(&self.weights));
         let (n, b, h, i) = (plan.tokens, plan.sequences, s.hidden, s.intermediate);
-        self.backend.embed(&Embed { ids: plan.ints.ids, positions: plan.ints.positions, types: plan.ints.types, tables: w.tables, segments: w.segments, out: plan.emb_pre, width: h })?;
+        let e = s.embedding;
+        self.backend.embed(&Embed { ids: plan.ints.ids, positions: plan.ints.positions, types: plan.ints.types, tables: w.tables, segments: w.segments, out: plan.emb_pre, width: e })?;
+        // the embeddings' output: the first hidden state, or the projection's input
         let x0 = plan.hidden_at(0);
-        self.backend.layer_norm(&LayerNorm { x: plan.emb_pre, weight: w.emb_norm.0, bias: w.emb_norm.1, out: x0, width: h, eps: s.eps })?;
+        let emb = plan.projected.map_or(x0, |p| p.0);
+        self.backend.layer_norm(&LayerNorm { x: plan.emb_pre, weight: w.emb_norm.0, bias: w.emb_norm.1, out: emb, width: e, eps: s.eps })?;
         if let Some(d) = self.token_drop(plan, mode, s.hidden_dropout, site::EMBEDDINGS) {
-            self.backend.dropout(x0, x0, h, &d)?;
+            self.backend.dropout(emb, emb, e, &d)?;
+        }
+        if let Some(pw) = w.project {
+            self.linear(emb, pw, x0, n, e, h)?;
         }
         let scale = 1.0 / ((h / s.heads.max(1)) as f64).sqrt();
         for (l, lw) in w.layers.iter().enumerate() {
@@ -282,17 +296,24 @@ impl<B: Backend> Engine<B> {
             std::mem::swap(&mut dy, &mut dx);
         }
         if embeddings_train {
-            if let Some(d) = self.token_drop(plan, mode, s.hidden_dropout, site::EMBEDDINGS) {
-                self.backend.dropout(dy, dy, h, &d)?;
+            let e = s.embedding;
+            // through the projection first: dW += dyᵀ emb, dy ← dy W (N × E)
+            if let (Some(pw), Some((emb, demb))) = (w.project, plan.projected) {
+                self.param_grad(dy, emb, pw, n, e, h)?;
+                self.input_grad(dy, pw.0, demb, n, e, h, false)?;
+                dy = demb;
             }
-            let demb = plan.narrow[0];
-            self.norm_grad(plan.emb_pre, w.emb_norm, dy, demb)?;
+            if let Some(d) = self.token_drop(plan, mode, s.hidden_dropout, site::EMBEDDINGS) {
+                self.backend.dropout(dy, dy, e, &d)?;
+            }
+            let dsum = plan.narrow[0].part(0, n * e);
+            self.norm_grad_width(plan.emb_pre, w.emb_norm, dy, dsum, e)?;
             let [word, pos] = w.tables;
             self.backend.embed_grad(&EmbedGrad {
                 index: [plan.ints.ids, plan.ints.positions, plan.ints.types],
                 tables: [Some(grad(word)), Some(grad(pos)), w.segments.map(grad)],
-                dy: demb,
-                width: h,
+                dy: dsum,
+                width: e,
             })?;
         }
         Ok(())

@@ -31,22 +31,27 @@ struct Case {
     weight_decay: f64,
     /// The FFN activation, when not the config's erf GELU.
     act: Option<Activation>,
+    /// ELECTRA's `embedding_size`, when not the hidden size.
+    embedding_size: Option<usize>,
 }
 
 impl Default for Case {
     fn default() -> Self {
-        Case { head: HeadConfig::default(), freeze: Freeze::default(), family: "bert", class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0, act: None }
+        Case { head: HeadConfig::default(), freeze: Freeze::default(), family: "bert", class_weights: None, grad_accum: 1, clip: None, composed: false, weight_decay: 0.0, act: None, embedding_size: None }
     }
 }
 
 const LABELS: usize = 3;
 
-fn config(family: &str, act: Option<Activation>) -> BertConfig {
+fn config(family: &str, act: Option<Activation>, embedding_size: Option<usize>) -> BertConfig {
     let mut cfg = tiny_config(40);
     if let Some(act) = act {
         cfg.hidden_act = act;
     }
     cfg.model_type = family.into();
+    if let Some(e) = embedding_size {
+        cfg.extra.insert("embedding_size".into(), e.into());
+    }
     if cfg.roberta_positions() {
         cfg.pad_token_id = 1;
     }
@@ -54,7 +59,7 @@ fn config(family: &str, act: Option<Activation>) -> BertConfig {
 }
 
 fn load(dir: &std::path::Path, case: &Case) -> Classifier {
-    let cfg = config(case.family, case.act);
+    let cfg = config(case.family, case.act, case.embedding_size);
     let vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"].iter().map(|s| s.to_string()).chain((4..40).map(|i| format!("w{i}"))).collect();
     write_random_model(dir, &cfg, &vocab, 7).expect("model");
     let labels = Some((0..LABELS).map(|i| format!("c{i}")).collect());
@@ -226,6 +231,13 @@ fn electra_and_its_head_match_the_graph() {
 }
 
 #[test]
+fn electra_projected_embeddings_match_the_graph() {
+    // embedding_size 8 < hidden 32: tables, LayerNorm and dropout at width 8, then `embeddings_project`
+    run(&Case { family: "electra", embedding_size: Some(8), ..Case::default() });
+    run(&Case { family: "electra", embedding_size: Some(8), freeze: Freeze { layers: 1, ..Freeze::default() }, ..Case::default() });
+}
+
+#[test]
 fn frozen_layers_and_frozen_encoder_match_the_graph() {
     run(&Case { freeze: Freeze { layers: 1, ..Freeze::default() }, ..Case::default() });
     run(&Case { freeze: Freeze { layers: 2, ..Freeze::default() }, ..Case::default() });
@@ -289,7 +301,7 @@ fn the_training_engine_evaluates_with_the_bits_of_a_fresh_inference_engine() {
 
 #[test]
 fn a_batch_too_large_for_free_memory_names_the_flag_of_its_kind() {
-    let shape = super::plan::Shape { hidden: 768, intermediate: 3072, layers: 12, pooler: true, head: vec![768, 2] };
+    let shape = super::plan::Shape { hidden: 768, embedding: 768, intermediate: 3072, layers: 12, pooler: true, head: vec![768, 2] };
     let enc: Vec<Encoded> = (0..64).map(|_| Encoded { ids: vec![5; 128], type_ids: vec![0; 128], truncated: false }).collect();
     let idx: Vec<usize> = (0..64).collect();
     let b = collate(&enc, &idx, None, 0);

@@ -217,9 +217,10 @@ impl Classifier {
         self.store.device()
     }
 
-    /// Whether the engine computes this model (its family on the CPU; not ELECTRA's projected embeddings yet).
+    /// Whether the engine computes this model: its family on the CPU, with embeddings no wider than the
+    /// hidden size (ELECTRA's `embedding_size` is smaller; the engine's scratch assumes it).
     pub fn engine_covers(&self) -> bool {
-        self.config.family().engine && !self.config.projects_embeddings() && self.device().is_cpu()
+        self.config.family().engine && self.config.embedding_size() <= self.config.hidden_size && self.device().is_cpu()
     }
 
     /// The training and inference path its runtime asks for, `auto` resolved.
