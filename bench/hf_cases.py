@@ -3,7 +3,7 @@ inference) on the batch layouts `bertfit bench-step` builds, step for step.
 
 usage: python hf_cases.py SIZE MODE DTYPE [--batch B] [--seq T] [--layout anchor|full|rt]
                           [--lengths FILE] [--steps N] [--threads N] [--runtime torch|ort|ort-int8]
-  SIZE    S (MiniLM-L12-H384 shape) | B (bert-base shape)
+  SIZE    S (MiniLM-L12-H384 shape) | B (bert-base shape) | D (distilbert-base shape)
   MODE    train | infer
   DTYPE   f32 | bf16 (torch.autocast(cpu, bfloat16), f32 master weights; torch only)
   layout  anchor: the first half of the rows lose their last 16 tokens (hf_step.py's batch);
@@ -15,7 +15,7 @@ Prints per-step lines `step|batch I ... X ms` and a RESULT line, as hf_step.py d
 import argparse, json, os, statistics, tempfile, time
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification
+from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
 
 p = argparse.ArgumentParser()
 p.add_argument("size"); p.add_argument("mode"); p.add_argument("dtype")
@@ -32,10 +32,15 @@ batch_size = a.batch or (32 if a.mode == "train" else 64)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 hidden, inter = (384, 1536) if a.size == "S" else (768, 3072)
-cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=inter, max_position_embeddings=512, num_labels=2)
-cfg.classifier_dropout = 0.1
-model = BertForSequenceClassification(cfg)
+if a.size == "D":
+    cfg = DistilBertConfig(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
+                           max_position_embeddings=512, num_labels=2, seq_classif_dropout=0.1)
+    model = DistilBertForSequenceClassification(cfg)
+else:
+    cfg = BertConfig(vocab_size=30522, hidden_size=hidden, num_hidden_layers=12, num_attention_heads=12,
+                     intermediate_size=inter, max_position_embeddings=512, num_labels=2)
+    cfg.classifier_dropout = 0.1
+    model = BertForSequenceClassification(cfg)
 lengths = json.load(open(a.lengths)) if a.layout == "rt" else None
 
 

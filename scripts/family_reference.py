@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
 """Tiny random models of every BERT-layout encoder family, made by transformers, with reference logits.
 
-usage: "$(scripts/setup-reference.sh)" scripts/family_reference.py [--out DIR]
+usage: "$(scripts/setup-reference.sh)" scripts/family_reference.py [--out DIR] [--only NAME,...]
 
-  --out  default: crates/bertfit/tests/data/families
+  --out   default: crates/bertfit/tests/data/families
+  --only  rewrite only these folders (the others keep their tokenizers, which
+          scripts/tokenizer_reference.py's reference depends on)
 
-For each family (bert, roberta, xlm-roberta, distilbert, electra, and electra with a narrower embedding
-than its hidden size, as electra-small has) this writes DIR/<name>/ as an ordinary Hugging Face folder
+For each family (bert, roberta, xlm-roberta, distilbert, electra, electra with a narrower embedding than
+its hidden size, as electra-small has, and modernbert twice: default options with CLS pooling, and mean
+pooling with every bias on) this writes DIR/<name>/ as an ordinary Hugging Face folder
 (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`,
 `special_tokens_map.json`) of a `*ForSequenceClassification` with 3 labels, built from a fixed seed, and
 DIR/<name>/reference.json with, for a handful of texts and text pairs run one at a time (eval mode,
@@ -149,15 +152,32 @@ def families():
          wp, wp_special),
         ("electra-projected", T.ElectraConfig(embedding_size=16, **bert_like(wp)), T.ElectraForSequenceClassification,
          wp, wp_special),
+        # three layers: global, local, local; a window of 8 (±4 tokens), so the local masks cut real text
+        ("modernbert", T.ModernBertConfig(**modernbert_like(wp)), T.ModernBertForSequenceClassification, wp, wp_special),
+        ("modernbert-mean-biases", T.ModernBertConfig(**modernbert_like(wp), classifier_pooling="mean", norm_bias=True,
+                                                      attention_bias=True, mlp_bias=True, classifier_bias=True,
+                                                      classifier_activation="gelu_new", global_attn_every_n_layers=2),
+         T.ModernBertForSequenceClassification, wp, wp_special),
     ]
+
+
+def modernbert_like(tok):
+    return dict(hidden_size=HIDDEN, num_hidden_layers=3, num_attention_heads=HEADS, intermediate_size=INTER,
+                local_attention=8, cls_token_id=tok.token_to_id("[CLS]"), sep_token_id=tok.token_to_id("[SEP]"),
+                bos_token_id=tok.token_to_id("[CLS]"), eos_token_id=tok.token_to_id("[SEP]"),
+                **common(tok.get_vocab_size(), tok.token_to_id("[PAD]")))
 
 
 def main():
     repo_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=os.path.join(repo_root, "crates", "bertfit", "tests", "data", "families"))
+    ap.add_argument("--only", default="")
     args = ap.parse_args()
+    only = [n for n in args.only.split(",") if n]
     for seed, (name, config, cls, tok, specials) in enumerate(families()):
+        if only and name not in only:
+            continue
         torch.manual_seed(seed)
         model = cls._from_config(config, attn_implementation="eager").eval()
         fast = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, model_max_length=POSITIONS, **specials)

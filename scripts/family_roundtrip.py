@@ -6,7 +6,8 @@ usage: "$(scripts/setup-reference.sh)" scripts/family_roundtrip.py [--bertfit PA
   --bertfit  the bertfit binary (default: target/release/bertfit)
   --out      work folder (default: a temporary folder)
 
-For every model under crates/bertfit/tests/data/families/ (made by scripts/family_reference.py) this runs
+For every model folder under crates/bertfit/tests/data/families/ (made by scripts/family_reference.py,
+including the PyTorch-checkpoint and sharded masked-LM variants) this runs
 `bertfit train` for two epochs on a small labelled CSV with new labels (so the head is freshly trained
 and saved), then `bertfit predict` on the same texts, then loads `best/` with
 `AutoModelForSequenceClassification.from_pretrained` (eval, fp32, eager attention) and the saved
@@ -66,7 +67,8 @@ def main():
             best, attn_implementation="eager", output_loading_info=True)
         hf.eval()
         tok = transformers.PreTrainedTokenizerFast(tokenizer_file=os.path.join(best, "tokenizer.json"))
-        arch = json.load(open(os.path.join(model, "reference.json")))["architecture"]
+        # the fine-tuned folder is the family's sequence classifier, whatever the source checkpoint was
+        arch = json.load(open(os.path.join(model, "config.json")))["architectures"][0].replace("ForMaskedLM", "ForSequenceClassification")
         labels = [hf.config.id2label[i] for i in range(hf.config.num_labels)]
         worst = 0.0
         with torch.no_grad():

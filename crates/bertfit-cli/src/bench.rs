@@ -18,18 +18,21 @@ use bertfit::train::{trainer, TrainConfig};
 
 use crate::args::{BenchArgs, BenchGemmArgs};
 
+/// The model of a size: S (MiniLM-L12-H384), B (bert-base) or D (distilbert-base: 6 layers of bert-base
+/// width, no token types, DistilBERT's head).
 fn config(size: &str) -> Result<BertConfig> {
-    let (hidden, inter) = match size {
-        "S" => (384, 1536),
-        "B" => (768, 3072),
-        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384) or B (bert-base)"))),
+    let (model_type, layers, hidden, inter) = match size {
+        "S" => ("bert", 12, 384, 1536),
+        "B" => ("bert", 12, 768, 3072),
+        "D" => ("distilbert", 6, 768, 3072),
+        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384), B (bert-base) or D (distilbert-base)"))),
     };
     let json = serde_json::json!({
-        "model_type": "bert", "vocab_size": 30522, "hidden_size": hidden, "num_hidden_layers": 12,
+        "model_type": model_type, "vocab_size": 30522, "hidden_size": hidden, "num_hidden_layers": layers,
         "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 512, "type_vocab_size": 2,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "classifier_dropout": 0.1,
     });
-    Ok(serde_json::from_value(json)?)
+    Ok(BertConfig::from_hf_json(json)?)
 }
 
 /// Row lengths of batch `i` (see `BenchArgs::layout`; bench/hf_cases.py draws the same).

@@ -19,7 +19,8 @@ use bertfit::train::optimizer::{AdamW, AdamWConfig};
 use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
-const FAMILIES: &[&str] = &["bert", "roberta", "xlm-roberta", "distilbert", "electra", "electra-projected"];
+const FAMILIES: &[&str] =
+    &["bert", "roberta", "xlm-roberta", "distilbert", "electra", "electra-projected", "modernbert", "modernbert-mean-biases"];
 const TOL: f32 = 1e-4;
 /// Training steps on the six reference cases, and their learning rate.
 const STEPS: u64 = 20;
@@ -108,7 +109,11 @@ fn every_family_matches_transformers() {
             worst = worst.max(d);
         }
         eprintln!("{family}: graph max abs diff {worst:e} over {} cases", r.cases.len());
-        assert!(model.engine_covers(), "{family}: the engine computes every family here");
+        // the engine computes every BERT-layout family; ModernBERT runs on the graph
+        assert_eq!(model.engine_covers(), !family.starts_with("modernbert"), "{family}");
+        if !model.engine_covers() {
+            continue;
+        }
         let mut engine = Engine::for_inference(&model, CpuBackend::new()).expect("engine");
         let probs = engine.predict(&b).expect("predict");
         for (case, p) in r.cases.iter().zip(&probs) {
@@ -183,7 +188,7 @@ fn every_family_trains_every_tensor_and_lowers_the_loss() {
         let tail = losses[STEPS as usize - 3..].iter().sum::<f32>() / 3.0;
         assert!(tail < 0.5 * losses[0], "{family}: loss {losses:?}");
         // the engine trains it too
-        {
+        if model.engine_covers() {
             let fresh = load(&dir, Some(vec!["a".into(), "b".into(), "c".into()]));
             let mut engine = Engine::new(&fresh, CpuBackend::new(), AdamWConfig::default()).expect("engine");
             let mut ours = Vec::new();

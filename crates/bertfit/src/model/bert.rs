@@ -40,7 +40,8 @@ impl Freeze {
         if name.starts_with("embeddings") {
             return self.layers == 0;
         }
-        if let Some(rest) = name.strip_prefix("encoder.layer.") {
+        // `encoder.layer.N.` (BERT layout), `layers.N.` (ModernBERT)
+        if let Some(rest) = name.strip_prefix("encoder.layer.").or_else(|| name.strip_prefix("layers.")) {
             let idx: usize = rest.split('.').next().and_then(|s| s.parse().ok()).unwrap_or(usize::MAX);
             return idx >= self.layers;
         }
@@ -66,6 +67,23 @@ impl Builder<'_> {
         let weight = self.tensor(&format!("{name}.weight"), &[out, inp], Init::Normal(self.init_std))?;
         let bias = self.tensor(&format!("{name}.bias"), &[out], Init::Zeros)?;
         Ok(Linear { weight, bias: Some(bias), exec: self.exec })
+    }
+    /// A dense layer with a bias when `bias`; without one, `name.bias` is neither loaded nor created.
+    pub fn linear_opt(&mut self, name: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+        if bias {
+            return self.linear(name, inp, out);
+        }
+        let weight = self.tensor(&format!("{name}.weight"), &[out, inp], Init::Normal(self.init_std))?;
+        Ok(Linear { weight, bias: None, exec: self.exec })
+    }
+    /// A LayerNorm with a trained bias when `bias`; without one, a constant zero shift (no weight).
+    pub fn layer_norm_opt(&mut self, name: &str, dim: usize, eps: f64, bias: bool) -> Result<LayerNorm> {
+        if bias {
+            return self.layer_norm(name, dim, eps);
+        }
+        let weight = self.tensor(&format!("{name}.weight"), &[dim], Init::Ones)?;
+        let bias = Tensor::zeros(dim, DType::F32, self.store.device())?;
+        Ok(LayerNorm { weight, bias, eps, exec: self.exec })
     }
     pub fn layer_norm(&mut self, name: &str, dim: usize, eps: f64) -> Result<LayerNorm> {
         let weight = self.tensor(&format!("{name}.weight"), &[dim], Init::Ones)?;
@@ -264,5 +282,15 @@ impl Encoder {
         let Some(pooler) = &self.pooler else { return Ok(None) };
         let first = hidden.narrow(1, 0, 1)?.squeeze(1)?;
         Ok(Some(pooler.forward(&first)?.tanh()?))
+    }
+}
+
+impl super::encoder::EncoderModel for Encoder {
+    fn forward(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
+        Encoder::forward(self, inputs, mode)
+    }
+
+    fn pool(&self, hidden: &Tensor, _mask: &Tensor) -> Result<Option<Tensor>> {
+        Encoder::pool(self, hidden)
     }
 }

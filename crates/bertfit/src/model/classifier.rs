@@ -7,7 +7,8 @@ use candle_core::{Device, Tensor, Var};
 use crate::runtime::{Precision, Runtime};
 use serde::{Deserialize, Serialize};
 
-use super::bert::{Builder, Encoder, Freeze, Inputs};
+use super::bert::{Builder, Freeze, Inputs};
+use super::encoder::{self, EncoderModel};
 use super::config::{BertConfig, HeadConfig};
 use crate::source::ModelFolder;
 use super::family::Family;
@@ -78,7 +79,7 @@ pub struct Classifier {
     /// Whether the classifier layer was freshly initialised.
     pub head_initialised: bool,
     freeze: Freeze,
-    encoder: Encoder,
+    encoder: Box<dyn EncoderModel>,
     head: Head,
     store: ParamStore,
     runtime: Runtime,
@@ -136,7 +137,7 @@ impl Classifier {
         }
         let spec = HeadSpec::new(&head_config, family, config.hidden_size, labels.len(), default_dropout);
         let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range, exec: opts.runtime.exec() };
-        let encoder = Encoder::build(&config, &mut builder, spec.pooler)?;
+        let encoder = encoder::build(&config, &mut builder, spec.pooler)?;
         let head = Head::build(&spec, &mut builder, fresh_head)?;
         let mut load_report = store.report();
         if fresh_head {
@@ -162,14 +163,14 @@ impl Classifier {
     /// Logits, (batch, num_labels).
     pub fn forward(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
         let hidden = self.encoder.forward(inputs, mode)?;
-        let pooled = if self.head.uses_pooler() { self.encoder.pool(&hidden)? } else { None };
+        let pooled = if self.head.uses_pooler() { self.encoder.pool(&hidden, &inputs.mask)? } else { None };
         self.head.forward(pooled, &hidden, &inputs.mask, mode)
     }
 
     /// The encoder's last hidden state (batch, seq, hidden) and pooler output (batch, hidden) if it has a pooler.
     pub fn hidden_states(&self, inputs: &Inputs, mode: Mode) -> Result<(Tensor, Option<Tensor>)> {
         let hidden = self.encoder.forward(inputs, mode)?;
-        let pooled = self.encoder.pool(&hidden)?;
+        let pooled = self.encoder.pool(&hidden, &inputs.mask)?;
         Ok((hidden, pooled))
     }
 
@@ -179,7 +180,7 @@ impl Classifier {
         let mut store = self.store.clone();
         let spec = self.head_spec();
         let mut builder = Builder { store: &mut store, freeze: Freeze::ALL, init_std: self.config.initializer_range, exec: self.runtime.exec() };
-        let encoder = Encoder::build(&self.config, &mut builder, spec.pooler)?;
+        let encoder = encoder::build(&self.config, &mut builder, spec.pooler)?;
         let head = Head::build(&spec, &mut builder, false)?;
         Ok(Classifier {
             config: self.config.clone(),
@@ -255,12 +256,6 @@ impl Classifier {
         let path = dir.join("config.json");
         std::fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))?;
         let family = cfg.family();
-        self.store.save(&dir.join("model.safetensors"), |name| {
-            if Family::is_head_tensor(name) {
-                name.to_string()
-            } else {
-                format!("{}.{}", family.prefix, family.unrename(name))
-            }
-        })
+        self.store.save(&dir.join("model.safetensors"), |name| family.checkpoint_name(name))
     }
 }

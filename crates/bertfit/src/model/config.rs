@@ -145,6 +145,9 @@ impl BertConfig {
                     }
                 }
             }
+            for (key, value) in family.config_defaults {
+                map.entry(*key).or_insert_with(|| (*value).into());
+            }
         }
         let mut cfg: BertConfig = serde_json::from_value(value)?;
         if family.is_some_and(|f| !f.token_types) {

@@ -13,6 +13,17 @@ pub enum Positions {
     /// Real tokens count from `pad_token_id + 1`, padding gets `pad_token_id` (RoBERTa's
     /// `create_position_ids_from_input_ids`).
     PadOffset,
+    /// Rotary embeddings of 0, 1, 2, … in attention, no position table (ModernBERT).
+    Rotary,
+}
+
+/// Which encoder implementation computes a family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EncoderKind {
+    /// The BERT layout (`model::bert`), after the family's renames.
+    Bert,
+    /// ModernBERT (`model::modernbert`).
+    ModernBert,
 }
 
 /// A family's own sequence-classification head (what `*ForSequenceClassification` computes on the
@@ -31,7 +42,7 @@ pub struct FamilyHead {
 }
 
 /// One encoder family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Family {
     /// `model_type` values of `config.json` this row serves.
     pub model_types: &'static [&'static str],
@@ -54,6 +65,12 @@ pub struct Family {
     pub tensor_renames: &'static [(&'static str, &'static str)],
     /// `config.json` keys of this family and the BERT keys they stand for.
     pub config_aliases: &'static [(&'static str, &'static str)],
+    /// Defaults of BERT keys where the family's own defaults differ (applied when the config lacks them).
+    pub config_defaults: &'static [(&'static str, f64)],
+    /// The encoder implementation.
+    pub encoder: EncoderKind,
+    /// Name prefixes of tensors that live outside the encoder (saved without the family prefix).
+    pub outside_encoder: &'static [&'static str],
     /// The classification head.
     pub head: FamilyHead,
     /// Whether the engine (`crate::engine`) computes this family (each family enters it with its
@@ -75,6 +92,9 @@ const ROBERTA: Family = Family {
     projected_embeddings: false,
     tensor_renames: &[],
     config_aliases: &[],
+    config_defaults: &[],
+    encoder: EncoderKind::Bert,
+    outside_encoder: HEAD_NAMES,
     head: ROBERTA_HEAD,
     engine: true,
 };
@@ -91,6 +111,9 @@ pub const FAMILIES: &[Family] = &[
         projected_embeddings: false,
         tensor_renames: &[],
         config_aliases: &[],
+        config_defaults: &[],
+        encoder: EncoderKind::Bert,
+        outside_encoder: HEAD_NAMES,
         head: BERT_HEAD,
         engine: true,
     },
@@ -127,6 +150,9 @@ pub const FAMILIES: &[Family] = &[
             ("attention_dropout", "attention_probs_dropout_prob"),
             ("seq_classif_dropout", "classifier_dropout"),
         ],
+        config_defaults: &[],
+        encoder: EncoderKind::Bert,
+        outside_encoder: HEAD_NAMES,
         head: FamilyHead { pooler: false, dense: Some(("pre_classifier", Activation::Relu)), out: "classifier", input_dropout: false },
         engine: true,
     },
@@ -140,10 +166,39 @@ pub const FAMILIES: &[Family] = &[
         projected_embeddings: true,
         tensor_renames: &[],
         config_aliases: &[],
+        config_defaults: &[],
+        encoder: EncoderKind::Bert,
+        outside_encoder: HEAD_NAMES,
         head: FamilyHead { dense: Some(("classifier.dense", Activation::GeluErf)), ..ROBERTA_HEAD },
         engine: true,
     },
+    Family {
+        model_types: &["modernbert"],
+        prefix: "model",
+        architecture: "ModernBertForSequenceClassification",
+        positions: Positions::Rotary,
+        token_types: false,
+        attention_output_dropout: true,
+        projected_embeddings: false,
+        tensor_renames: &[],
+        config_aliases: &[
+            ("hidden_activation", "hidden_act"),
+            ("norm_eps", "layer_norm_eps"),
+            ("embedding_dropout", "hidden_dropout_prob"),
+            ("attention_dropout", "attention_probs_dropout_prob"),
+        ],
+        // ModernBertConfig's defaults
+        config_defaults: &[("hidden_dropout_prob", 0.0), ("attention_probs_dropout_prob", 0.0), ("classifier_dropout", 0.0), ("layer_norm_eps", 1e-5)],
+        encoder: EncoderKind::ModernBert,
+        // `head.dense` + `head.norm` (its prediction head) is the classifier's pooler, outside `model.`
+        outside_encoder: &["classifier.", "head."],
+        head: BERT_HEAD,
+        engine: false,
+    },
 ];
+
+/// Tensors of the classification heads, outside the encoder.
+const HEAD_NAMES: &[&str] = &["classifier.", "pre_classifier."];
 
 impl Family {
     /// The row for a `model_type`, if supported.
@@ -185,9 +240,20 @@ impl Family {
         s
     }
 
-    /// Whether a canonical tensor name belongs to the classification head (as opposed to the encoder).
+    /// Whether a canonical tensor name belongs to the classification head (as opposed to the encoder and
+    /// its pooler).
     pub fn is_head_tensor(name: &str) -> bool {
-        name.starts_with("classifier.") || name.starts_with("pre_classifier.")
+        HEAD_NAMES.iter().any(|p| name.starts_with(p))
+    }
+
+    /// A canonical tensor name as this family's checkpoints name it: under the family prefix, renamed,
+    /// unless it lives outside the encoder.
+    pub fn checkpoint_name(&self, name: &str) -> String {
+        if self.outside_encoder.iter().any(|p| name.starts_with(p)) {
+            name.to_string()
+        } else {
+            format!("{}.{}", self.prefix, self.unrename(name))
+        }
     }
 }
 
@@ -201,7 +267,7 @@ mod tests {
         for t in &types {
             assert_eq!(FAMILIES.iter().filter(|f| f.model_types.contains(t)).count(), 1, "{t}");
         }
-        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra"]);
+        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "modernbert"]);
     }
 
     #[test]
@@ -214,7 +280,10 @@ mod tests {
         let distil = Family::lookup("distilbert").expect("distilbert");
         assert!(!distil.token_types && !distil.attention_output_dropout && !distil.head.input_dropout);
         assert!(Family::lookup("gpt2").is_none());
-        assert_eq!(Family::prefixes(), vec!["bert", "roberta", "distilbert", "electra"]);
+        assert_eq!(Family::prefixes(), vec!["bert", "roberta", "distilbert", "electra", "model"]);
+        let modern = Family::lookup("modernbert").expect("modernbert");
+        assert_eq!(modern.checkpoint_name("head.dense.weight"), "head.dense.weight");
+        assert_eq!(modern.checkpoint_name("layers.2.attn.Wqkv.weight"), "model.layers.2.attn.Wqkv.weight");
     }
 
     #[test]

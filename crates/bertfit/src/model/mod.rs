@@ -5,9 +5,11 @@
 mod bert;
 pub mod classifier;
 pub mod config;
+pub mod encoder;
 pub mod family;
 pub mod head;
 pub mod kernels;
+pub mod modernbert;
 pub mod ops;
 pub mod params;
 pub mod random;

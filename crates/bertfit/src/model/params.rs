@@ -51,7 +51,8 @@ pub struct LoadReport {
 
 /// Whether AdamW's weight decay applies to a parameter (transformers: not to biases or LayerNorm weights).
 pub fn decays(name: &str) -> bool {
-    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm"))
+    // norms by name: BERT's `LayerNorm`, DistilBERT's `*_layer_norm`, ModernBERT's `*norm`
+    !(name.ends_with(".bias") || name.contains("LayerNorm") || name.contains("layer_norm") || name.ends_with("norm.weight"))
 }
 
 /// Maps a checkpoint tensor name to its canonical name, or `None` to skip it silently (buffers such as
