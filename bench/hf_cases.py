@@ -3,7 +3,7 @@ inference) on the batch layouts `bertfit bench-step` builds, step for step.
 
 usage: python hf_cases.py SIZE MODE DTYPE [--batch B] [--seq T] [--layout anchor|full|rt]
                           [--lengths FILE] [--steps N] [--threads N] [--runtime torch|ort|ort-int8]
-  SIZE    S (MiniLM-L12-H384 shape) | B (bert-base shape) | D (distilbert-base shape)
+  SIZE    S (MiniLM-L12-H384 shape) | B (bert-base shape) | D (distilbert-base shape) | M (ModernBERT-base shape)
   MODE    train | infer
   DTYPE   f32 | bf16 (torch.autocast(cpu, bfloat16), f32 master weights; torch only)
   layout  anchor: the first half of the rows lose their last 16 tokens (hf_step.py's batch);
@@ -15,7 +15,8 @@ Prints per-step lines `step|batch I ... X ms` and a RESULT line, as hf_step.py d
 import argparse, json, os, statistics, tempfile, time
 
 import torch
-from transformers import BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification
+from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification,
+                          ModernBertConfig, ModernBertForSequenceClassification)
 
 p = argparse.ArgumentParser()
 p.add_argument("size"); p.add_argument("mode"); p.add_argument("dtype")
@@ -32,7 +33,12 @@ batch_size = a.batch or (32 if a.mode == "train" else 64)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 hidden, inter = (384, 1536) if a.size == "S" else (768, 3072)
-if a.size == "D":
+if a.size == "M":
+    cfg = ModernBertConfig(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
+                           intermediate_size=1152, max_position_embeddings=8192, pad_token_id=0, num_labels=2,
+                           global_attn_every_n_layers=3, local_attention=128)
+    model = ModernBertForSequenceClassification(cfg)
+elif a.size == "D":
     cfg = DistilBertConfig(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
                            max_position_embeddings=512, num_labels=2, seq_classif_dropout=0.1)
     model = DistilBertForSequenceClassification(cfg)

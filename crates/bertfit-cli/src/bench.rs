@@ -18,20 +18,30 @@ use bertfit::train::{trainer, TrainConfig};
 
 use crate::args::{BenchArgs, BenchGemmArgs};
 
-/// The model of a size: S (MiniLM-L12-H384), B (bert-base) or D (distilbert-base: 6 layers of bert-base
-/// width, no token types, DistilBERT's head).
+/// The model of a size: S (MiniLM-L12-H384), B (bert-base), D (distilbert-base: 6 layers of bert-base
+/// width, no token types, DistilBERT's head) or M (ModernBERT-base: 22 layers, GeGLU 1152, every third
+/// layer global, the others a 128-token window).
 fn config(size: &str) -> Result<BertConfig> {
     let (model_type, layers, hidden, inter) = match size {
         "S" => ("bert", 12, 384, 1536),
         "B" => ("bert", 12, 768, 3072),
         "D" => ("distilbert", 6, 768, 3072),
-        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384), B (bert-base) or D (distilbert-base)"))),
+        "M" => ("modernbert", 22, 768, 1152),
+        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384), B (bert-base), D (distilbert-base) or M (ModernBERT-base)"))),
     };
-    let json = serde_json::json!({
+    let mut json = serde_json::json!({
         "model_type": model_type, "vocab_size": 30522, "hidden_size": hidden, "num_hidden_layers": layers,
         "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 512, "type_vocab_size": 2,
         "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "classifier_dropout": 0.1,
     });
+    if size == "M" {
+        // ModernBERT-base's own settings (its dropouts are 0)
+        json = serde_json::json!({
+            "model_type": model_type, "vocab_size": 50368, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 8192, "pad_token_id": 0,
+            "hidden_activation": "gelu", "global_attn_every_n_layers": 3, "local_attention": 128,
+        });
+    }
     Ok(BertConfig::from_hf_json(json)?)
 }
 

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::Device;
 
-use super::bert::{Builder, Encoder, Freeze};
+use super::bert::{Builder, Freeze};
 use super::config::BertConfig;
 use super::params::ParamStore;
 use crate::error::{Error, Result};
@@ -21,7 +21,7 @@ pub fn tiny_config(vocab_size: usize) -> BertConfig {
 }
 
 /// Writes `config.json`, `vocab.txt` and a `model.safetensors` of Normal(0, initializer_range) weights
-/// (with pooler) into `dir`. `vocab` must hold `[PAD] [UNK] [CLS] [SEP]` and have `cfg.vocab_size` entries.
+/// (the encoder of `cfg`'s family, with its pooler) into `dir`. `vocab` must hold `[PAD] [UNK] [CLS] [SEP]` and have `cfg.vocab_size` entries.
 pub fn write_random_model(dir: &Path, cfg: &BertConfig, vocab: &[String], seed: u64) -> Result<()> {
     if vocab.len() != cfg.vocab_size {
         return Err(Error::config("vocab", format!("{} tokens for vocab_size {}", vocab.len(), cfg.vocab_size)));
@@ -29,7 +29,7 @@ pub fn write_random_model(dir: &Path, cfg: &BertConfig, vocab: &[String], seed: 
     std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create", dir, e))?;
     let mut store = ParamStore::empty(Device::Cpu, seed);
     let mut b = Builder { store: &mut store, freeze: Freeze::default(), init_std: cfg.initializer_range, exec: crate::runtime::Exec::default() };
-    Encoder::build(cfg, &mut b, true)?;
+    super::encoder::build(cfg, &mut b, true)?;
     store.save(&dir.join("model.safetensors"), |n| n.to_string())?;
     let json = serde_json::to_string_pretty(&cfg.to_hf_json()?).map_err(|e| Error::serialize("model config", e))?;
     let path = dir.join("config.json");
