@@ -112,6 +112,8 @@ fn every_family_matches_transformers() {
         // the engine computes every BERT-layout family; ModernBERT runs on the graph
         assert_eq!(model.engine_covers(), !family.starts_with("modernbert"), "{family}");
         if !model.engine_covers() {
+            let err = Engine::for_inference(&model, CpuBackend::new()).err().map(|e| e.to_string()).unwrap_or_default();
+            assert!(err.contains("does not cover `modernbert`") && err.contains("--engine graph"), "{err}");
             continue;
         }
         let mut engine = Engine::for_inference(&model, CpuBackend::new()).expect("engine");

@@ -169,6 +169,10 @@ impl<B: Backend> Engine<B> {
     }
 
     fn build(model: &Classifier, mut backend: B, adam: AdamWConfig, train: bool) -> Result<Self> {
+        let c = &model.config;
+        if !c.family().engine || c.embedding_size() > c.hidden_size {
+            return Err(Error::config("engine", format!("the engine does not cover `{}` models yet: use --engine graph", c.model_type)));
+        }
         let spec = Spec::of(model);
         let head = model.head_spec();
         let layout = Layout::new(&model.config, &head, spec.freeze);
