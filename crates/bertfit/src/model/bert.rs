@@ -68,13 +68,15 @@ impl Builder<'_> {
         let bias = self.tensor(&format!("{name}.bias"), &[out], Init::Zeros)?;
         Ok(Linear { weight, bias: Some(bias), exec: self.exec })
     }
-    /// A dense layer with a bias when `bias`; without one, `name.bias` is neither loaded nor created.
+    /// A dense layer with a bias when `bias`; without one, `name.bias` is neither loaded nor created, and
+    /// a constant zero shift stands in (so the fused dense kernel, which takes a bias, still runs it).
     pub fn linear_opt(&mut self, name: &str, inp: usize, out: usize, bias: bool) -> Result<Linear> {
         if bias {
             return self.linear(name, inp, out);
         }
         let weight = self.tensor(&format!("{name}.weight"), &[out, inp], Init::Normal(self.init_std))?;
-        Ok(Linear { weight, bias: None, exec: self.exec })
+        let zero = Tensor::zeros(out, DType::F32, self.store.device())?;
+        Ok(Linear { weight, bias: Some(zero), exec: self.exec })
     }
     /// A LayerNorm with a trained bias when `bias`; without one, a constant zero shift (no weight).
     pub fn layer_norm_opt(&mut self, name: &str, dim: usize, eps: f64, bias: bool) -> Result<LayerNorm> {
