@@ -8,8 +8,8 @@ usage: "$(scripts/setup-reference.sh)" scripts/family_reference.py [--out DIR] [
           scripts/tokenizer_reference.py's reference depends on)
 
 For each family (bert, roberta, xlm-roberta, distilbert, electra, electra with a narrower embedding than
-its hidden size, as electra-small has, and modernbert twice: default options with CLS pooling, and mean
-pooling with every bias on) this writes DIR/<name>/ as an ordinary Hugging Face folder
+its hidden size, as electra-small has, modernbert twice: default options with CLS pooling, and mean
+pooling with every bias on, and deberta-v2 twice: DeBERTa-v3's settings, and the v2 options) this writes DIR/<name>/ as an ordinary Hugging Face folder
 (`config.json`, `model.safetensors`, `tokenizer.json`, `tokenizer_config.json`,
 `special_tokens_map.json`) of a `*ForSequenceClassification` with 3 labels, built from a fixed seed, and
 DIR/<name>/reference.json with, for a handful of texts and text pairs run one at a time (eval mode,
@@ -158,6 +158,20 @@ def families():
                                                       attention_bias=True, mlp_bias=True, classifier_bias=True,
                                                       classifier_activation="gelu_new", global_attn_every_n_layers=2),
          T.ModernBertForSequenceClassification, wp, wp_special),
+        # DeBERTa-v3's settings: shared keys, log position buckets (8 buckets, so 39 tokens use them), no
+        # absolute positions or token types; then v2-style options: own position projections, plain clamped
+        # distances, absolute positions and token types, a narrower embedding, content-to-position only
+        ("deberta-v3", T.DebertaV2Config(**bert_like(wp, type_vocab_size=0), relative_attention=True, position_buckets=8,
+                                         max_relative_positions=16, pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm",
+                                         share_att_key=True, position_biased_input=False, pooler_hidden_size=HIDDEN,
+                                         pooler_hidden_act="gelu", layer_norm_eps=1e-7),
+         T.DebertaV2ForSequenceClassification, wp, wp_special),
+        ("deberta-v2-options", T.DebertaV2Config(**bert_like(wp, type_vocab_size=2), relative_attention=True,
+                                                 position_buckets=-1, max_relative_positions=12, pos_att_type=["c2p"],
+                                                 norm_rel_ebd="none", share_att_key=False, position_biased_input=True,
+                                                 embedding_size=16, pooler_hidden_size=HIDDEN, pooler_hidden_act="tanh",
+                                                 cls_dropout=0.2),
+         T.DebertaV2ForSequenceClassification, wp, wp_special),
     ]
 
 
@@ -185,7 +199,7 @@ def main():
         shutil.rmtree(out, ignore_errors=True)
         model.save_pretrained(out)
         fast.save_pretrained(out)
-        wants_types = name in ("bert", "electra", "electra-projected")
+        wants_types = name in ("bert", "electra", "electra-projected", "deberta-v2-options")
         cases = []
         with torch.no_grad():
             for case in CASES:

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use serde::Deserialize;
 
 const FAMILIES: &[&str] =
-    &["bert", "roberta", "xlm-roberta", "distilbert", "electra", "electra-projected", "modernbert", "modernbert-mean-biases"];
+    &["bert", "roberta", "xlm-roberta", "distilbert", "electra", "electra-projected", "modernbert", "modernbert-mean-biases", "deberta-v3", "deberta-v2-options"];
 const TOL: f32 = 1e-4;
 /// Training steps on the six reference cases, and their learning rate.
 const STEPS: u64 = 20;
@@ -109,11 +109,12 @@ fn every_family_matches_transformers() {
             worst = worst.max(d);
         }
         eprintln!("{family}: graph max abs diff {worst:e} over {} cases", r.cases.len());
-        // the engine computes every BERT-layout family; ModernBERT runs on the graph
-        assert_eq!(model.engine_covers(), !family.starts_with("modernbert"), "{family}");
+        // the engine computes every BERT-layout family; ModernBERT and DeBERTa run on the graph
+        let own_encoder = family.starts_with("modernbert") || family.starts_with("deberta");
+        assert_eq!(model.engine_covers(), !own_encoder, "{family}");
         if !model.engine_covers() {
             let err = Engine::for_inference(&model, CpuBackend::new()).err().map(|e| e.to_string()).unwrap_or_default();
-            assert!(err.contains("does not cover `modernbert`") && err.contains("--engine graph"), "{err}");
+            assert!(err.contains(&format!("does not cover `{}`", model.config.model_type)) && err.contains("--engine graph"), "{err}");
             continue;
         }
         let mut engine = Engine::for_inference(&model, CpuBackend::new()).expect("engine");

@@ -65,8 +65,8 @@ impl Packed {
                     Positions::Absolute => pos as u32,
                     // RoBERTa counts real tokens from pad_id + 1 (create_position_ids_from_input_ids)
                     Positions::PadOffset => pad_id + 1 + pos as u32,
-                    // rotary families rotate queries and keys by 0, 1, 2, … (the engine does not run them)
-                    Positions::Rotary => pos as u32,
+                    // rotary and relative families count from 0 (the engine does not run them)
+                    Positions::Rotary | Positions::Relative => pos as u32,
                 });
                 p.coords.push((row as u32, pos as u32));
             }

@@ -292,7 +292,7 @@ impl super::encoder::EncoderModel for Encoder {
         Encoder::forward(self, inputs, mode)
     }
 
-    fn pool(&self, hidden: &Tensor, _mask: &Tensor) -> Result<Option<Tensor>> {
+    fn pool(&self, hidden: &Tensor, _mask: &Tensor, _mode: Mode) -> Result<Option<Tensor>> {
         Encoder::pool(self, hidden)
     }
 }

@@ -163,14 +163,14 @@ impl Classifier {
     /// Logits, (batch, num_labels).
     pub fn forward(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
         let hidden = self.encoder.forward(inputs, mode)?;
-        let pooled = if self.head.uses_pooler() { self.encoder.pool(&hidden, &inputs.mask)? } else { None };
+        let pooled = if self.head.uses_pooler() { self.encoder.pool(&hidden, &inputs.mask, mode)? } else { None };
         self.head.forward(pooled, &hidden, &inputs.mask, mode)
     }
 
     /// The encoder's last hidden state (batch, seq, hidden) and pooler output (batch, hidden) if it has a pooler.
     pub fn hidden_states(&self, inputs: &Inputs, mode: Mode) -> Result<(Tensor, Option<Tensor>)> {
         let hidden = self.encoder.forward(inputs, mode)?;
-        let pooled = self.encoder.pool(&hidden, &inputs.mask)?;
+        let pooled = self.encoder.pool(&hidden, &inputs.mask, mode)?;
         Ok((hidden, pooled))
     }
 

@@ -146,7 +146,9 @@ impl BertConfig {
                 }
             }
             for (key, value) in family.config_defaults {
-                map.entry(*key).or_insert_with(|| (*value).into());
+                // whole numbers as integers, so size fields read them
+                let v: serde_json::Value = if value.fract() == 0.0 { (*value as i64).into() } else { (*value).into() };
+                map.entry(*key).or_insert(v);
             }
         }
         let mut cfg: BertConfig = serde_json::from_value(value)?;
@@ -199,7 +201,7 @@ impl BertConfig {
         if self.extra.get("sinusoidal_pos_embds").and_then(|v| v.as_bool()) == Some(true) {
             return bad("sinusoidal_pos_embds", "fixed sinusoidal position embeddings are not supported".into());
         }
-        if self.family().token_types && self.type_vocab_size == 0 {
+        if self.family().token_types && self.family().encoder == super::family::EncoderKind::Bert && self.type_vocab_size == 0 {
             return bad("type_vocab_size", "must be at least 1 for this family".into());
         }
         if let Some(e) = self.embedding_size_key()? {

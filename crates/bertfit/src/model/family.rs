@@ -15,6 +15,8 @@ pub enum Positions {
     PadOffset,
     /// Rotary embeddings of 0, 1, 2, … in attention, no position table (ModernBERT).
     Rotary,
+    /// Relative-distance embeddings in attention, absolute positions optional (DeBERTa).
+    Relative,
 }
 
 /// Which encoder implementation computes a family.
@@ -24,6 +26,8 @@ pub enum EncoderKind {
     Bert,
     /// ModernBERT (`model::modernbert`).
     ModernBert,
+    /// DeBERTa-v2/v3 (`model::deberta`).
+    Deberta,
 }
 
 /// A family's own sequence-classification head (what `*ForSequenceClassification` computes on the
@@ -195,6 +199,24 @@ pub const FAMILIES: &[Family] = &[
         head: BERT_HEAD,
         engine: false,
     },
+    Family {
+        model_types: &["deberta-v2"],
+        prefix: "deberta",
+        architecture: "DebertaV2ForSequenceClassification",
+        positions: Positions::Relative,
+        // a token-type table only where `type_vocab_size` > 0 (DeBERTa-v3 has none)
+        token_types: true,
+        attention_output_dropout: true,
+        projected_embeddings: true,
+        tensor_renames: &[],
+        config_aliases: &[("cls_dropout", "classifier_dropout")],
+        config_defaults: &[("type_vocab_size", 0.0), ("layer_norm_eps", 1e-7)],
+        encoder: EncoderKind::Deberta,
+        // the ContextPooler is `pooler.dense`, beside the encoder
+        outside_encoder: &["classifier.", "pooler."],
+        head: BERT_HEAD,
+        engine: false,
+    },
 ];
 
 /// Tensors of the classification heads, outside the encoder.
@@ -267,7 +289,7 @@ mod tests {
         for t in &types {
             assert_eq!(FAMILIES.iter().filter(|f| f.model_types.contains(t)).count(), 1, "{t}");
         }
-        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "modernbert"]);
+        assert_eq!(types, vec!["bert", "roberta", "xlm-roberta", "camembert", "distilbert", "electra", "modernbert", "deberta-v2"]);
     }
 
     #[test]
@@ -280,7 +302,7 @@ mod tests {
         let distil = Family::lookup("distilbert").expect("distilbert");
         assert!(!distil.token_types && !distil.attention_output_dropout && !distil.head.input_dropout);
         assert!(Family::lookup("gpt2").is_none());
-        assert_eq!(Family::prefixes(), vec!["bert", "roberta", "distilbert", "electra", "model"]);
+        assert_eq!(Family::prefixes(), vec!["bert", "roberta", "distilbert", "electra", "model", "deberta"]);
         let modern = Family::lookup("modernbert").expect("modernbert");
         assert_eq!(modern.checkpoint_name("head.dense.weight"), "head.dense.weight");
         assert_eq!(modern.checkpoint_name("layers.2.attn.Wqkv.weight"), "model.layers.2.attn.Wqkv.weight");

@@ -5,6 +5,7 @@
 mod bert;
 pub mod classifier;
 pub mod config;
+pub mod deberta;
 pub mod encoder;
 pub mod family;
 pub mod head;

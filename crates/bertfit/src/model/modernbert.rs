@@ -256,7 +256,7 @@ impl EncoderModel for ModernBert {
         self.final_norm.forward(&x)
     }
 
-    fn pool(&self, hidden: &Tensor, mask: &Tensor) -> Result<Option<Tensor>> {
+    fn pool(&self, hidden: &Tensor, mask: &Tensor, _mode: Mode) -> Result<Option<Tensor>> {
         let Some(p) = &self.pooler else { return Ok(None) };
         let pooled = if self.opts.mean_pooling {
             let m = mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?;
