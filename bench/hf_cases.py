@@ -4,6 +4,7 @@ inference) on the batch layouts `bertfit bench-step` builds, step for step.
 usage: python hf_cases.py SIZE MODE DTYPE [--batch B] [--seq T] [--layout anchor|full|rt]
                           [--lengths FILE] [--steps N] [--threads N] [--runtime torch|ort|ort-int8]
   SIZE    S (MiniLM-L12-H384 shape) | B (bert-base shape) | D (distilbert-base shape) | M (ModernBERT-base shape)
+          | V (deberta-v3-base shape)
   MODE    train | infer
   DTYPE   f32 | bf16 (torch.autocast(cpu, bfloat16), f32 master weights; torch only)
   layout  anchor: the first half of the rows lose their last 16 tokens (hf_step.py's batch);
@@ -16,7 +17,8 @@ import argparse, json, os, statistics, tempfile, time
 
 import torch
 from transformers import (BertConfig, BertForSequenceClassification, DistilBertConfig, DistilBertForSequenceClassification,
-                          ModernBertConfig, ModernBertForSequenceClassification)
+                          ModernBertConfig, ModernBertForSequenceClassification, DebertaV2Config,
+                          DebertaV2ForSequenceClassification)
 
 p = argparse.ArgumentParser()
 p.add_argument("size"); p.add_argument("mode"); p.add_argument("dtype")
@@ -33,7 +35,15 @@ batch_size = a.batch or (32 if a.mode == "train" else 64)
 torch.set_num_threads(a.threads)
 torch.manual_seed(0)
 hidden, inter = (384, 1536) if a.size == "S" else (768, 3072)
-if a.size == "M":
+if a.size == "V":
+    cfg = DebertaV2Config(vocab_size=128100, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                          intermediate_size=3072, max_position_embeddings=512, type_vocab_size=0, num_labels=2,
+                          relative_attention=True, position_buckets=256, max_relative_positions=-1,
+                          pos_att_type=["p2c", "c2p"], norm_rel_ebd="layer_norm", share_att_key=True,
+                          position_biased_input=False, pooler_hidden_size=768, pooler_hidden_act="gelu",
+                          pooler_dropout=0, layer_norm_eps=1e-7)
+    model = DebertaV2ForSequenceClassification(cfg)
+elif a.size == "M":
     cfg = ModernBertConfig(vocab_size=50368, hidden_size=768, num_hidden_layers=22, num_attention_heads=12,
                            intermediate_size=1152, max_position_embeddings=8192, pad_token_id=0, num_labels=2,
                            global_attn_every_n_layers=3, local_attention=128)

@@ -6,7 +6,8 @@ usage: python3 bench/run.py [--cases S-train,S-infer,S-train:rt,S-train@32x32,..
 
 Case names: SIZE-MODE[-DTYPE[-vs-REFDTYPE]][@BxT][:LAYOUT]. SIZE S (MiniLM-L12-H384 shape), B (bert-base) or
 D (distilbert-base: 6 layers of bert-base width, DistilBertForSequenceClassification on the reference side)
-or M (ModernBERT-base: 22 layers, ModernBertForSequenceClassification; ours runs it on the candle graph);
+M (ModernBERT-base: 22 layers, ModernBertForSequenceClassification) or V (deberta-v3-base,
+DebertaV2ForSequenceClassification); ours runs M and V on the candle graph;
 MODE train (forward, loss, backward, clipping, AdamW) or infer; DTYPE f32 or bf16 (reference: bf16 autocast;
 `S-infer-bf16-vs-f32` runs ours in bf16 against the reference in f32); @BxT the batch (default 32x64 train,
 64x64 infer); LAYOUT anchor (hf_step.py's batch: half the rows 16 tokens shorter), full (no padding: the

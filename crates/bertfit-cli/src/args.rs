@@ -353,7 +353,7 @@ pub struct PredictArgs {
 /// `bertfit bench-step SIZE MODE`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// S (MiniLM-L12-H384 shape), B (bert-base), D (distilbert-base) or M (ModernBERT-base).
+    /// S (MiniLM-L12-H384 shape), B (bert-base), D (distilbert-base), M (ModernBERT-base) or V (deberta-v3-base).
     pub size: String,
     /// train or infer.
     pub mode: String,

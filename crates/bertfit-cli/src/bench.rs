@@ -20,14 +20,16 @@ use crate::args::{BenchArgs, BenchGemmArgs};
 
 /// The model of a size: S (MiniLM-L12-H384), B (bert-base), D (distilbert-base: 6 layers of bert-base
 /// width, no token types, DistilBERT's head) or M (ModernBERT-base: 22 layers, GeGLU 1152, every third
-/// layer global, the others a 128-token window).
+/// layer global, the others a 128-token window) or V (deberta-v3-base: 12 layers of bert-base width,
+/// disentangled attention over 256 log buckets).
 fn config(size: &str) -> Result<BertConfig> {
     let (model_type, layers, hidden, inter) = match size {
         "S" => ("bert", 12, 384, 1536),
         "B" => ("bert", 12, 768, 3072),
         "D" => ("distilbert", 6, 768, 3072),
         "M" => ("modernbert", 22, 768, 1152),
-        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384), B (bert-base), D (distilbert-base) or M (ModernBERT-base)"))),
+        "V" => ("deberta-v2", 12, 768, 3072),
+        other => anyhow::bail!(bertfit::Error::config("size", format!("`{other}`: expected S (MiniLM-L12-H384), B (bert-base), D (distilbert-base), M (ModernBERT-base) or V (deberta-v3-base)"))),
     };
     let mut json = serde_json::json!({
         "model_type": model_type, "vocab_size": 30522, "hidden_size": hidden, "num_hidden_layers": layers,
@@ -40,6 +42,17 @@ fn config(size: &str) -> Result<BertConfig> {
             "model_type": model_type, "vocab_size": 50368, "hidden_size": hidden, "num_hidden_layers": layers,
             "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 8192, "pad_token_id": 0,
             "hidden_activation": "gelu", "global_attn_every_n_layers": 3, "local_attention": 128,
+        });
+    }
+    if size == "V" {
+        // deberta-v3-base's own settings
+        json = serde_json::json!({
+            "model_type": model_type, "vocab_size": 128100, "hidden_size": hidden, "num_hidden_layers": layers,
+            "num_attention_heads": 12, "intermediate_size": inter, "max_position_embeddings": 512, "type_vocab_size": 0,
+            "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1, "relative_attention": true,
+            "position_buckets": 256, "max_relative_positions": -1, "pos_att_type": ["p2c", "c2p"], "norm_rel_ebd": "layer_norm",
+            "share_att_key": true, "position_biased_input": false, "pooler_hidden_size": hidden, "pooler_hidden_act": "gelu",
+            "pooler_dropout": 0, "layer_norm_eps": 1e-7,
         });
     }
     Ok(BertConfig::from_hf_json(json)?)
