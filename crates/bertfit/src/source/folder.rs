@@ -43,7 +43,18 @@ impl ModelFolder {
             tokenizer_config: opt("tokenizer_config.json"),
         };
         if folder.tokenizer_json.is_none() && folder.vocab_txt.is_none() {
-            return Err(Error::input(Location::file(dir), "no tokenizer: the model folder needs tokenizer.json or vocab.txt"));
+            // DeBERTa-v3 and XLM-R repositories often ship only the SentencePiece model
+            let hint = ["spm.model", "sentencepiece.bpe.model", "tokenizer.model"]
+                .iter()
+                .find(|f| dir.join(f).is_file())
+                .map(|f| {
+                    format!(
+                        " (it has {f}, a SentencePiece model: convert it once with transformers, \
+                         `AutoTokenizer.from_pretrained(DIR).save_pretrained(DIR)`, which writes tokenizer.json)"
+                    )
+                })
+                .unwrap_or_default();
+            return Err(Error::input(Location::file(dir), format!("no tokenizer: the model folder needs tokenizer.json or vocab.txt{hint}")));
         }
         Ok(folder)
     }
@@ -70,5 +81,23 @@ impl ModelFolder {
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v.get("do_lower_case").and_then(|b| b.as_bool()))
             .unwrap_or(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sentencepiece_only_folder_is_told_how_to_get_tokenizer_json() {
+        let dir = tempfile::tempdir().expect("tmp");
+        for f in ["config.json", "model.safetensors", "spm.model"] {
+            std::fs::write(dir.path().join(f), b"x").expect("write");
+        }
+        let err = ModelFolder::open(dir.path()).expect_err("no tokenizer.json").to_string();
+        assert!(err.contains("tokenizer.json or vocab.txt") && err.contains("spm.model") && err.contains("save_pretrained"), "{err}");
+        std::fs::remove_file(dir.path().join("spm.model")).expect("rm");
+        let err = ModelFolder::open(dir.path()).expect_err("no tokenizer").to_string();
+        assert!(!err.contains("SentencePiece"), "{err}");
     }
 }

@@ -79,7 +79,11 @@ pub fn fetch_model(repo_id: &str, revision: &str, endpoint: Option<&str>, cache_
             Error::Hub { repo, file, source } => Error::Hub {
                 repo,
                 file,
-                source: Box::new(Context { msg: "the repository has neither tokenizer.json nor vocab.txt", source }),
+                source: Box::new(Context {
+                    msg: "the repository has neither tokenizer.json nor vocab.txt (a SentencePiece-only repository, as DeBERTa-v3's, \
+                          needs its tokenizer saved once as tokenizer.json with transformers' AutoTokenizer)",
+                    source,
+                }),
             },
             other => other,
         })?,
