@@ -65,13 +65,17 @@ impl Options {
             Some(m) if m >= 1 => m as usize,
             _ => cfg.max_position_embeddings,
         };
+        let buckets = int("position_buckets").filter(|&b| b > 0).map(|b| b as usize);
+        if buckets.is_some_and(|b| b < 2) || max_relative < 2 {
+            return Err(Error::config("position_buckets", "relative attention needs at least 2 buckets and 2 positions"));
+        }
         let norm = x.get("norm_rel_ebd").and_then(|v| v.as_str()).unwrap_or("none").to_lowercase();
         let act = x.get("pooler_hidden_act").and_then(|v| v.as_str()).unwrap_or("gelu");
         Ok(Options {
             c2p: kinds.iter().any(|k| k == "c2p"),
             p2c: kinds.iter().any(|k| k == "p2c"),
             share_att_key: flag("share_att_key", false),
-            buckets: int("position_buckets").filter(|&b| b > 0).map(|b| b as usize),
+            buckets,
             max_relative,
             norm_rel: norm.split('|').any(|p| p.trim() == "layer_norm"),
             position_biased_input: flag("position_biased_input", true),
@@ -340,6 +344,7 @@ mod tests {
             (serde_json::json!({"relative_attention": false}), "relative_attention"),
             (serde_json::json!({"conv_kernel_size": 3}), "conv_kernel_size"),
             (serde_json::json!({"pos_att_type": ["p2p"]}), "pos_att_type"),
+            (serde_json::json!({"position_buckets": 1}), "position_buckets"),
         ] {
             let err = options(extra).expect_err(field).to_string();
             assert!(err.contains(field), "{err}");
