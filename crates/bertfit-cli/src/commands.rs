@@ -151,6 +151,18 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
 }
 
 /// Loads the models of `eval`/`predict`, saying what loading adjusted.
+/// What `--device` means for these models: `auto` keeps families the GPU engine does not cover (ModernBERT,
+/// DeBERTa) on the CPU, saying so.
+fn inference_device(models: &[String], device: bertfit::runtime::Accelerator) -> bertfit::runtime::Accelerator {
+    for model in models {
+        if let (cpu, Some(note)) = bertfit::engine::device::auto_for_model(device, model) {
+            eprintln!("note: {note}");
+            return cpu;
+        }
+    }
+    device
+}
+
 fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>, engine: bertfit::runtime::EnginePath, device: bertfit::runtime::Accelerator) -> Result<Ensemble> {
     bertfit::engine::device::check_device(device)?;
     let ensemble = Ensemble::load(models, &runtime(threads)?.with_engine(engine).with_accelerator(device), precision, max_len)?;
@@ -161,10 +173,11 @@ fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<be
 }
 
 fn eval(a: &EvalArgs) -> Result<()> {
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, a.device)?;
+    let device = inference_device(&a.model, a.device);
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
-    let evaluation = predictor.evaluate(&data, inference_batch(a.batch_size, a.device), &mut |done, total| {
+    let evaluation = predictor.evaluate(&data, inference_batch(a.batch_size, device), &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
             b.set_position(done as u64);
@@ -214,11 +227,12 @@ fn eval(a: &EvalArgs) -> Result<()> {
 }
 
 fn predict(a: &PredictArgs) -> Result<()> {
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, a.device)?;
+    let device = inference_device(&a.model, a.device);
+    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();
-        let probs = predictor.predict_texts(&texts, inference_batch(a.batch_size, a.device))?;
+        let probs = predictor.predict_texts(&texts, inference_batch(a.batch_size, device))?;
         let mut stdout = std::io::stdout().lock();
         for (t, p) in a.text.iter().zip(&probs) {
             let best = argmax(p);
@@ -230,7 +244,7 @@ fn predict(a: &PredictArgs) -> Result<()> {
     let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
     let data = data::read_dataset(path, &settings::columns(&a.columns, false), false)?;
     let bar = (!a.quiet).then(|| batch_bar("predict"));
-    let probs = predictor.predict_dataset(&data, inference_batch(a.batch_size, a.device), &mut |done, total| {
+    let probs = predictor.predict_dataset(&data, inference_batch(a.batch_size, device), &mut |done, total| {
         if let Some(b) = &bar {
             b.set_length(total as u64);
             b.set_position(done as u64);

@@ -76,6 +76,17 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         Some(text) => Accelerator::parse(text).map_err(|e| Error::config("device", e))?,
         None => d.device,
     };
+    // `auto` keeps families the GPU engine does not cover (ModernBERT, DeBERTa) on the CPU
+    let device = match a.model.as_deref().or(base.map(|b| b.model.as_str())) {
+        Some(model) => {
+            let (device, note) = bertfit::engine::device::auto_for_model(device, model);
+            if let Some(note) = note {
+                eprintln!("note: {note}");
+            }
+            device
+        }
+        None => device,
+    };
     bertfit::engine::device::check_device(device)?;
     let train = TrainConfig {
         epochs: a.epochs.unwrap_or(d.epochs),

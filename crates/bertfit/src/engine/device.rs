@@ -83,6 +83,33 @@ fn cuda(n: usize) -> Result<DynBackend> {
     ))
 }
 
+/// What `--device auto` means for the model at `model`: the CPU, with a note saying why, when the model is a
+/// local folder whose family runs on the candle graph only (the GPU engine does not cover it: ModernBERT,
+/// DeBERTa) and `auto` would pick a GPU. Any other device, and a model not on disk yet (a Hub id), unchanged.
+pub fn auto_for_model(acc: Accelerator, model: &str) -> (Accelerator, Option<String>) {
+    fallback(acc, acc == Accelerator::Auto && acc.resolve().is_cuda(), model)
+}
+
+/// [`auto_for_model`] given whether `auto` would pick a GPU here.
+fn fallback(acc: Accelerator, auto_gpu: bool, model: &str) -> (Accelerator, Option<String>) {
+    if !auto_gpu {
+        return (acc, None);
+    }
+    match graph_only_family(std::path::Path::new(model)) {
+        Some(kind) => (Accelerator::Cpu, Some(format!("`{kind}` models run on the CPU: the GPU engine does not cover them yet (--device auto chose the CPU)"))),
+        None => (acc, None),
+    }
+}
+
+/// The `model_type` of a local model folder (or a run directory's `best/`) whose family the engine does
+/// not cover.
+fn graph_only_family(dir: &std::path::Path) -> Option<String> {
+    let config = [dir.join("config.json"), dir.join("best").join("config.json")].into_iter().find(|p| p.is_file())?;
+    let cfg = crate::model::BertConfig::from_file(&config).ok()?;
+    let covered = cfg.family().engine && cfg.embedding_size() <= cfg.hidden_size;
+    (!covered).then_some(cfg.model_type)
+}
+
 /// Refuses the candle graph on a GPU (it runs on the CPU only), naming the fix.
 pub fn check_graph_on(rt: &Runtime, what: &str) -> Result<()> {
     if rt.accelerator().is_cuda() {
@@ -174,6 +201,22 @@ impl Backend for DynBackend {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn auto_runs_graph_only_families_on_the_cpu() {
+        let fixture = |f: &str| format!("{}/tests/data/families/{f}", env!("CARGO_MANIFEST_DIR"));
+        for (family, gpu) in [("modernbert", false), ("deberta-v3", false), ("bert", true), ("distilbert", true)] {
+            let (acc, note) = fallback(Accelerator::Auto, true, &fixture(family));
+            assert_eq!(acc == Accelerator::Auto, gpu, "{family}");
+            assert_eq!(note.is_some(), !gpu, "{family}: {note:?}");
+        }
+        let (_, note) = fallback(Accelerator::Auto, true, &fixture("modernbert"));
+        assert!(note.is_some_and(|n| n.contains("`modernbert`") && n.contains("CPU")));
+        // an explicit device, no GPU, or a Hub id: unchanged
+        assert_eq!(fallback(Accelerator::Cuda(0), false, &fixture("modernbert")), (Accelerator::Cuda(0), None));
+        assert_eq!(fallback(Accelerator::Auto, false, &fixture("modernbert")), (Accelerator::Auto, None));
+        assert_eq!(fallback(Accelerator::Auto, true, "org/not-here"), (Accelerator::Auto, None));
+    }
+
     use super::*;
 
     #[test]
