@@ -45,7 +45,7 @@ impl Activation {
 /// The encoder's architecture, read from a Hugging Face `config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
-    /// `bert`, `roberta`, `xlm-roberta`, … (BERT-layout encoders).
+    /// `bert`, `roberta`, `distilbert`, `modernbert`, `deberta-v2`, … (a row of the family table).
     #[serde(default = "default_model_type")]
     pub model_type: String,
     /// Vocabulary size.

@@ -1,7 +1,8 @@
-//! The table of encoder families: everything that differs between checkpoints of the BERT layout is a
-//! row here (weight prefix, Hugging Face architecture name, position scheme, token types, tensor-name
-//! renames, config-key aliases, head names), not a `match` in the code that uses it. A `model_type` with
-//! no row is refused, with the list of supported ones.
+//! The table of encoder families: everything that differs between families is a row here (weight prefix,
+//! Hugging Face architecture name, position scheme, token types, tensor-name renames, config-key aliases
+//! and defaults, the encoder implementation, the classification head), not a `match` in the code that
+//! uses it. The BERT-layout families share one encoder after renames; ModernBERT and DeBERTa name their
+//! own. A `model_type` with no row is refused, with the list of supported ones.
 
 use super::config::Activation;
 
