@@ -24,6 +24,12 @@ const MASKED: f32 = -1e30;
 /// A dropout site of the pooler, apart from the layers' and the head's.
 const POOLER_SITE: u64 = 999_999;
 
+/// Dropout sites of the relative embeddings in layer `l` (transformers' `pos_dropout`), apart from the
+/// layers' own sites (below 3 · layers + 1) and the pooler's.
+fn relative_site(l: usize) -> u64 {
+    500_000 + l as u64
+}
+
 /// The relative-attention options of a DeBERTa-v2 `config.json`, with transformers' defaults.
 #[derive(Debug, Clone, PartialEq)]
 struct Options {
@@ -239,7 +245,7 @@ impl Deberta {
         let factor = 1 + usize::from(self.opts.c2p) + usize::from(self.opts.p2c);
         let scale = 1.0 / ((d * factor) as f64).sqrt();
         let mut scores = (q.matmul(&k.t()?)? * scale)?;
-        let rel = ops::dropout(rel, self.dropout, mode, site::attention_output(layer.index) + 500_000, self.exec)?;
+        let rel = ops::dropout(rel, self.dropout, mode, relative_site(layer.index), self.exec)?;
         let bh = b * self.heads;
         if self.opts.c2p {
             let proj = layer.pos_key.as_ref().unwrap_or(&layer.key);

@@ -87,11 +87,11 @@ const BERT_HEAD: FamilyHead = FamilyHead { pooler: true, dense: None, out: "clas
 const ROBERTA_HEAD: FamilyHead =
     FamilyHead { pooler: false, dense: Some(("classifier.dense", Activation::Tanh)), out: "classifier.out_proj", input_dropout: true };
 
-const ROBERTA: Family = Family {
-    model_types: &["roberta"],
-    prefix: "roberta",
-    architecture: "RobertaForSequenceClassification",
-    positions: Positions::PadOffset,
+const BERT: Family = Family {
+    model_types: &["bert"],
+    prefix: "bert",
+    architecture: "BertForSequenceClassification",
+    positions: Positions::Absolute,
     token_types: true,
     attention_output_dropout: true,
     projected_embeddings: false,
@@ -100,28 +100,23 @@ const ROBERTA: Family = Family {
     config_defaults: &[],
     encoder: EncoderKind::Bert,
     outside_encoder: HEAD_NAMES,
-    head: ROBERTA_HEAD,
+    head: BERT_HEAD,
     engine: true,
+};
+
+/// BERT with RoBERTa's positions and head.
+const ROBERTA: Family = Family {
+    model_types: &["roberta"],
+    prefix: "roberta",
+    architecture: "RobertaForSequenceClassification",
+    positions: Positions::PadOffset,
+    head: ROBERTA_HEAD,
+    ..BERT
 };
 
 /// Every supported family.
 pub const FAMILIES: &[Family] = &[
-    Family {
-        model_types: &["bert"],
-        prefix: "bert",
-        architecture: "BertForSequenceClassification",
-        positions: Positions::Absolute,
-        token_types: true,
-        attention_output_dropout: true,
-        projected_embeddings: false,
-        tensor_renames: &[],
-        config_aliases: &[],
-        config_defaults: &[],
-        encoder: EncoderKind::Bert,
-        outside_encoder: HEAD_NAMES,
-        head: BERT_HEAD,
-        engine: true,
-    },
+    BERT,
     ROBERTA,
     Family { model_types: &["xlm-roberta"], architecture: "XLMRobertaForSequenceClassification", ..ROBERTA },
     Family { model_types: &["camembert"], architecture: "CamembertForSequenceClassification", ..ROBERTA },
@@ -129,10 +124,8 @@ pub const FAMILIES: &[Family] = &[
         model_types: &["distilbert"],
         prefix: "distilbert",
         architecture: "DistilBertForSequenceClassification",
-        positions: Positions::Absolute,
         token_types: false,
         attention_output_dropout: false,
-        projected_embeddings: false,
         // `.attention.output.*` before `.output.*`: saving renames the longer canonical fragment first
         tensor_renames: &[
             ("transformer.layer.", "encoder.layer."),
@@ -155,27 +148,16 @@ pub const FAMILIES: &[Family] = &[
             ("attention_dropout", "attention_probs_dropout_prob"),
             ("seq_classif_dropout", "classifier_dropout"),
         ],
-        config_defaults: &[],
-        encoder: EncoderKind::Bert,
-        outside_encoder: HEAD_NAMES,
         head: FamilyHead { pooler: false, dense: Some(("pre_classifier", Activation::Relu)), out: "classifier", input_dropout: false },
-        engine: true,
+        ..BERT
     },
     Family {
         model_types: &["electra"],
         prefix: "electra",
         architecture: "ElectraForSequenceClassification",
-        positions: Positions::Absolute,
-        token_types: true,
-        attention_output_dropout: true,
         projected_embeddings: true,
-        tensor_renames: &[],
-        config_aliases: &[],
-        config_defaults: &[],
-        encoder: EncoderKind::Bert,
-        outside_encoder: HEAD_NAMES,
         head: FamilyHead { dense: Some(("classifier.dense", Activation::GeluErf)), ..ROBERTA_HEAD },
-        engine: true,
+        ..BERT
     },
     Family {
         model_types: &["modernbert"],
