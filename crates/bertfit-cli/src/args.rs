@@ -28,6 +28,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Predict labels and probabilities for a file or texts.
     Predict(PredictArgs),
+    /// Serve a model (or an ensemble) over HTTP: text-embeddings-inference's /predict, with batching.
+    Serve(Box<ServeArgs>),
     /// (Re)write RUN_DIR/report.html from a run directory (finished, running or interrupted).
     Report(ReportArgs),
     /// Synthetic training-step / inference benchmark (driven by bench/run.py).
@@ -348,6 +350,68 @@ pub struct PredictArgs {
     /// No progress bars.
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// `bertfit serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Fine-tuned model folder (e.g. RUN_DIR/best) or hub id; repeat it, or give a cv/seeds run
+    /// directory, to serve the members' averaged probabilities (an ensemble).
+    #[arg(long, required = true)]
+    pub model: Vec<String>,
+    /// Address to listen on (0.0.0.0 for every interface, as in a container).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Port to listen on (0: any free port; the one chosen is printed).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Token budget of one model batch: rows × padded length.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 16384)]
+    pub max_batch_tokens: usize,
+    /// Rows of one model batch [default: only the token budget bounds them].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    pub max_batch_requests: Option<usize>,
+    /// Requests admitted at once; more are answered 429 at once, with Retry-After.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+    /// Inputs allowed in one request; more are answered 413.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 32)]
+    pub max_client_batch_size: usize,
+    /// Milliseconds a request may wait in the queue; later it is answered 503 instead of late.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<u64>(1), default_value_t = 30000)]
+    pub max_queue_ms: u64,
+    /// Largest request body in bytes; larger ones are answered 413.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(64), default_value_t = 2 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Cut texts longer than the model's length when a request does not say ("truncate"); without it
+    /// they are refused (422), as in text-embeddings-inference.
+    #[arg(long)]
+    pub auto_truncate: bool,
+    /// Requests tokenized at once, each on a worker thread.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 2)]
+    pub tokenization_workers: usize,
+    /// Require `Authorization: Bearer KEY` on every route but /health [default: the BERTFIT_API_KEY
+    /// environment variable; none].
+    #[arg(long, env = "BERTFIT_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Seconds a shutdown (SIGTERM, Ctrl-C) waits for admitted requests before exiting.
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<u64>(0), default_value_t = 30)]
+    pub grace_secs: u64,
+    /// Truncation length [default: the length the model was trained with].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
+    pub max_len: Option<usize>,
+    /// Compute threads of the model [default: all cores].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
+    pub threads: Option<usize>,
+    /// Matmul precision of the dense layers: f32 or bf16 [default: the model's].
+    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    pub precision: Option<bertfit::model::kernels::Precision>,
+    /// Inference path: auto (the engine where it covers the model), graph or fused.
+    #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
+    pub engine: bertfit::runtime::EnginePath,
+    /// Where to compute: auto, cpu, cuda or cuda:N.
+    #[arg(long, value_name = "auto|cpu|cuda[:N]", default_value = "auto", value_parser = bertfit::runtime::Accelerator::parse)]
+    pub device: bertfit::runtime::Accelerator,
 }
 
 /// `bertfit bench-step SIZE MODE`.

@@ -22,6 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cv(a) => train(&a.train, Some(a.folds)),
         Command::Eval(a) => eval(&a),
         Command::Predict(a) => predict(&a),
+        Command::Serve(a) => crate::serve::run(&a),
         Command::Report(a) => {
             let path = bertfit::report::write_run_report(&a.run_dir, &ReportOptions { png: a.png })?;
             println!("{}", path.display());
@@ -153,7 +154,7 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
 /// Loads the models of `eval`/`predict`, saying what loading adjusted.
 /// What `--device` means for these models: `auto` keeps families the GPU engine does not cover (ModernBERT,
 /// DeBERTa) on the CPU, saying so.
-fn inference_device(models: &[String], device: bertfit::runtime::Accelerator) -> bertfit::runtime::Accelerator {
+pub(crate) fn inference_device(models: &[String], device: bertfit::runtime::Accelerator) -> bertfit::runtime::Accelerator {
     for model in models {
         if let (cpu, Some(note)) = bertfit::engine::device::auto_for_model(device, model) {
             eprintln!("note: {note}");
@@ -163,7 +164,7 @@ fn inference_device(models: &[String], device: bertfit::runtime::Accelerator) ->
     device
 }
 
-fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>, engine: bertfit::runtime::EnginePath, device: bertfit::runtime::Accelerator) -> Result<Ensemble> {
+pub(crate) fn load_ensemble(models: &[String], threads: Option<usize>, precision: Option<bertfit::runtime::Precision>, max_len: Option<usize>, engine: bertfit::runtime::EnginePath, device: bertfit::runtime::Accelerator) -> Result<Ensemble> {
     bertfit::engine::device::check_device(device)?;
     let ensemble = Ensemble::load(models, &runtime(threads)?.with_engine(engine).with_accelerator(device), precision, max_len)?;
     for note in ensemble.notes() {

@@ -7,6 +7,7 @@ mod commands;
 mod gpu;
 mod progress;
 mod ranges;
+mod serve;
 mod settings;
 
 use std::process::ExitCode;

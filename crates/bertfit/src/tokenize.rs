@@ -7,7 +7,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, Tokenizer, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -22,6 +22,16 @@ pub struct Encoded {
     pub type_ids: Vec<u32>,
     /// Whether truncation cut tokens off.
     pub truncated: bool,
+}
+
+/// Which end of a too-long text truncation cuts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Side {
+    /// Keep the end of the text, cut its start.
+    Left,
+    /// Keep the start of the text, cut its end (the default, as in training).
+    #[default]
+    Right,
 }
 
 /// A tokenizer configured for classification input.
@@ -94,6 +104,29 @@ impl TextTokenizer {
             }))
             .map_err(tok_err(path, "cannot set truncation"))?;
         Ok(TextTokenizer { inner, source: path.to_path_buf(), max_len })
+    }
+
+    /// This tokenizer truncating from the start of the text instead of its end (`Left`) or back (`Right`).
+    pub fn truncating_from(&self, side: Side) -> Result<Self> {
+        let mut inner = self.inner.clone();
+        let direction = match side {
+            Side::Left => TruncationDirection::Left,
+            Side::Right => TruncationDirection::Right,
+        };
+        inner
+            .with_truncation(Some(TruncationParams { max_length: self.max_len, strategy: TruncationStrategy::LongestFirst, direction, ..Default::default() }))
+            .map_err(tok_err(&self.source, "cannot set truncation"))?;
+        Ok(TextTokenizer { inner, source: self.source.clone(), max_len: self.max_len })
+    }
+
+    /// Whether `other` tokenizes every text exactly as this one does (same vocabulary, pipeline and
+    /// truncation), so that one encoding serves both.
+    pub fn same_as(&self, other: &TextTokenizer) -> bool {
+        self.max_len == other.max_len
+            && match (self.inner.to_string(false), other.inner.to_string(false)) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => false,
+            }
     }
 
     /// The truncation length.
@@ -194,6 +227,22 @@ mod tests {
         tok.save(&json).expect("save");
         let again = TextTokenizer::from_tokenizer_json(&json, 32).expect("load");
         assert_eq!(again.encode_all(&[("the cat", Some("sat on the mat"))]).expect("encode"), enc);
+    }
+
+    #[test]
+    fn left_truncation_keeps_the_end_and_same_as_compares_pipelines() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tok = TextTokenizer::from_vocab(&vocab(dir.path()), true, 5).expect("tokenizer");
+        let left = tok.truncating_from(Side::Left).expect("left");
+        let right = left.truncating_from(Side::Right).expect("right");
+        assert_eq!(tok.encode_all(&[("the cat sat on", None)]).expect("encode")[0].ids, vec![2, 5, 6, 7, 3]);
+        let cut = &left.encode_all(&[("the cat sat on", None)]).expect("encode")[0];
+        assert_eq!(cut.ids, vec![2, 6, 7, 8, 3]);
+        assert!(cut.truncated);
+        assert!(tok.same_as(&right) && right.same_as(&tok));
+        assert!(!tok.same_as(&left));
+        let longer = TextTokenizer::from_vocab(&vocab(dir.path()), true, 6).expect("tokenizer");
+        assert!(!tok.same_as(&longer));
     }
 
     #[test]

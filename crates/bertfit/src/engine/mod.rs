@@ -250,12 +250,17 @@ impl<B: Backend> Engine<B> {
 
     /// Class probabilities of a batch (no dropout, nothing saved for a backward).
     pub fn predict(&mut self, b: &Batch) -> Result<Vec<Vec<f32>>> {
+        Ok(self.logits(b)?.iter().map(|r| ops::softmax_row(r)).collect())
+    }
+
+    /// The classifier's logits for a batch, one row per example, in batch order. No dropout.
+    pub fn logits(&mut self, b: &Batch) -> Result<Vec<Vec<f32>>> {
         let plan = self.prepare(b, false)?;
         let logits = self.forward(&plan, Mode::EVAL)?;
         let classes = *self.spec.head.last().unwrap_or(&0);
         let mut flat = vec![0f32; logits.len];
         self.backend.download(logits, &mut flat)?;
-        Ok(flat.chunks(classes.max(1)).map(ops::softmax_row).collect())
+        Ok(flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect())
     }
 
     /// The encoder's output for a batch: the last hidden state of every real token (packed, `N × H`, row

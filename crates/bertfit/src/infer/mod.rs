@@ -6,11 +6,13 @@
 mod output;
 mod run;
 mod score;
+mod session;
 
 use std::path::Path;
 
 pub use output::{write_file_atomically, write_oof, write_predictions, write_scored};
-pub use run::{engine_probabilities, probabilities, softmax_rows};
+pub use run::{engine_probabilities, logits, probabilities, softmax_rows, BatchRunner};
+pub use session::{Encoders, Encodings, Scores, Session};
 pub use score::{argmax, cross_entropy_from_probs, evaluate, Evaluation};
 
 use crate::data::{Dataset, LabelMap};
@@ -26,6 +28,7 @@ pub const DEFAULT_MAX_LEN: usize = 128;
 /// A loaded classifier with its tokenizer.
 #[derive(Debug)]
 pub struct Predictor {
+    source: std::path::PathBuf,
     model: Classifier,
     tokenizer: TextTokenizer,
     notes: Vec<String>,
@@ -57,12 +60,22 @@ impl Predictor {
         let tokenizer = TextTokenizer::for_folder(folder, max_len)?;
         model.config.check_tokenizer(&tokenizer, folder)?;
         notes.extend(note);
-        Ok(Predictor { model, tokenizer, notes })
+        Ok(Predictor { source: folder.dir.clone(), model, tokenizer, notes })
     }
 
     /// Class names by id.
     pub fn labels(&self) -> &[String] {
         &self.model.labels
+    }
+
+    /// The model folder this predictor was loaded from.
+    pub fn source(&self) -> &Path {
+        &self.source
+    }
+
+    /// The tokenizer, truncating at the model's length.
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
     }
 
     /// The model.

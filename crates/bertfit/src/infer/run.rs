@@ -4,7 +4,7 @@ use candle_core::Tensor;
 
 use crate::batch;
 use crate::engine::backend::Backend;
-use crate::engine::device::{backend_for, check_graph_on};
+use crate::engine::device::{backend_for, check_graph_on, DynBackend};
 use crate::engine::Engine;
 use crate::runtime::{EnginePath, Runtime};
 use crate::error::Result;
@@ -25,22 +25,55 @@ pub fn probabilities(
     batch_size: usize,
     on_batch: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<f32>>> {
-    let rt = model.runtime();
-    let pad = model.config.pad_token_id;
-    match model.engine_path() {
-        EnginePath::Fused if model.engine_covers() => {
-            // the engine computes on its own copy of the weights, made once per call
-            let mut engine = Engine::for_inference(model, backend_for(rt)?)?;
-            engine_probabilities(&mut engine, rt, pad, encoded, batch_size, on_batch)
+    Ok(logits(model, encoded, batch_size, on_batch)?.iter().map(|r| crate::engine::ops::softmax_row(r)).collect())
+}
+
+/// The classifier's logits for every example, in input order (see [`probabilities`]).
+pub fn logits(
+    model: &Classifier,
+    encoded: &[Encoded],
+    batch_size: usize,
+    on_batch: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<Vec<f32>>> {
+    let mut runner = BatchRunner::new(model)?;
+    by_batches(encoded, batch_size, model.config.pad_token_id, on_batch, |b| runner.logits(model, b))
+}
+
+/// Runs batches of one model, keeping what is costly to set up between calls: the engine's copy of the
+/// weights where the engine covers the model, nothing on the graph path.
+pub struct BatchRunner {
+    engine: Option<Engine<DynBackend>>,
+}
+
+impl std::fmt::Debug for BatchRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BatchRunner").field("engine", &self.engine.is_some()).finish()
+    }
+}
+
+impl BatchRunner {
+    /// Prepares `model` for repeated batches on its runtime.
+    pub fn new(model: &Classifier) -> Result<Self> {
+        let rt = model.runtime();
+        match model.engine_path() {
+            EnginePath::Fused if model.engine_covers() => Ok(BatchRunner { engine: Some(Engine::for_inference(model, backend_for(rt)?)?) }),
+            _ => {
+                check_graph_on(rt, "prediction")?;
+                Ok(BatchRunner { engine: None })
+            }
         }
-        _ => {
-            check_graph_on(rt, "prediction")?;
-            by_batches(encoded, batch_size, pad, on_batch, |b| {
-                rt.install(|| -> Result<Vec<Vec<f32>>> {
-                    let logits = model.forward(&Inputs::from_batch(b, model.device())?, Mode::EVAL)?;
-                    softmax_rows(&logits)
-                })
-            })
+    }
+
+    /// The logits of one collated batch, one row per example in batch order. `model` must be the one
+    /// this runner was made for.
+    pub fn logits(&mut self, model: &Classifier, b: &batch::Batch) -> Result<Vec<Vec<f32>>> {
+        let rt = model.runtime();
+        match &mut self.engine {
+            Some(engine) => rt.install(|| engine.logits(b)),
+            None => rt.install(|| -> Result<Vec<Vec<f32>>> {
+                let logits = model.forward(&Inputs::from_batch(b, model.device())?, Mode::EVAL)?;
+                Ok(logits.to_dtype(candle_core::DType::F32)?.to_vec2()?)
+            }),
         }
     }
 }
@@ -59,7 +92,7 @@ pub fn engine_probabilities<B: Backend + Send>(
 }
 
 /// Length-sorted inference batches of `encoded`, each through `f`, the rows put back in input order.
-fn by_batches(
+pub(crate) fn by_batches(
     encoded: &[Encoded],
     batch_size: usize,
     pad: u32,
