@@ -294,7 +294,7 @@ mod tests {
     fn batches_fill_the_token_budget_in_arrival_order() {
         let now = Instant::now();
         let m = Metrics::new();
-        let mut jobs: VecDeque<Job> = [10, 20, 5, 30, 8].iter().map(|&t| job(t, now).0).collect();
+        let (mut jobs, _tickets): (VecDeque<Job>, Vec<Ticket>) = [10, 20, 5, 30, 8].iter().map(|&t| job(t, now)).unzip();
         // 10, 20 → 2 × 20 = 40; with 5: 3 × 20 = 60 > 50
         let b = take_batch(&mut jobs, limits(50, None), now, &m);
         assert_eq!(b.iter().map(|j| j.tokens).collect::<Vec<_>>(), [10, 20]);
