@@ -11,6 +11,8 @@ use bertfit::model::random::{tiny_config, write_random_model};
 mod report;
 #[path = "cli/resume.rs"]
 mod resume;
+#[path = "cli/serve.rs"]
+mod serve;
 
 const WORDS: &[&str] =
     &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "good", "great", "bad", "awful", "plot", "."];
@@ -305,7 +307,7 @@ fn check_snapshot(name: &str, actual: &str) {
 
 #[test]
 fn help_texts_match_snapshots() {
-    for cmd in ["train", "eval", "predict", "report"] {
+    for cmd in ["train", "eval", "predict", "report", "serve"] {
         let o = run(&[cmd, "--help"]);
         assert!(o.status.success());
         check_snapshot(&format!("{cmd}-help.txt"), &String::from_utf8_lossy(&o.stdout));
