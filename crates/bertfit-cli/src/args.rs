@@ -316,15 +316,36 @@ pub struct PredictArgs {
     /// average the members' probabilities (an ensemble).
     #[arg(long, required = true)]
     pub model: Vec<String>,
-    /// Input data: .csv, .tsv or .jsonl (labels, if present, are ignored).
+    /// Input data: .csv, .tsv or .jsonl, or `-` for standard input (labels, if present, are ignored).
+    /// Read one chunk at a time: any size fits in memory.
     #[arg(long, required_unless_present = "text")]
     pub data: Option<PathBuf>,
+    /// Format of --data when its extension does not tell (standard input): csv, tsv or jsonl
+    /// [default: --format's, else jsonl].
+    #[arg(long, value_name = "csv|tsv|jsonl", value_parser = parse_data_format)]
+    pub data_format: Option<bertfit::data::Format>,
     /// A text to classify (repeatable); results go to standard output.
     #[arg(long, conflicts_with = "data")]
     pub text: Vec<String>,
-    /// Output CSV [default: standard output].
+    /// Output file, or `-` for standard output [default: standard output]. A file is written through
+    /// FILE.partial and FILE.manifest.json: an interrupted run started again continues where it stopped.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Output rows: csv or jsonl [default: from --output's extension, else csv].
+    #[arg(long, value_name = "csv|jsonl", value_parser = bertfit::infer::RowFormat::parse)]
+    pub format: Option<bertfit::infer::RowFormat>,
+    /// Predict one slice of the input: I/N (shard I of N, from 0), N (the index from
+    /// JOB_COMPLETION_INDEX or RANK), or auto (RANK/WORLD_SIZE of torchrun). The N outputs, in order,
+    /// are the unsharded output (CSV: each with its header).
+    #[arg(long, value_name = "I/N|N|auto")]
+    pub shard: Option<String>,
+    /// Records per chunk: read, tokenized and scored together (sharded and resumed runs must use the
+    /// same value).
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 4096)]
+    pub chunk_rows: usize,
+    /// Discard an interrupted --output file of another job (or this one) and start over.
+    #[arg(long)]
+    pub restart: bool,
     #[command(flatten)]
     pub columns: ColumnArgs,
     /// Truncation length [default: the length the model was trained with].
@@ -412,6 +433,15 @@ pub struct ServeArgs {
     /// Where to compute: auto, cpu, cuda or cuda:N.
     #[arg(long, value_name = "auto|cpu|cuda[:N]", default_value = "auto", value_parser = bertfit::runtime::Accelerator::parse)]
     pub device: bertfit::runtime::Accelerator,
+}
+
+fn parse_data_format(s: &str) -> Result<bertfit::data::Format, String> {
+    match s {
+        "csv" => Ok(bertfit::data::Format::Csv),
+        "tsv" => Ok(bertfit::data::Format::Tsv),
+        "jsonl" | "ndjson" => Ok(bertfit::data::Format::JsonLines),
+        other => Err(format!("`{other}`: expected csv, tsv or jsonl")),
+    }
 }
 
 /// `bertfit bench-step SIZE MODE`.

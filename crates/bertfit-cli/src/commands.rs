@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use bertfit::data;
-use bertfit::infer::{argmax, write_file_atomically, write_predictions, Ensemble};
+use bertfit::infer::{argmax, Ensemble};
 use bertfit::metrics::{classification_report, confusion_table};
 use bertfit::report::ReportOptions;
 use bertfit::runtime::Runtime;
@@ -243,27 +243,117 @@ fn predict(a: &PredictArgs) -> Result<()> {
         return Ok(());
     }
     let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
-    let data = data::read_dataset(path, &settings::columns(&a.columns, false), false)?;
-    let bar = (!a.quiet).then(|| batch_bar("predict"));
-    let probs = predictor.predict_dataset(&data, inference_batch(a.batch_size, device), &mut |done, total| {
-        if let Some(b) = &bar {
-            b.set_length(total as u64);
-            b.set_position(done as u64);
+    predict_stream(a, path, &predictor)
+}
+
+/// `predict --data`: the input read one chunk at a time, rows written as each chunk is scored, to
+/// standard output or to a resumable file.
+fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble) -> Result<()> {
+    use bertfit::data::{Format, Records, Source};
+    use bertfit::infer::{predict_records, shard_range, Encoders, PredictJob, ResumableOutput, RowFormat, Rows, Session};
+
+    let device = inference_device(&a.model, a.device);
+    let source = Source::from_arg(path);
+    let target = a.output.as_deref().filter(|p| *p != std::path::Path::new("-"));
+    let format = a.format.or(target.map(RowFormat::for_path)).unwrap_or(RowFormat::Csv);
+    let data_format = a.data_format.or(match (&source, a.format) {
+        (Source::Stdin, Some(RowFormat::Csv)) => Some(Format::Csv),
+        (Source::Stdin, _) => Some(Format::JsonLines),
+        (Source::File(_), _) => None,
+    });
+    let cols = settings::columns(&a.columns, false);
+    let chunk = a.chunk_rows;
+    let range = match &a.shard {
+        None => 0..u64::MAX,
+        Some(spec) => {
+            let shard = crate::shard::resolve(spec, |k| std::env::var(k).ok()).map_err(|m| bertfit::Error::config("shard", m))?;
+            if source == Source::Stdin {
+                anyhow::bail!(bertfit::Error::config("shard", "--shard slices a file; standard input is already one worker's part"));
+            }
+            let mut total = 0u64;
+            for r in Records::open(&source, data_format, &cols)? {
+                r?;
+                total += 1;
+            }
+            let range = shard_range(total, chunk as u64, shard.index, shard.count);
+            if !a.quiet {
+                eprintln!("shard {}/{}: records {}..{} of {total}", shard.index, shard.count, range.start, range.end);
+            }
+            range
         }
-    })?;
+    };
+    let records = Records::open(&source, data_format, &cols)?;
+    let rows = Rows::new(format, records.id_column().map(str::to_string), ensemble.labels().to_vec());
+    let encoders = Encoders::of(ensemble)?;
+    let mut session = Session::new(ensemble, encoders)?;
+    let batch = inference_batch(a.batch_size, device);
+    let bar = (!a.quiet).then(row_bar);
+    let shown = |n: u64| {
+        if let Some(b) = &bar {
+            b.set_position(n);
+        }
+    };
+    match target {
+        None => {
+            let stdout = std::io::stdout();
+            let mut out = std::io::BufWriter::new(stdout.lock());
+            let name = std::path::Path::new("<stdout>");
+            bertfit::infer::write_all(&mut out, name, &rows.header())?;
+            let mut written = 0;
+            predict_records(&mut session, records, range, chunk, batch, |examples, probs| {
+                bertfit::infer::write_all(&mut out, name, &rows.rows(examples, probs))?;
+                out.flush().map_err(|e| bertfit::Error::io("cannot write predictions", name, e))?;
+                written += examples.len() as u64;
+                shown(written);
+                Ok(())
+            })?;
+        }
+        Some(target) => {
+            let Source::File(input) = &source else { anyhow::bail!(bertfit::Error::config("output", "unreachable: stdin with a file output")) };
+            let (input_bytes, input_modified_ns) = PredictJob::fingerprint(input)?;
+            let job = PredictJob {
+                input: input.display().to_string(),
+                input_bytes,
+                input_modified_ns,
+                models: a.model.clone(),
+                labels: ensemble.labels().to_vec(),
+                format,
+                columns: vec![Some(cols.text.clone()), cols.text_pair.clone(), cols.id.clone()],
+                records: (range.start, range.end),
+                chunk,
+                batch_size: batch,
+                settings: format!("max_len={:?} precision={:?} engine={:?} device={}", a.max_len, a.precision, a.engine, device.name()),
+                version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let (mut out, done) = ResumableOutput::open(target, job, &rows.header(), a.restart)?;
+            if done > 0 && !a.quiet {
+                eprintln!("resuming {}: {done} rows already written", target.display());
+            }
+            predict_records(&mut session, records, range.start + done..range.end, chunk, batch, |examples, probs| {
+                out.append(&rows.rows(examples, probs), examples.len() as u64)?;
+                shown(out.rows());
+                Ok(())
+            })?;
+            let total = out.rows();
+            out.finish()?;
+            if !a.quiet {
+                eprintln!("wrote {total} predictions to {}", target.display());
+            }
+        }
+    }
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    match &a.output {
-        Some(out) => {
-            write_file_atomically(out, |w| write_predictions(w, out, &data, &labels, &probs))?;
-            if !a.quiet {
-                eprintln!("wrote {} predictions to {}", data.len(), out.display());
-            }
-        }
-        None => write_predictions(std::io::stdout().lock(), std::path::Path::new("<stdout>"), &data, &labels, &probs)?,
-    }
     Ok(())
+}
+
+/// A progress line over rows written (the total is unknown while streaming).
+fn row_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new_spinner();
+    if let Ok(style) = indicatif::ProgressStyle::with_template("predict {pos} rows {per_sec}") {
+        bar.set_style(style);
+    }
+    bar
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ mod progress;
 mod ranges;
 mod serve;
 mod settings;
+mod shard;
 
 use std::process::ExitCode;
 

@@ -5,7 +5,7 @@
 //! [`model`] (family table, config, encoder, heads, kernels) → [`engine`] → [`infer`] (a loaded model:
 //! probabilities, scores, prediction files) → [`train`] → [`report`]. Beside them, reaching up to
 //! nothing: [`runtime`] (device, precision, threads: values, never globals), [`rundir`] (the run
-//! directory's files), [`metrics`], [`rng`], [`error`]. Tensor types appear only in `model`, `engine`,
+//! directory's files), [`metrics`], [`rng`], [`error`], [`faults`] (crash-test hooks). Tensor types appear only in `model`, `engine`,
 //! `infer` and `train`; prediction never imports `train`.
 #![warn(missing_docs)]
 
@@ -13,6 +13,7 @@ pub mod batch;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod faults;
 pub mod infer;
 pub mod metrics;
 pub mod model;

@@ -12,51 +12,54 @@ use crate::error::{Error, Location, Result};
 pub(super) fn read(path: &Path, bytes: &[u8], cols: &Columns, require_label: bool) -> Result<Dataset> {
     let mut examples = Vec::new();
     let mut saw_id = false;
-    let id_key = cols.id.as_deref().unwrap_or("id");
     for (i, raw) in bytes.split(|&b| b == b'\n').enumerate() {
-        let line = i as u64 + 1;
-        let at = || Location::file(path).line(line);
-        let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
-        let text = std::str::from_utf8(raw).map_err(|e| Error::parse(at(), "not valid UTF-8", e))?;
-        if text.trim().is_empty() {
-            continue;
+        if let Some((example, has_id)) = example(path, i as u64 + 1, raw, cols, require_label)? {
+            saw_id |= has_id;
+            examples.push(example);
         }
-        let value: Value = serde_json::from_str(text).map_err(|e| Error::parse(at(), "invalid JSON", e))?;
-        let Value::Object(object) = value else {
-            return Err(Error::input(at(), format!("expected a JSON object, found {}", kind(&value))));
-        };
-
-        let text = string_field(path, line, &object, &cols.text)?;
-        check_text(path, line, &cols.text, &text)?;
-        let text_pair = match cols.text_pair.as_deref() {
-            Some(key) => {
-                let pair = string_field(path, line, &object, key)?;
-                check_text(path, line, key, &pair)?;
-                Some(pair)
-            }
-            None => None,
-        };
-        let label = match cols.label.as_deref() {
-            Some(key) => {
-                let raw = scalar(path, line, key, object.get(key), true)?;
-                label_value(path, line, key, raw.as_deref(), require_label)?
-            }
-            None => None,
-        };
-        let id = match object.get(id_key) {
-            Some(v) => {
-                saw_id = true;
-                scalar(path, line, id_key, Some(v), false)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-            }
-            None if cols.id.is_some() => {
-                return Err(missing_key(path, line, &object, id_key));
-            }
-            None => None,
-        };
-        examples.push(Example { id, text, text_pair, label, line });
     }
-    let id_column = (saw_id || cols.id.is_some()).then(|| id_key.to_string());
+    let id_column = (saw_id || cols.id.is_some()).then(|| cols.id.as_deref().unwrap_or("id").to_string());
     Ok(Dataset { path: path.to_path_buf(), examples, id_column, label_column: None })
+}
+
+/// The example of one line (without its `\n`; a trailing `\r` is ignored), `None` for a blank line; with
+/// whether the object has the id key (shared by whole-file and streaming reading).
+pub(super) fn example(path: &Path, line: u64, raw: &[u8], cols: &Columns, require_label: bool) -> Result<Option<(Example, bool)>> {
+    let id_key = cols.id.as_deref().unwrap_or("id");
+    let at = || Location::file(path).line(line);
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let text = std::str::from_utf8(raw).map_err(|e| Error::parse(at(), "not valid UTF-8", e))?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| Error::parse(at(), "invalid JSON", e))?;
+    let Value::Object(object) = value else {
+        return Err(Error::input(at(), format!("expected a JSON object, found {}", kind(&value))));
+    };
+
+    let text = string_field(path, line, &object, &cols.text)?;
+    check_text(path, line, &cols.text, &text)?;
+    let text_pair = match cols.text_pair.as_deref() {
+        Some(key) => {
+            let pair = string_field(path, line, &object, key)?;
+            check_text(path, line, key, &pair)?;
+            Some(pair)
+        }
+        None => None,
+    };
+    let label = match cols.label.as_deref() {
+        Some(key) => {
+            let raw = scalar(path, line, key, object.get(key), true)?;
+            label_value(path, line, key, raw.as_deref(), require_label)?
+        }
+        None => None,
+    };
+    let (id, has_id) = match object.get(id_key) {
+        Some(v) => (scalar(path, line, id_key, Some(v), false)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()), true),
+        None if cols.id.is_some() => return Err(missing_key(path, line, &object, id_key)),
+        None => (None, false),
+    };
+    Ok(Some((Example { id, text, text_pair, label, line }, has_id)))
 }
 
 /// A required string-valued key.

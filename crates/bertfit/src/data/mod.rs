@@ -9,12 +9,14 @@ mod jsonl;
 mod labels;
 mod reader;
 mod split;
+mod stream;
 
 use std::path::PathBuf;
 
 pub use labels::LabelMap;
 pub use reader::{read_dataset, Format};
 pub use split::{stratified_kfold, stratified_split};
+pub use stream::{Records, Source};
 
 /// Which columns (CSV/TSV header names) or keys (JSON lines) hold each part of an example.
 #[derive(Debug, Clone, PartialEq, Eq)]

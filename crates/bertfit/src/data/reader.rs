@@ -104,6 +104,7 @@ pub(super) fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String
 }
 
 /// Column positions resolved against a header row.
+#[derive(Debug)]
 struct Layout {
     text: usize,
     text_pair: Option<usize>,
@@ -140,19 +141,55 @@ fn read_delimited(
         return Err(Error::input(Location::file(path), "no examples: the file is empty"));
     }
     let header_line = lines.record_start(&record);
-    let mut headers = Vec::with_capacity(record.len());
-    for cell in record.iter() {
-        let name = std::str::from_utf8(cell)
-            .map_err(|e| Error::parse(Location::file(path).line(header_line), "the header is not valid UTF-8", e))?;
-        headers.push(name.trim().to_string());
-    }
-    let layout = resolve_columns(path, header_line, &headers, delimiter, cols, require_label)?;
-
+    let table = Delimited::from_header(path, header_line, &record, delimiter, quoting, cols, require_label)?;
     let mut examples = Vec::new();
     while reader.read_byte_record(&mut record).map_err(csv_error)? {
         let line = lines.record_start(&record);
+        examples.push(table.example(path, line, &record, require_label)?);
+    }
+    Ok(Dataset { path: path.to_path_buf(), examples, id_column: table.id_column(), label_column: None })
+}
+
+/// A CSV/TSV table's header, resolved against the wanted columns: turns each later record into an
+/// [`Example`] (shared by whole-file and streaming reading).
+#[derive(Debug)]
+pub(super) struct Delimited {
+    headers: Vec<String>,
+    layout: Layout,
+    quoting: bool,
+}
+
+impl Delimited {
+    /// Reads the header record (at `header_line`).
+    pub(super) fn from_header(
+        path: &Path,
+        header_line: u64,
+        record: &csv::ByteRecord,
+        delimiter: u8,
+        quoting: bool,
+        cols: &Columns,
+        require_label: bool,
+    ) -> Result<Self> {
+        let mut headers = Vec::with_capacity(record.len());
+        for cell in record.iter() {
+            let name = std::str::from_utf8(cell)
+                .map_err(|e| Error::parse(Location::file(path).line(header_line), "the header is not valid UTF-8", e))?;
+            headers.push(name.trim().to_string());
+        }
+        let layout = resolve_columns(path, header_line, &headers, delimiter, cols, require_label)?;
+        Ok(Delimited { headers, layout, quoting })
+    }
+
+    /// The id column used, if any.
+    pub(super) fn id_column(&self) -> Option<String> {
+        self.layout.id.as_ref().map(|(_, name)| name.clone())
+    }
+
+    /// The example of a record starting at `line`.
+    pub(super) fn example(&self, path: &Path, line: u64, record: &csv::ByteRecord, require_label: bool) -> Result<Example> {
+        let (headers, layout) = (&self.headers, &self.layout);
         if record.len() != headers.len() {
-            let hint = if quoting && record.len() < headers.len() { " (is a quote left open?)" } else { "" };
+            let hint = if self.quoting && record.len() < headers.len() { " (is a quote left open?)" } else { "" };
             return Err(Error::input(
                 Location::file(path).line(line),
                 format!("expected {} fields as in the header, found {}{hint}", headers.len(), record.len()),
@@ -180,9 +217,8 @@ fn read_delimited(
             Some((i, _)) => Some(cell(*i)?.trim()).filter(|s| !s.is_empty()).map(str::to_string),
             None => None,
         };
-        examples.push(Example { id, text: text.to_string(), text_pair, label, line });
+        Ok(Example { id, text: text.to_string(), text_pair, label, line })
     }
-    Ok(Dataset { path: path.to_path_buf(), examples, id_column: layout.id.map(|(_, name)| name), label_column: None })
 }
 
 fn resolve_columns(

@@ -4,15 +4,19 @@
 //! link without the optimizer.
 
 mod output;
+mod resume;
 mod run;
 mod score;
 mod session;
+mod stream;
 
 use std::path::Path;
 
 pub use output::{write_file_atomically, write_oof, write_predictions, write_scored};
 pub use run::{engine_probabilities, logits, probabilities, softmax_rows, BatchRunner};
+pub use resume::{PredictJob, ResumableOutput};
 pub use session::{Encoders, Encodings, Scores, Session};
+pub use stream::{predict_records, shard_range, write_all, RowFormat, Rows};
 pub use score::{argmax, cross_entropy_from_probs, evaluate, Evaluation};
 
 use crate::data::{Dataset, LabelMap};

@@ -13,7 +13,7 @@ use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::faults;
+use crate::faults;
 use super::state::TrainerState;
 use crate::error::{Error, Location, Result};
 use crate::model::Classifier;

@@ -6,7 +6,6 @@ pub mod cv;
 pub mod early_stopping;
 pub mod epoch_table;
 pub mod events;
-pub mod faults;
 pub mod job;
 pub mod loss;
 pub mod optimizer;

@@ -68,7 +68,7 @@ impl Runner {
             if !loss.is_finite() {
                 return Err(Error::Diverged { step: step_at, loss });
             }
-            super::faults::point("step");
+            crate::faults::point("step");
             let grad_norm = match update_lr {
                 Some(lr) => Some(e.apply_update(lr, clip)?),
                 None => None,

@@ -12,7 +12,7 @@ use super::checkpoint::{self, Loaded};
 use super::config::TrainConfig;
 use super::early_stopping::{Decision, EarlyStopping};
 use super::events::{EvalRecord, Event, Observer};
-use super::faults;
+use crate::faults;
 use super::loss;
 use super::optimizer::AdamW;
 use super::runner::Runner;
