@@ -13,6 +13,8 @@ mod report;
 mod resume;
 #[path = "cli/serve.rs"]
 mod serve;
+#[path = "cli/stream.rs"]
+mod stream;
 
 const WORDS: &[&str] =
     &["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "movie", "was", "good", "great", "bad", "awful", "plot", "."];

@@ -11,7 +11,7 @@ use bertfit::model::{Classifier, Freeze, LoadOptions, ModelFolder};
 use super::{bin, fixture, p, run, stderr};
 
 /// A 2-class classifier folder made from the fixture's random encoder (no training needed).
-fn classifier(f: &super::Fixture) -> std::path::PathBuf {
+pub(super) fn classifier(f: &super::Fixture) -> std::path::PathBuf {
     let folder = ModelFolder::open(&f.model).expect("folder");
     let opts = LoadOptions { labels: Some(vec!["neg".into(), "pos".into()]), freeze: Freeze::ALL, seed: 3, ..Default::default() };
     let model = Classifier::load(&folder, opts).expect("classifier");
