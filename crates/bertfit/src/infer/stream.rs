@@ -135,7 +135,7 @@ pub fn predict_records(
     mut emit: impl FnMut(&[Example], &[Vec<f32>]) -> Result<()>,
 ) -> Result<u64> {
     let chunk = chunk.max(1);
-    if range.start % chunk as u64 != 0 {
+    if !range.start.is_multiple_of(chunk as u64) {
         return Err(Error::config("chunk", format!("a stream starts at a chunk boundary, not at record {}", range.start)));
     }
     let mut records = records.enumerate().skip(range.start as usize).take_while(|(i, _)| (*i as u64) < range.end).map(|(_, r)| r);
@@ -180,7 +180,7 @@ mod tests {
                     assert_eq!(w[0].end, w[1].start, "{total} {count}");
                 }
                 for r in &ranges {
-                    assert!(r.start % 10 == 0 || r.start == total, "{r:?}");
+                    assert!(r.start.is_multiple_of(10) || r.start == total, "{r:?}");
                 }
             }
         }
