@@ -243,16 +243,15 @@ fn predict(a: &PredictArgs) -> Result<()> {
         return Ok(());
     }
     let Some(path) = &a.data else { anyhow::bail!(bertfit::Error::config("data", "--data or --text is required")) };
-    predict_stream(a, path, &predictor)
+    predict_stream(a, path, &predictor, device)
 }
 
 /// `predict --data`: the input read one chunk at a time, rows written as each chunk is scored, to
 /// standard output or to a resumable file.
-fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble) -> Result<()> {
+fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble, device: bertfit::runtime::Accelerator) -> Result<()> {
     use bertfit::data::{Format, Records, Source};
     use bertfit::infer::{predict_records, shard_range, Encoders, PredictJob, ResumableOutput, RowFormat, Rows, Session};
 
-    let device = inference_device(&a.model, a.device);
     let source = Source::from_arg(path);
     let target = a.output.as_deref().filter(|p| *p != std::path::Path::new("-"));
     let format = a.format.or(target.map(RowFormat::for_path)).unwrap_or(RowFormat::Csv);
@@ -293,23 +292,22 @@ fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble) 
             b.set_position(n);
         }
     };
-    match target {
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = match (target, &source) {
+        (None, _) => {
             let name = std::path::Path::new("<stdout>");
-            bertfit::infer::write_all(&mut out, name, &rows.header())?;
-            let mut written = 0;
-            predict_records(&mut session, records, range, chunk, batch, |examples, probs| {
-                bertfit::infer::write_all(&mut out, name, &rows.rows(examples, probs))?;
-                out.flush().map_err(|e| bertfit::Error::io("cannot write predictions", name, e))?;
-                written += examples.len() as u64;
-                shown(written);
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            stream_rows(&mut out, name, &rows, &mut session, records, range.clone(), chunk, batch, &shown)?
+        }
+        // standard input is read once: the file is written whole (through a temporary) but not resumable
+        (Some(target), Source::Stdin) => {
+            let mut n = 0;
+            bertfit::infer::write_file_atomically(target, |mut w| {
+                n = stream_rows(&mut w, target, &rows, &mut session, records, range.clone(), chunk, batch, &shown)?;
                 Ok(())
             })?;
+            n
         }
-        Some(target) => {
-            let Source::File(input) = &source else { anyhow::bail!(bertfit::Error::config("output", "unreachable: stdin with a file output")) };
+        (Some(target), Source::File(input)) => {
             let (input_bytes, input_modified_ns) = PredictJob::fingerprint(input)?;
             let job = PredictJob {
                 input: input.display().to_string(),
@@ -329,22 +327,54 @@ fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble) 
             if done > 0 && !a.quiet {
                 eprintln!("resuming {}: {done} rows already written", target.display());
             }
-            predict_records(&mut session, records, range.start + done..range.end, chunk, batch, |examples, probs| {
-                out.append(&rows.rows(examples, probs), examples.len() as u64)?;
-                shown(out.rows());
-                Ok(())
-            })?;
+            // only the last chunk is short: a partial file ending in one is complete (killed before the rename)
+            if done.is_multiple_of(chunk as u64) {
+                predict_records(&mut session, records, range.start + done..range.end, chunk, batch, |examples, probs| {
+                    out.append(&rows.rows(examples, probs), examples.len() as u64)?;
+                    shown(out.rows());
+                    Ok(())
+                })?;
+            }
             let total = out.rows();
             out.finish()?;
-            if !a.quiet {
-                eprintln!("wrote {total} predictions to {}", target.display());
-            }
+            total
         }
-    }
+    };
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    if let Some(target) = target.filter(|_| !a.quiet) {
+        eprintln!("wrote {written} predictions to {}", target.display());
+    }
+    if written == 0 && range.start < range.end {
+        eprintln!("warning: {}: no records", source.name().display());
+    }
     Ok(())
+}
+
+/// Streams the rows of `records` (header first) to `out`, flushing after each chunk; returns the rows.
+#[allow(clippy::too_many_arguments)]
+fn stream_rows(
+    out: &mut dyn Write,
+    name: &std::path::Path,
+    rows: &bertfit::infer::Rows,
+    session: &mut bertfit::infer::Session<'_>,
+    records: bertfit::data::Records,
+    range: std::ops::Range<u64>,
+    chunk: usize,
+    batch: usize,
+    shown: &dyn Fn(u64),
+) -> bertfit::Result<u64> {
+    bertfit::infer::write_all(out, name, &rows.header())?;
+    let mut written = 0;
+    bertfit::infer::predict_records(session, records, range, chunk, batch, |examples, probs| {
+        bertfit::infer::write_all(out, name, &rows.rows(examples, probs))?;
+        out.flush().map_err(|e| bertfit::Error::io("cannot write predictions", name, e))?;
+        written += examples.len() as u64;
+        shown(written);
+        Ok(())
+    })?;
+    Ok(written)
 }
 
 /// A progress line over rows written (the total is unknown while streaming).

@@ -19,7 +19,8 @@ fn target() -> &'static Option<(String, usize)> {
 
 /// Marks a named point. Points: `step` (after backward, before the update), `checkpoint-write` (weights
 /// written, manifest not yet), `epoch-end` (after the epoch's checkpoint), `eval` (inside an evaluation),
-/// `predict-write` (a prediction chunk's rows written, its manifest not yet).
+/// `predict-write` (a prediction chunk's rows written, its manifest not yet), `predict-finish` (every
+/// row recorded, the file not yet renamed into place).
 pub fn point(name: &str) {
     let Some((want, n)) = target() else { return };
     if want != name {

@@ -92,6 +92,27 @@ fn shards_concatenate_to_the_unsharded_output() {
     assert!(stderr(&bad).contains("standard input is already one worker's part"), "{}", stderr(&bad));
 }
 
+/// Runs bertfit with `args` until it pauses at `point`, then kills it with SIGKILL.
+fn kill_at(args: &[&str], point: &str) {
+    let mut child = bin().args(args).args(["--quiet", "--threads", "1"]).env("BERTFIT_PAUSE_AT", point).stderr(Stdio::piped()).spawn().expect("spawn");
+    let err = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let name = point.split(':').next().unwrap_or(point);
+    loop {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("pauses");
+        if line.contains(&format!("paused at {name}")) {
+            break;
+        }
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().expect("wait");
+}
+
 #[test]
 fn a_killed_file_prediction_resumes_to_the_same_bytes() {
     let f = fixture();
@@ -100,27 +121,7 @@ fn a_killed_file_prediction_resumes_to_the_same_bytes() {
     let plain = f.root.join("plain.csv");
     predict(&["--model", p(&model), "--data", p(&data), "--output", p(&plain), "--chunk-rows", "4"]);
     let out = f.root.join("out.csv");
-    let mut child = bin()
-        .args(["predict", "--model", p(&model), "--data", p(&data), "--output", p(&out), "--chunk-rows", "4", "--quiet", "--threads", "1"])
-        .env("BERTFIT_PAUSE_AT", "predict-write:3")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let err = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    loop {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("pauses");
-        if line.contains("paused at predict-write") {
-            break;
-        }
-    }
-    child.kill().expect("SIGKILL");
-    child.wait().expect("wait");
+    kill_at(&["predict", "--model", p(&model), "--data", p(&data), "--output", p(&out), "--chunk-rows", "4"], "predict-write:3");
     assert!(!out.exists());
     let partial = std::fs::read_to_string(f.root.join("out.csv.partial")).expect("partial file");
     // the third chunk was written but not recorded: it is cut away on resume
@@ -138,4 +139,29 @@ fn a_killed_file_prediction_resumes_to_the_same_bytes() {
     assert!(stderr(&o).contains("resuming") && stderr(&o).contains("8 rows already written"), "{}", stderr(&o));
     assert_eq!(std::fs::read(&out).expect("out"), std::fs::read(&plain).expect("plain"));
     assert!(!f.root.join("out.csv.partial").exists() && !f.root.join("out.csv.manifest.json").exists());
+}
+
+#[test]
+fn a_run_killed_before_its_rename_completes_and_stdin_writes_a_file() {
+    let f = fixture();
+    let model = classifier(&f);
+    let data = records(&f.root, 30);
+    let plain = predict(&["--model", p(&model), "--data", p(&data), "--chunk-rows", "4"]);
+    // every row recorded (the last chunk short), killed before the rename: the rerun only renames
+    let out = f.root.join("out.csv");
+    kill_at(&["predict", "--model", p(&model), "--data", p(&data), "--output", p(&out), "--chunk-rows", "4"], "predict-finish:1");
+    assert!(!out.exists());
+    let o = bin().args(["predict", "--model", p(&model), "--data", p(&data), "--output", p(&out), "--chunk-rows", "4"]).output().expect("rerun");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("30 rows already written") && stderr(&o).contains("wrote 30 predictions"), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&out).expect("out"), plain);
+    // standard input to a file: written whole through a temporary
+    let from_stdin = f.root.join("stdin.csv");
+    let o = bin()
+        .args(["predict", "--model", p(&model), "--data", "-", "--output", p(&from_stdin), "--chunk-rows", "4", "--quiet"])
+        .stdin(std::fs::File::open(&data).expect("data"))
+        .output()
+        .expect("predict");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read_to_string(&from_stdin).expect("out"), plain);
 }

@@ -167,6 +167,7 @@ impl ResumableOutput {
     /// Moves the finished file into place and removes the manifest.
     pub fn finish(self) -> Result<()> {
         drop(self.file);
+        crate::faults::point("predict-finish");
         std::fs::rename(&self.partial, &self.target).map_err(|e| Error::io("cannot rename into place", &self.target, e))?;
         std::fs::remove_file(&self.manifest_path).map_err(|e| Error::io("cannot remove", &self.manifest_path, e))
     }
