@@ -31,6 +31,9 @@ timeout 240 "$B" gpu-selftest --engine --json "$O/engine.json" 2>&1 | tee -a "$O
 stage "the CLI on the GPU, end to end (train/resume/eval, --device cuda)"
 timeout 420 bash scripts/gpu-e2e.sh "$B" "$O" 2>&1 | tee -a "$O/run.log"
 
+stage "bertfit serve --device cuda (answers vs predict, load at 1/8/64 clients, SIGTERM)"
+timeout 150 bash scripts/gpu-serve.sh "$B" "$O" 2>&1 | tee -a "$O/run.log"
+
 stage "bench-step --device cuda (the CLI's benchmark path)"
 timeout 60 "$B" bench-step B train --device cuda --precision bf16 --batch 32 --seq 128 --steps 5 2>&1 | tail -3 | tee -a "$O/run.log"
 
