@@ -291,13 +291,19 @@ impl<'a> LineCounter<'a> {
 
     fn record_start(&mut self, record: &csv::ByteRecord) -> u64 {
         let from = record.position().map_or(self.offset, |p| p.byte() as usize).clamp(self.offset, self.bytes.len());
-        let rest = &self.bytes[from..];
-        let skip = rest.iter().position(|&b| b != b'\n' && b != b'\r').unwrap_or(rest.len());
-        let start = from + skip;
-        self.line += self.bytes[self.offset..start].iter().filter(|&&b| b == b'\n').count() as u64;
-        self.offset = start;
+        let (start, newlines) = advance(&self.bytes[self.offset..], from - self.offset);
+        self.line += newlines;
+        self.offset += start;
         self.line
     }
+}
+
+/// Where a record really starts in `window` when the reader resumed at `from` (past line ends and blank
+/// lines), and the newlines before it.
+pub(super) fn advance(window: &[u8], from: usize) -> (usize, u64) {
+    let rest = &window[from..];
+    let start = from + rest.iter().position(|&b| b != b'\n' && b != b'\r').unwrap_or(rest.len());
+    (start, window[..start].iter().filter(|&&b| b == b'\n').count() as u64)
 }
 
 #[cfg(test)]

@@ -37,8 +37,62 @@ impl Source {
     }
 }
 
+/// The bytes the CSV reader has read and not yet passed: a [`Tap`] feeds them, [`Records`] counts the
+/// lines up to each record's start, as the whole-file reader does.
+#[derive(Debug, Default)]
+struct Window {
+    /// Bytes from `head` on are not yet passed (those before it are dropped now and then).
+    bytes: Vec<u8>,
+    head: usize,
+    /// Input offset and line of `bytes[head]`.
+    offset: u64,
+    line: u64,
+}
+
+impl Window {
+    /// The 1-based line of the record whose reading resumed at byte `pos`.
+    fn record_start(&mut self, pos: Option<u64>) -> u64 {
+        let pending = &self.bytes[self.head..];
+        let from = pos.unwrap_or(self.offset).clamp(self.offset, self.offset + pending.len() as u64);
+        let (start, newlines) = super::reader::advance(pending, (from - self.offset) as usize);
+        self.line += newlines;
+        self.head += start;
+        self.offset += start as u64;
+        // drop passed bytes once they are most of the buffer: amortised O(1) per byte
+        if self.head > 1 << 16 && self.head * 2 > self.bytes.len() {
+            self.bytes.drain(..self.head);
+            self.head = 0;
+        }
+        self.line
+    }
+}
+
+/// A reader that copies what it reads into a shared [`Window`].
+struct Tap<R> {
+    inner: R,
+    window: std::sync::Arc<std::sync::Mutex<Window>>,
+}
+
+impl<R: Read> Read for Tap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        lock(&self.window).bytes.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+}
+
+fn lock(w: &std::sync::Mutex<Window>) -> std::sync::MutexGuard<'_, Window> {
+    // a panic while holding it leaves only a byte buffer behind: keep going
+    w.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 enum Reading {
-    Delimited { reader: csv::Reader<Box<dyn Read + Send>>, table: Option<Delimited>, record: csv::ByteRecord },
+    Delimited {
+        reader: csv::Reader<Box<dyn Read + Send>>,
+        table: Option<Delimited>,
+        record: csv::ByteRecord,
+        window: std::sync::Arc<std::sync::Mutex<Window>>,
+    },
     Lines { reader: Box<dyn BufRead + Send>, line: u64, buf: Vec<u8>, pending: Option<Example> },
 }
 
@@ -85,16 +139,18 @@ impl Records {
         let reading = match format {
             Format::Csv | Format::Tsv => {
                 let (delimiter, quoting) = if format == Format::Csv { (b',', true) } else { (b'\t', false) };
+                let window = std::sync::Arc::new(std::sync::Mutex::new(Window { line: 1, ..Window::default() }));
+                let tap = Tap { inner: buffered, window: std::sync::Arc::clone(&window) };
                 let reader = csv::ReaderBuilder::new()
                     .delimiter(delimiter)
                     .quoting(quoting)
                     .has_headers(false)
                     .flexible(true)
-                    .from_reader(Box::new(buffered) as Box<dyn Read + Send>);
-                let mut reading = Reading::Delimited { reader, table: None, record: csv::ByteRecord::new() };
-                if let Reading::Delimited { reader, table, record } = &mut reading {
+                    .from_reader(Box::new(tap) as Box<dyn Read + Send>);
+                let mut reading = Reading::Delimited { reader, table: None, record: csv::ByteRecord::new(), window };
+                if let Reading::Delimited { reader, table, record, window } = &mut reading {
                     if reader.read_byte_record(record).map_err(|e| csv_error(&name, e))? {
-                        let line = record.position().map_or(1, |p| p.line());
+                        let line = lock(window).record_start(record.position().map(|p| p.byte()));
                         *table = Some(Delimited::from_header(&name, line, record, delimiter, quoting, cols, false)?);
                     }
                 }
@@ -146,12 +202,12 @@ impl Records {
 
     fn next_record(&mut self) -> Result<Option<Example>> {
         match &mut self.reading {
-            Reading::Delimited { reader, table, record } => {
+            Reading::Delimited { reader, table, record, window } => {
                 let Some(table) = table else { return Ok(None) };
                 if !reader.read_byte_record(record).map_err(|e| csv_error(&self.name, e))? {
                     return Ok(None);
                 }
-                let line = record.position().map_or(0, |p| p.line());
+                let line = lock(window).record_start(record.position().map(|p| p.byte()));
                 table.example(&self.name, line, record, false).map(Some)
             }
             Reading::Lines { pending, .. } => match pending.take() {
@@ -208,6 +264,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let files = [
             ("a.csv", "\u{feff}id,text,label\nr1,\"Hello, world\",pos\nr2,\"two\nlines\",\nr3,plain,neg\n"),
+            ("crlf.csv", "text,id\r\n\r\nfirst,1\r\n\r\n\r\n\"multi\r\nline\",2\r\nlast,3"),
             ("a.tsv", "text\tid\nfirst\t7\nsecond\t8\n"),
             ("a.jsonl", "{\"id\": 1, \"text\": \"one\"}\n\n{\"text\": \"two\", \"label\": \"x\"}\r\n{\"id\": \"c\", \"text\": \"three\"}"),
             ("b.jsonl", "{\"text\": \"one\"}\n{\"text\": \"two\", \"id\": 4}\n"),
@@ -223,6 +280,25 @@ mod tests {
             let want = if name == "b.jsonl" { None } else { whole.id_column };
             assert_eq!(id, want, "{name}");
         }
+    }
+
+    #[test]
+    fn line_numbers_hold_over_a_large_file_with_blank_lines_and_quoted_newlines() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut content = String::from("id,text\r\n");
+        for i in 0..20_000 {
+            match i % 5 {
+                0 => content.push_str(&format!("{i},\"two\r\nlines {i}\"\r\n")),
+                1 => content.push_str(&format!("\r\n{i},after a blank line\r\n")),
+                _ => content.push_str(&format!("{i},plain text number {i}\n")),
+            }
+        }
+        let path = write(dir.path(), "big.csv", &content);
+        let whole = read_dataset(&path, &cols(), false).expect("read");
+        let streamed: Vec<Example> = Records::open(&Source::File(path), None, &cols()).expect("open").collect::<Result<_>>().expect("stream");
+        assert_eq!(streamed.len(), 20_000);
+        assert_eq!(streamed.last().map(|e| e.line), whole.examples.last().map(|e| e.line));
+        assert_eq!(streamed, whole.examples);
     }
 
     #[test]
