@@ -266,8 +266,15 @@ fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble, 
         None => 0..u64::MAX,
         Some(spec) => {
             let shard = crate::shard::resolve(spec, |k| std::env::var(k).ok()).map_err(|m| bertfit::Error::config("shard", m))?;
-            if source == Source::Stdin {
-                anyhow::bail!(bertfit::Error::config("shard", "--shard slices a file; standard input is already one worker's part"));
+            match &source {
+                Source::Stdin => {
+                    anyhow::bail!(bertfit::Error::config("shard", "--shard slices a file; standard input is already one worker's part"))
+                }
+                // the file is read twice (count, then predict): a pipe would be empty the second time
+                Source::File(f) if !std::fs::metadata(f).is_ok_and(|m| m.is_file()) => {
+                    anyhow::bail!(bertfit::Error::config("shard", format!("--shard reads {} twice: it must be a regular file, not a pipe", f.display())))
+                }
+                Source::File(_) => {}
             }
             let mut total = 0u64;
             for r in Records::open(&source, data_format, &cols)? {

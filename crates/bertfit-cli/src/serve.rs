@@ -20,7 +20,8 @@ pub fn run(a: &ServeArgs) -> Result<()> {
         max_body_bytes: a.max_body_bytes,
         auto_truncate: a.auto_truncate,
         tokenization_workers: a.tokenization_workers,
-        api_key: a.api_key.clone(),
+        // a key from a file or an environment variable often ends in a newline
+        api_key: a.api_key.as_deref().map(|k| k.trim().to_string()),
         grace: Duration::from_secs(a.grace_secs),
     };
     let device = inference_device(&a.model, a.device);

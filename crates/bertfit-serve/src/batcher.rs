@@ -100,6 +100,20 @@ impl Shared {
     }
 }
 
+/// Marks the model thread stopped when dropped: refuses new inputs and answers those still queued.
+struct Stopped<'a>(&'a Shared);
+
+impl Drop for Stopped<'_> {
+    fn drop(&mut self) {
+        self.0.alive.store(false, Ordering::SeqCst);
+        let mut q = self.0.lock();
+        q.closed = true;
+        for job in q.jobs.drain(..) {
+            let _ = job.reply.send(Err(ApiError::new(ErrorKind::Backend, "the model thread stopped")));
+        }
+    }
+}
+
 /// The queue and the model thread.
 #[derive(Debug)]
 pub struct Batcher {
@@ -126,8 +140,10 @@ impl Batcher {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
+                // however this thread ends (a panic outside a batch included): not alive, queue closed,
+                // waiting inputs answered
+                let _stopped = Stopped(&thread_shared);
                 run(session, &thread_shared, limits, &metrics);
-                thread_shared.alive.store(false, Ordering::SeqCst);
             })
             .map_err(|e| bertfit::Error::Backend(format!("cannot start the model thread: {e}").into()))?;
         match ready_rx.recv() {
@@ -169,9 +185,9 @@ impl Batcher {
         self.shared.alive.load(Ordering::SeqCst)
     }
 
-    /// Inputs waiting now.
+    /// Inputs waiting now (withdrawn ones not counted).
     pub fn depth(&self) -> usize {
-        self.shared.lock().jobs.len()
+        self.shared.lock().jobs.iter().filter(|j| j.state.load(Ordering::Acquire) == QUEUED).count()
     }
 
     /// Refuses new inputs; the thread stops once the queue is empty.

@@ -94,8 +94,13 @@ impl ServeConfig {
                 format!("{} is less than the model's max_input_length {max_input_length}: one full-length input must fit a batch", self.max_batch_tokens),
             ));
         }
-        if self.api_key.as_deref().is_some_and(|k| k.trim().is_empty()) {
-            return Err(bertfit::Error::config("api-key", "empty key"));
+        if let Some(key) = self.api_key.as_deref() {
+            if key.trim().is_empty() {
+                return Err(bertfit::Error::config("api-key", "empty key"));
+            }
+            if key.trim() != key || key.chars().any(char::is_whitespace) {
+                return Err(bertfit::Error::config("api-key", "the key holds whitespace (a bearer token cannot)"));
+            }
         }
         Ok(())
     }
@@ -178,11 +183,19 @@ impl Server {
     }
 
     /// Answers on `listener` until `shutdown` resolves; then refuses new requests (503, `/health`
-    /// included), waits up to the grace period for admitted ones, closes the listener and stops the
-    /// model thread.
+    /// included), waits up to the grace period for admitted ones, closes the listener and closes the
+    /// queue (the model thread ends once it is empty; it is joined when the server is dropped).
     pub async fn run(self, listener: TcpListener, shutdown: impl Future<Output = ()> + Send) -> std::io::Result<Shutdown> {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let app = self.router();
+        let metrics = Arc::clone(&self.state.metrics);
+        let upkeep = tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                metrics.upkeep();
+            }
+        });
         let server = tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -193,7 +206,8 @@ impl Server {
         shutdown.await;
         let s = &self.state;
         s.shutting_down.store(true, Ordering::SeqCst);
-        let deadline = Instant::now() + s.config.grace;
+        let now = Instant::now();
+        let deadline = now.checked_add(s.config.grace).unwrap_or(now + Duration::from_secs(365 * 24 * 3600));
         while s.in_flight.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -203,6 +217,7 @@ impl Server {
         let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(100));
         let served = tokio::time::timeout(left, server).await;
         s.batcher.close();
+        upkeep.abort();
         match served {
             Ok(Ok(result)) => result.map(|()| Shutdown { abandoned }),
             Ok(Err(join)) => Err(std::io::Error::other(join)),

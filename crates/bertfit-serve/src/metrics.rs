@@ -76,6 +76,12 @@ impl Metrics {
         self.handle.render()
     }
 
+    /// Drains recorded histogram samples into their buckets. Rendering does it too; without a scraper
+    /// the samples would pile up, so the server calls this every few seconds.
+    pub fn upkeep(&self) {
+        self.handle.run_upkeep()
+    }
+
     /// A request to `route` answered with `outcome` after `elapsed`.
     pub fn request(&self, route: &'static str, outcome: &'static str, elapsed: Duration) {
         self.with(|| {

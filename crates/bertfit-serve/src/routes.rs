@@ -30,26 +30,26 @@ struct Admitted<'a>(&'a AppState);
 
 impl<'a> Admitted<'a> {
     fn try_new(s: &'a AppState) -> Result<Self, ApiError> {
+        // counted first, then checked: a shutdown that reads zero in flight has set its flag before
+        // this request could count itself, so the request sees the flag and is refused
+        let before = s.in_flight.fetch_add(1, Ordering::SeqCst);
+        let admitted = Admitted(s);
         if s.shutting_down.load(Ordering::SeqCst) || !s.batcher.alive() {
             return Err(ApiError::new(ErrorKind::Unhealthy, "the server is shutting down"));
         }
-        let before = s.in_flight.fetch_add(1, Ordering::SeqCst);
         if before >= s.config.max_concurrent_requests {
-            s.in_flight.fetch_sub(1, Ordering::SeqCst);
             return Err(ApiError::new(
                 ErrorKind::Overloaded,
                 format!("{} requests in flight already (--max-concurrent-requests); retry later", s.config.max_concurrent_requests),
             ));
         }
-        s.metrics.in_flight(before + 1);
-        Ok(Admitted(s))
+        Ok(admitted)
     }
 }
 
 impl Drop for Admitted<'_> {
     fn drop(&mut self) {
-        let now = self.0.in_flight.fetch_sub(1, Ordering::SeqCst).saturating_sub(1);
-        self.0.metrics.in_flight(now);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -129,13 +129,22 @@ async fn predict_inner(s: &AppState, body: Result<Bytes, BytesRejection>, arrive
 
     // tokenize on a worker thread, at most `tokenization_workers` requests at once
     let tokenizing = Instant::now();
-    let encodings = {
+    let (encodings, too_long) = {
         let _permit = s.tokenizers.acquire().await.map_err(|_| ApiError::new(ErrorKind::Unhealthy, "the server is shutting down"))?;
         let encoders = s.encoders.clone();
         let owned: Vec<Sequence> = sequences.to_vec();
-        tokio::task::spawn_blocking(move || {
+        tokio::task::spawn_blocking(move || -> bertfit::Result<_> {
             let texts: Vec<(&str, Option<&str>)> = owned.iter().map(Sequence::as_pair).collect();
-            encoders.encode(&texts, side)
+            let encodings = encoders.encode(&texts, side)?;
+            // without truncation, the first text that was cut and its full length (for the message)
+            let too_long = match truncate {
+                true => None,
+                false => match encodings.iter().position(|e| e.iter().any(|x| x.truncated)) {
+                    Some(i) => Some((i, encoders.full_length(texts[i]).unwrap_or(0))),
+                    None => None,
+                },
+            };
+            Ok((encodings, too_long))
         })
         .await
         .map_err(|e| ApiError::new(ErrorKind::Backend, format!("tokenization stopped: {e}")))?
@@ -143,9 +152,8 @@ async fn predict_inner(s: &AppState, body: Result<Bytes, BytesRejection>, arrive
     };
     let mut timings = Timings { tokenization: tokenizing.elapsed(), ..Default::default() };
     s.metrics.tokenization(timings.tokenization);
-    if !truncate {
-        if let Some(i) = encodings.iter().position(|e| e.iter().any(|x| x.truncated)) {
-            let full = s.encoders.full_length(sequences[i].as_pair()).unwrap_or(0);
+    {
+        if let Some((i, full)) = too_long {
             return Err(ApiError::new(
                 ErrorKind::Validation,
                 format!(
@@ -221,6 +229,7 @@ pub(crate) async fn info(State(s): State<Arc<AppState>>) -> Json<Info> {
 #[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text", body = String, content_type = "text/plain")), security((), ("bearer" = [])))]
 pub(crate) async fn metrics(State(s): State<Arc<AppState>>) -> Response {
     s.metrics.queue_depth(s.batcher.depth());
+    s.metrics.in_flight(s.in_flight.load(Ordering::SeqCst));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render()).into_response()
 }
 
@@ -244,8 +253,9 @@ pub(crate) async fn require_key(State(s): State<Arc<AppState>>, req: Request, ne
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim);
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim());
     match given {
         Some(g) if bool::from(g.as_bytes().ct_eq(key.as_bytes())) => next.run(req).await,
         Some(_) => ApiError::new(ErrorKind::Unauthorized, "wrong bearer token").into_response(),

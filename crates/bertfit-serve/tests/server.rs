@@ -266,8 +266,28 @@ fn bearer_token_guards_every_route_but_health() {
     assert_eq!(wrong.header("www-authenticate"), Some("Bearer"));
     let right = answer(ureq::post(&s.url("/predict")).set("authorization", "Bearer s3cret").send_string(body));
     assert_eq!(right.status, 200, "{right:?}");
+    // the scheme is case-insensitive
+    let upper = answer(ureq::post(&s.url("/predict")).set("authorization", "BEARER s3cret").send_string(body));
+    assert_eq!(upper.status, 200, "{upper:?}");
+    let basic = answer(ureq::post(&s.url("/predict")).set("authorization", "Basic s3cret").send_string(body));
+    assert_error(&basic, 401, "unauthorized", "missing");
     assert_eq!(get(&s.url("/info")).status, 401);
     assert_eq!(get(&s.url("/health")).status, 200);
+}
+
+#[test]
+fn keys_with_whitespace_and_limits_below_one_input_are_refused() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let model = small(dir.path());
+    for (config, says) in [
+        (ServeConfig { api_key: Some("two words".into()), ..ServeConfig::default() }, "whitespace"),
+        (ServeConfig { api_key: Some(" ".into()), ..ServeConfig::default() }, "empty key"),
+        (ServeConfig { max_batch_tokens: 16, ..ServeConfig::default() }, "max_input_length 32"),
+        (ServeConfig { tokenization_workers: 0, ..ServeConfig::default() }, "tokenization-workers"),
+    ] {
+        let err = Server::new(ensemble(&[&model]), "test".into(), config).expect_err(says);
+        assert!(err.to_string().contains(says), "{err}");
+    }
 }
 
 #[test]

@@ -90,6 +90,9 @@ fn shards_concatenate_to_the_unsharded_output() {
     let bad = bin().args(["predict", "--model", p(&model), "--data", "-", "--shard", "0/2"]).stdin(Stdio::null()).output().expect("predict");
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("standard input is already one worker's part"), "{}", stderr(&bad));
+    let pipe = bin().args(["predict", "--model", p(&model), "--data", "/dev/null", "--data-format", "jsonl", "--shard", "0/2"]).output().expect("predict");
+    assert_eq!(pipe.status.code(), Some(2));
+    assert!(stderr(&pipe).contains("must be a regular file"), "{}", stderr(&pipe));
 }
 
 /// Runs bertfit with `args` until it pauses at `point`, then kills it with SIGKILL.

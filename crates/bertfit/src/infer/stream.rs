@@ -138,7 +138,12 @@ pub fn predict_records(
     if !range.start.is_multiple_of(chunk as u64) {
         return Err(Error::config("chunk", format!("a stream starts at a chunk boundary, not at record {}", range.start)));
     }
-    let mut records = records.enumerate().skip(range.start as usize).take_while(|(i, _)| (*i as u64) < range.end).map(|(_, r)| r);
+    let mut records = records.enumerate().take_while(|(i, _)| (*i as u64) < range.end);
+    // records before the range are read (and checked) but not scored
+    for (_, r) in records.by_ref().take(range.start as usize) {
+        r?;
+    }
+    let mut records = records.map(|(_, r)| r);
     let mut done = 0;
     loop {
         let mut examples = Vec::with_capacity(chunk);
