@@ -139,10 +139,10 @@ async fn predict_inner(s: &AppState, body: Result<Bytes, BytesRejection>, arrive
             // without truncation, the first text that was cut and its full length (for the message)
             let too_long = match truncate {
                 true => None,
-                false => match encodings.iter().position(|e| e.iter().any(|x| x.truncated)) {
-                    Some(i) => Some((i, encoders.full_length(texts[i]).unwrap_or(0))),
-                    None => None,
-                },
+                false => encodings
+                    .iter()
+                    .position(|e| e.iter().any(|x| x.truncated))
+                    .map(|i| (i, encoders.full_length(texts[i]).unwrap_or(0))),
             };
             Ok((encodings, too_long))
         })
