@@ -1,15 +1,20 @@
 //! Classification metrics on plain class ids: the confusion matrix, the scores derived from it, the
-//! metric used to pick the best checkpoint, and text renderings of them.
+//! metric used to pick the best checkpoint, and text renderings of them; multi-label and regression
+//! metrics on plain label sets and numbers.
 //!
 //! Nothing here knows about tensors or models: callers pass gold and predicted class ids.
 
 pub mod aggregate;
 mod confusion;
 mod metric;
+pub mod multilabel;
+pub mod regression;
 mod report;
 mod scores;
 
 pub use confusion::ConfusionMatrix;
 pub use metric::Metric;
 pub use report::{classification_report, confusion_table};
+pub use multilabel::MultiLabelScores;
+pub use regression::RegressionScores;
 pub use scores::{ClassScores, Scores};
