@@ -209,7 +209,7 @@ impl Drop for Batcher {
 /// The model thread: batches from the queue's front until it is closed and empty.
 fn run(mut session: Session<'_>, shared: &Shared, limits: BatchLimits, metrics: &Metrics) {
     loop {
-        let (batch, depth) = {
+        let (mut batch, depth) = {
             let mut q = shared.lock();
             loop {
                 let batch = take_batch(&mut q.jobs, limits, Instant::now(), metrics);
@@ -225,7 +225,7 @@ fn run(mut session: Session<'_>, shared: &Shared, limits: BatchLimits, metrics: 
         metrics.queue_depth(depth);
         let started = Instant::now();
         let padded = batch.iter().map(|j| j.tokens).max().unwrap_or(0) * batch.len();
-        let encodings: Vec<Encodings> = batch.iter().map(|j| j.encodings.clone()).collect();
+        let encodings: Vec<Encodings> = batch.iter_mut().map(|j| std::mem::take(&mut j.encodings)).collect();
         let rows = encodings.len();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| session.scores(&encodings, rows)));
         let inference = started.elapsed();

@@ -12,7 +12,7 @@ mod stream;
 
 use std::path::Path;
 
-pub use output::{write_file_atomically, write_oof, write_predictions, write_scored};
+pub use output::{write_file_atomically, write_oof, write_scored};
 pub use run::{engine_probabilities, logits, probabilities, softmax_rows, BatchRunner};
 pub use resume::{PredictJob, ResumableOutput};
 pub use session::{Encoders, Encodings, Scores, Session};

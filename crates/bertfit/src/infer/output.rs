@@ -1,5 +1,4 @@
-//! Prediction files, written to any `impl Write` (a file, standard output, a socket): the predictions CSV
-//! of `predict`, the scored CSV of a run's `predictions/*.csv`, and cross-validation's out-of-fold CSV.
+//! Prediction files, written to any `impl Write` (a file, standard output, a socket): the scored CSV of a run's `predictions/*.csv`, and cross-validation's out-of-fold CSV.
 //! Probabilities are written with six decimals; the label columns use [`super::argmax`].
 
 use std::io::Write;
@@ -14,36 +13,12 @@ fn csv_err(target: &Path) -> impl Fn(csv::Error) -> Error + '_ {
     move |e| Error::csv(target, e)
 }
 
-fn probs_header(labels: &[String]) -> impl Iterator<Item = String> + '_ {
+pub(super) fn probs_header(labels: &[String]) -> impl Iterator<Item = String> + '_ {
     labels.iter().map(|l| format!("prob_{l}"))
 }
 
-fn probs_row(p: &[f32]) -> impl Iterator<Item = String> + '_ {
+pub(super) fn probs_row(p: &[f32]) -> impl Iterator<Item = String> + '_ {
     p.iter().map(|x| format!("{x:.6}"))
-}
-
-/// The predictions CSV: the id column (when the data has one), `label`, then `prob_<label>` per class.
-/// `target` names the destination in errors.
-pub fn write_predictions<W: Write>(out: W, target: &Path, data: &Dataset, labels: &[String], probs: &[Vec<f32>]) -> Result<()> {
-    let err = csv_err(target);
-    let mut w = csv::Writer::from_writer(out);
-    let mut header: Vec<String> = Vec::new();
-    if let Some(c) = &data.id_column {
-        header.push(c.clone());
-    }
-    header.push("label".into());
-    header.extend(probs_header(labels));
-    w.write_record(&header).map_err(&err)?;
-    for (ex, p) in data.examples.iter().zip(probs) {
-        let mut row: Vec<String> = Vec::with_capacity(header.len());
-        if data.id_column.is_some() {
-            row.push(ex.id.clone().unwrap_or_default());
-        }
-        row.push(labels[argmax(p)].clone());
-        row.extend(probs_row(p));
-        w.write_record(&row).map_err(&err)?;
-    }
-    w.flush().map_err(|e| Error::io("cannot write predictions", target, e))
 }
 
 /// `row,id,text,gold,pred,prob_<label>...`, one line per example, `gold` and `pred` as label names.
@@ -102,15 +77,6 @@ mod tests {
     }
 
     #[test]
-    fn predictions_csv_to_any_writer() {
-        let labels = vec!["neg".to_string(), "pos".to_string()];
-        let mut out = Vec::new();
-        write_predictions(&mut out, Path::new("<memory>"), &data(), &labels, &[vec![0.25, 0.75], vec![f32::NAN, 0.5]]).expect("write");
-        let text = String::from_utf8(out).expect("utf8");
-        assert_eq!(text, "id,label,prob_neg,prob_pos\na,pos,0.250000,0.750000\nb,pos,NaN,0.500000\n");
-    }
-
-    #[test]
     fn scored_and_oof_rows() {
         let labels = vec!["neg".to_string(), "pos".to_string()];
         let mut out = Vec::new();
@@ -135,7 +101,7 @@ mod tests {
             }
         }
         let labels = vec!["neg".to_string(), "pos".to_string()];
-        let err = write_predictions(Broken, Path::new("out.csv"), &data(), &labels, &[vec![0.5, 0.5], vec![0.5, 0.5]]).expect_err("broken");
+        let err = write_scored(Broken, Path::new("out.csv"), &data(), &[0, 1], &labels, &[vec![0.5, 0.5], vec![0.5, 0.5]]).expect_err("broken");
         assert!(matches!(err, Error::Csv { .. } | Error::Io { .. }), "{err:?}");
         assert!(!err.is_user_error());
     }

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::ops::Range;
 use std::path::Path;
 
+use super::output::{probs_header, probs_row};
 use super::score::argmax;
 use super::session::Session;
 use crate::data::Example;
@@ -63,7 +64,7 @@ impl Rows {
             RowFormat::Csv => {
                 let mut cells: Vec<String> = self.id_column.iter().cloned().collect();
                 cells.push("label".into());
-                cells.extend(self.labels.iter().map(|l| format!("prob_{l}")));
+                cells.extend(probs_header(&self.labels));
                 csv_line(&cells)
             }
         }
@@ -81,7 +82,7 @@ impl Rows {
                         cells.push(ex.id.clone().unwrap_or_default());
                     }
                     cells.push(label.clone());
-                    cells.extend(p.iter().map(|x| format!("{x:.6}")));
+                    cells.extend(probs_row(p));
                     out.extend(csv_line(&cells));
                 }
                 RowFormat::Jsonl => {
@@ -90,10 +91,10 @@ impl Rows {
                         obj.insert(c.clone(), ex.id.clone().map_or(serde_json::Value::Null, serde_json::Value::String));
                     }
                     obj.insert("label".into(), serde_json::Value::String(label.clone()));
-                    for (l, x) in self.labels.iter().zip(p) {
+                    for (key, x) in probs_header(&self.labels).zip(probs_row(p)) {
                         // six decimals, as in the CSV; parsed back so that the JSON holds a plain number
-                        let v = format!("{x:.6}").parse::<f64>().ok().and_then(serde_json::Number::from_f64);
-                        obj.insert(format!("prob_{l}"), v.map_or(serde_json::Value::Null, serde_json::Value::Number));
+                        let v = x.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
+                        obj.insert(key, v.map_or(serde_json::Value::Null, serde_json::Value::Number));
                     }
                     out.extend(serde_json::Value::Object(obj).to_string().into_bytes());
                     out.push(b'\n');
