@@ -63,6 +63,14 @@ pub struct ColumnArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id_column: Option<String>,
+    /// Multi-label: the label cell lists labels separated by this string, e.g. `|` (JSONL lists need none).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_separator: Option<String>,
+    /// Multi-label: one 0/1 column per label, e.g. `toxic,insult,threat` (instead of a label column).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_columns: Option<Vec<String>>,
 }
 
 /// `bertfit train`. Every option can also be set in the `--config` TOML file (same names, with
@@ -149,7 +157,22 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scheduler: Option<String>,
-    /// Metric for early stopping and best model: loss, accuracy, f1_macro, f1_weighted, mcc, … [default: f1_macro].
+    /// What to predict: single_label, multi_label (sigmoid per label), regression (a number)
+    /// [default: multi_label when labels are lists, separated or in label columns, else single_label].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<String>,
+    /// Regression loss: mse or huber [default: mse].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub loss: Option<String>,
+    /// Multi-label: pick each label's threshold on the validation split (best F1) and save them [default: false].
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tune_thresholds: Option<bool>,
+    /// Metric for early stopping and best model: loss, accuracy, f1_macro, f1_weighted, mcc; multi-label
+    /// also f1_micro, f1_samples, hamming_loss, lrap; regression mse, rmse, mae, r2, pearson, spearman
+    /// [default: f1_macro; mse for regression].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping_metric: Option<String>,

@@ -85,6 +85,7 @@ fn batch(lengths: &[usize], seed: u64) -> Batch {
         type_ids: vec![0; b * t],
         attention_mask,
         labels: (0..b).map(|i| i % 2).collect(),
+        targets: Vec::new(),
         indices: (0..b).collect(),
     }
 }
@@ -137,11 +138,11 @@ pub fn run(a: &BenchArgs, rt: &Runtime) -> Result<()> {
                 let t0 = Instant::now();
                 let l = match engine.as_mut() {
                     Some(e) => rt.install(|| -> bertfit::Result<f64> {
-                        let out = e.train_micro(&b, Mode::train(cfg.seed, i as u64), None, 1.0)?;
+                        let out = e.train_micro(&b, Mode::train(cfg.seed, i as u64), &bertfit::objective::Objective::single(None), 1.0)?;
                         e.apply_update(2e-5, Some(cfg.max_grad_norm))?;
                         Ok(out.loss)
                     })?,
-                    None => trainer::step(&model, &mut opt, &b, i as u64, &cfg, None, Some(2e-5))?.loss,
+                    None => trainer::step(&model, &mut opt, &b, i as u64, &cfg, &bertfit::objective::Objective::single(None), Some(2e-5))?.loss,
                 };
                 if let Some(e) = engine.as_mut() {
                     e.backend_mut().sync()?;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Result;
 use bertfit::data;
-use bertfit::infer::{argmax, Ensemble};
+use bertfit::infer::Ensemble;
 use bertfit::metrics::{classification_report, confusion_table};
 use bertfit::report::ReportOptions;
 use bertfit::runtime::Runtime;
@@ -139,16 +139,27 @@ fn train(flags: &TrainArgs, folds: Option<Option<usize>>) -> Result<()> {
         summary.epochs, summary.steps, summary.train_seconds, summary.train_tokens_per_s, summary.stop_reason
     );
     if let Some(best) = &summary.best {
-        eprintln!("best model ({} {:.4} at epoch {:.2}) saved to {out}/best", cfg.train.early_stopping_metric, cfg.train.early_stopping_metric.value(&best.scores, best.loss), best.epoch);
+        // the metric as the run resolved it (each problem type has its own default)
+        let metric = summary.metric.unwrap_or(cfg.train.early_stopping_metric);
+        eprintln!("best model ({} {:.4} at epoch {:.2}) saved to {out}/best", metric, metric.value(&best.view()), best.epoch);
     }
     eprintln!("\n{}", train::epoch_table(&summary.history, summary.best.as_ref()));
     let report = bertfit::report::write_run_report(&cfg.output, &report_opts)?;
     eprintln!("report: {}", report.display());
     let final_scores = summary.test.as_ref().or(summary.best.as_ref());
     if let Some(rec) = final_scores {
-        eprintln!("\n{} set, best model:\n{}\n{}", rec.split, classification_report(&rec.scores), confusion_table(&rec.scores));
+        eprintln!("\n{} set, best model:\n{}", rec.split, scores_text(&rec.scores, rec.multi_label.as_ref(), rec.regression.as_ref()));
     }
     Ok(())
+}
+
+/// The text report of an evaluation of any problem type.
+fn scores_text(s: &bertfit::metrics::Scores, multi: Option<&bertfit::metrics::MultiLabelScores>, regression: Option<&bertfit::metrics::RegressionScores>) -> String {
+    match (multi, regression) {
+        (Some(m), _) => bertfit::metrics::multi_label_report(m, &s.labels),
+        (_, Some(r)) => bertfit::metrics::regression_report(r),
+        _ => format!("{}\n{}", classification_report(s), confusion_table(s)),
+    }
 }
 
 /// Loads the models of `eval`/`predict`, saying what loading adjusted.
@@ -188,6 +199,9 @@ fn eval(a: &EvalArgs) -> Result<()> {
         b.finish_and_clear();
     }
     let s = &evaluation.scores;
+    if a.report.is_some() && predictor.problem() != bertfit::data::ProblemType::SingleLabel {
+        anyhow::bail!(bertfit::Error::config("report", format!("the evaluation report covers single-label models so far; this model is {}", predictor.problem().name())));
+    }
     if let Some(path) = &a.report {
         let texts: Vec<String> = data.examples.iter().map(|e| e.text.clone()).collect();
         let title = format!("Evaluation: {}", a.data.display());
@@ -217,12 +231,14 @@ fn eval(a: &EvalArgs) -> Result<()> {
             "confusion_matrix": s.confusion,
             "labels": s.labels,
             "per_class": per_class,
+            "problem_type": predictor.problem().name(),
+            "multi_label": evaluation.multi_label,
+            "regression": evaluation.regression,
         });
         writeln!(stdout, "{obj}")?;
     } else {
         writeln!(stdout, "{} examples, loss {:.4}\n", data.len(), evaluation.loss)?;
-        writeln!(stdout, "{}", classification_report(s))?;
-        writeln!(stdout, "{}", confusion_table(s))?;
+        writeln!(stdout, "{}", scores_text(s, evaluation.multi_label.as_ref(), evaluation.regression.as_ref()))?;
     }
     Ok(())
 }
@@ -234,11 +250,13 @@ fn predict(a: &PredictArgs) -> Result<()> {
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();
         let probs = predictor.predict_texts(&texts, inference_batch(a.batch_size, device))?;
+        let thresholds = predictor.thresholds();
+        let separator = a.columns.label_separator.as_deref().unwrap_or(bertfit::infer::SET_SEPARATOR);
+        let readout = bertfit::infer::Readout::of(predictor.problem(), thresholds.as_deref(), separator);
         let mut stdout = std::io::stdout().lock();
         for (t, p) in a.text.iter().zip(&probs) {
-            let best = argmax(p);
             let detail: Vec<String> = labels.iter().zip(p).map(|(l, x)| format!("{l}={x:.4}")).collect();
-            writeln!(stdout, "{}\t{}\t{}", labels[best], detail.join(" "), t)?;
+            writeln!(stdout, "{}\t{}\t{}", readout.pred(p, &labels), detail.join(" "), t)?;
         }
         return Ok(());
     }
@@ -289,7 +307,8 @@ fn predict_stream(a: &PredictArgs, path: &std::path::Path, ensemble: &Ensemble, 
         }
     };
     let records = Records::open(&source, data_format, &cols)?;
-    let rows = Rows::new(format, records.id_column().map(str::to_string), ensemble.labels().to_vec());
+    let separator = a.columns.label_separator.as_deref().unwrap_or(bertfit::infer::SET_SEPARATOR);
+    let rows = Rows::new(format, records.id_column().map(str::to_string), ensemble.labels().to_vec()).for_problem(ensemble.problem(), ensemble.thresholds(), separator);
     let encoders = Encoders::of(ensemble)?;
     let mut session = Session::new(ensemble, encoders)?;
     let batch = inference_batch(a.batch_size, device);

@@ -80,7 +80,13 @@ impl Progress {
 }
 
 fn short(r: &EvalRecord) -> String {
-    format!("loss {:.4} acc {:.4} f1 {:.4} mcc {:.4}", r.loss, r.accuracy, r.f1_macro, r.mcc)
+    match (&r.multi_label, &r.regression) {
+        (Some(m), _) => format!("loss {:.4} f1_micro {:.4} f1_macro {:.4} subset_acc {:.4}", r.loss, m.micro.f1, m.macro_avg.f1, m.subset_accuracy),
+        (_, Some(x)) => format!("loss {:.4} rmse {:.4} r2 {:.4} spearman {:.4}", r.loss, x.rmse, x.r2, x.spearman),
+        // the training split of multi-label and regression runs records the loss only
+        _ if r.accuracy.is_nan() => format!("loss {:.4}", r.loss),
+        _ => format!("loss {:.4} acc {:.4} f1 {:.4} mcc {:.4}", r.loss, r.accuracy, r.f1_macro, r.mcc),
+    }
 }
 
 impl Observer for Progress {

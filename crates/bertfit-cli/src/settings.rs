@@ -101,6 +101,9 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         grad_accum: a.grad_accum.unwrap_or(d.grad_accum),
         max_grad_norm: a.max_grad_norm.unwrap_or(d.max_grad_norm),
         scheduler: a.scheduler.as_deref().map(ScheduleKind::parse).transpose()?.unwrap_or(d.scheduler),
+        problem_type: a.problem_type.as_deref().map(str::parse).transpose()?.or(d.problem_type),
+        loss: a.loss.as_deref().map(str::parse).transpose()?.unwrap_or(d.loss),
+        tune_thresholds: a.tune_thresholds.unwrap_or(d.tune_thresholds),
         early_stopping_metric: match &a.early_stopping_metric {
             Some(m) => bertfit::metrics::Metric::from_str(m).map_err(|e| Error::config("early-stopping-metric", e.to_string()))?,
             None => d.early_stopping_metric,
@@ -138,6 +141,8 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         text_pair_column: a.columns.text_pair_column.clone().or(dd.text_pair_column),
         label_column: a.columns.label_column.clone().unwrap_or(dd.label_column),
         id_column: a.columns.id_column.clone().or(dd.id_column),
+        label_separator: a.columns.label_separator.clone().or(dd.label_separator),
+        label_columns: a.columns.label_columns.clone().or(dd.label_columns),
         valid_fraction: a.valid_fraction.unwrap_or(dd.valid_fraction),
         test_fraction: a.test_fraction.unwrap_or(dd.test_fraction),
     };
@@ -277,5 +282,7 @@ pub fn columns(c: &ColumnArgs, with_label: bool) -> bertfit::data::Columns {
         text_pair: c.text_pair_column.clone(),
         label: with_label.then(|| c.label_column.clone().unwrap_or_else(|| "label".into())),
         id: c.id_column.clone(),
+        label_separator: c.label_separator.clone(),
+        label_columns: c.label_columns.clone(),
     }
 }

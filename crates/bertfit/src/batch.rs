@@ -3,11 +3,12 @@
 //! The batch order of an epoch is a pure function of (seed, epoch, lengths), so a run resumed mid-epoch
 //! can skip the batches already done and see the same ones after.
 
+use crate::data::Targets;
 use crate::rng;
 use crate::tokenize::Encoded;
 
 /// A padded batch: the framework-free boundary between tokenization and the model.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
     /// Number of examples.
     pub size: usize,
@@ -19,8 +20,11 @@ pub struct Batch {
     pub type_ids: Vec<u32>,
     /// 1 for real tokens, 0 for padding, row-major.
     pub attention_mask: Vec<u32>,
-    /// Class ids (empty when unlabeled).
+    /// Class ids (empty when unlabeled or not single-label).
     pub labels: Vec<usize>,
+    /// Dense targets, row-major: each row's 0/1 label indicators (multi-label) or its value (regression);
+    /// empty otherwise.
+    pub targets: Vec<f32>,
     /// Indices of the examples in their dataset.
     pub indices: Vec<usize>,
     /// Number of real (non-pad) tokens.
@@ -48,9 +52,19 @@ pub fn collate(encoded: &[Encoded], indices: &[usize], labels: Option<&[usize]>,
         type_ids,
         attention_mask,
         labels: labels.map(|l| indices.iter().map(|&i| l[i]).collect()).unwrap_or_default(),
+        targets: Vec::new(),
         indices: indices.to_vec(),
         tokens,
     }
+}
+
+/// Pads the examples at `indices` with their targets: class ids, or dense target rows.
+pub fn collate_targets(encoded: &[Encoded], indices: &[usize], targets: &Targets, pad_id: u32) -> Batch {
+    let mut b = collate(encoded, indices, targets.classes(), pad_id);
+    if targets.classes().is_none() {
+        b.targets = indices.iter().flat_map(|&i| targets.row(i).iter().copied()).collect();
+    }
+    b
 }
 
 /// How many megabatch-sized windows length grouping sorts within (as in transformers' LengthGroupedSampler).
@@ -104,6 +118,11 @@ mod tests {
         assert_eq!(b.attention_mask, vec![1, 1, 1, 0, 0, 1, 1, 1, 1, 1]);
         assert_eq!(b.labels, vec![1, 0]);
         assert_eq!(b.tokens, 8);
+        let sets = Targets::Sets { width: 2, hot: vec![1., 0., 1., 1.] };
+        let b = collate_targets(&data, &[1, 0], &sets, 0);
+        assert_eq!((b.labels.len(), b.targets.as_slice()), (0, [1., 1., 1., 0.].as_slice()));
+        let b = collate_targets(&data, &[1], &Targets::Classes(vec![4, 7]), 0);
+        assert_eq!((b.labels.as_slice(), b.targets.len()), ([7].as_slice(), 0));
     }
 
     #[test]

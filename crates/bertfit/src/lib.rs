@@ -2,7 +2,7 @@
 //!
 //! Layers, each owning one thing and never reaching upward:
 //! [`data`] (files, labels, splits) → [`source`] (model folders, the hub) → [`tokenize`] → [`batch`] →
-//! [`model`] (family table, config, encoder, heads, kernels) → [`engine`] → [`infer`] (a loaded model:
+//! [`model`] (family table, config, encoder, heads, kernels) → [`engine`] → [`objective`] (what outputs mean: activation, loss) → [`infer`] (a loaded model:
 //! probabilities, scores, prediction files) → [`train`] → [`report`]. Beside them, reaching up to
 //! nothing: [`runtime`] (device, precision, threads: values, never globals), [`rundir`] (the run
 //! directory's files), [`metrics`], [`rng`], [`error`], [`faults`] (crash-test hooks). Tensor types appear only in `model`, `engine`,
@@ -17,6 +17,7 @@ pub mod faults;
 pub mod infer;
 pub mod metrics;
 pub mod model;
+pub mod objective;
 pub mod report;
 pub mod rng;
 pub mod rundir;

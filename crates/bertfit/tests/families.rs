@@ -196,7 +196,7 @@ fn every_family_trains_every_tensor_and_lowers_the_loss() {
             let mut engine = Engine::new(&fresh, CpuBackend::new(), AdamWConfig::default()).expect("engine");
             let mut ours = Vec::new();
             for step in 0..STEPS {
-                ours.push(engine.train_micro(&b, Mode::train(1, step), None, 1.0).expect("micro").loss as f32);
+                ours.push(engine.train_micro(&b, Mode::train(1, step), &bertfit::objective::Objective::single(None), 1.0).expect("micro").loss as f32);
                 engine.apply_update(LR, Some(1.0)).expect("update");
             }
             let tail = ours[STEPS as usize - 3..].iter().sum::<f32>() / 3.0;

@@ -387,7 +387,7 @@ fn minilm_tokenizer_has_its_baked_in_padding_cleared() {
         path: "x".into(),
         id_column: None,
         label_column: None,
-        examples: vec![data::Example { id: None, text: "Hello".into(), text_pair: None, label: None, line: 1 }],
+        examples: vec![data::Example { id: None, text: "Hello".into(), text_pair: None, label: None, label_set: None, line: 1 }],
     };
     let enc = tok.encode_dataset(&data).expect("encode");
     assert_eq!(enc[0].ids, vec![101, 7592, 102]);

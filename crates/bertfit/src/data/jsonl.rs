@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::reader::{check_text, label_value, list_names};
+use super::reader::{check_text, flag_value, label_value, list_names, split_labels};
 use super::{Columns, Dataset, Example};
 use crate::error::{Error, Location, Result};
 
@@ -47,19 +47,61 @@ pub(super) fn example(path: &Path, line: u64, raw: &[u8], cols: &Columns, requir
         }
         None => None,
     };
-    let label = match cols.label.as_deref() {
-        Some(key) => {
-            let raw = scalar(path, line, key, object.get(key), true)?;
-            label_value(path, line, key, raw.as_deref(), require_label)?
+    let (mut label, mut label_set) = (None, None);
+    if let Some(keys) = &cols.label_columns {
+        let mut set = Vec::new();
+        for key in keys {
+            let flag = match object.get(key) {
+                Some(Value::Bool(b)) => *b,
+                Some(v @ (Value::Number(_) | Value::String(_))) => {
+                    flag_value(path, line, key, v.as_str().map_or_else(|| v.to_string(), str::to_string).as_str())?
+                }
+                None | Some(Value::Null) if !require_label => continue,
+                None => return Err(missing_key(path, line, &object, key)),
+                Some(other) => {
+                    return Err(Error::input(Location::file(path).line(line).field(key), format!("expected 0 or 1, found {}", kind(other))))
+                }
+            };
+            if flag {
+                set.push(key.clone());
+            }
         }
-        None => None,
-    };
+        label_set = Some(set);
+    } else if let Some(key) = cols.label.as_deref() {
+        match object.get(key) {
+            Some(Value::Array(items)) => label_set = Some(list(path, line, key, items)?),
+            value => {
+                let raw = scalar(path, line, key, value, true)?;
+                match (&cols.label_separator, raw) {
+                    (Some(sep), Some(cell)) => label_set = Some(split_labels(&cell, sep)),
+                    (_, raw) => label = label_value(path, line, key, raw.as_deref(), require_label)?,
+                }
+            }
+        }
+    }
     let (id, has_id) = match object.get(id_key) {
         Some(v) => (scalar(path, line, id_key, Some(v), false)?.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()), true),
         None if cols.id.is_some() => return Err(missing_key(path, line, &object, id_key)),
         None => (None, false),
     };
-    Ok(Some((Example { id, text, text_pair, label, line }, has_id)))
+    Ok(Some((Example { id, text, text_pair, label, label_set, line }, has_id)))
+}
+
+/// A label list: its items' string forms, trimmed, repeats dropped; an item that is not a label (null,
+/// a nested list) is an error naming its index.
+fn list(path: &Path, line: u64, key: &str, items: &[Value]) -> Result<Vec<String>> {
+    let mut out: Vec<String> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let field = format!("{key}[{i}]");
+        let name = match scalar(path, line, &field, Some(item), true)? {
+            Some(name) if !name.trim().is_empty() => name.trim().to_string(),
+            _ => return Err(Error::input(Location::file(path).line(line).field(&field), "empty label in the list")),
+        };
+        if !out.contains(&name) {
+            out.push(name);
+        }
+    }
+    Ok(out)
 }
 
 /// A required string-valued key.
@@ -81,16 +123,16 @@ fn missing_key(path: &Path, line: u64, object: &Map<String, Value>, key: &str) -
     )
 }
 
-/// A label or id: a string, an integer, or (for labels) a boolean, in its string form; `null` or an absent
-/// key is `None`. Floats are rejected: `1.0` as a class label is almost always a mistake.
-fn scalar(path: &Path, line: u64, key: &str, value: Option<&Value>, allow_bool: bool) -> Result<Option<String>> {
+/// A label or id: a string, an integer, or (for labels) a boolean or a float (a regression target), in its
+/// string form; `null` or an absent key is `None`.
+fn scalar(path: &Path, line: u64, key: &str, value: Option<&Value>, label: bool) -> Result<Option<String>> {
     match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(Value::Bool(b)) if allow_bool => Ok(Some(b.to_string())),
-        Some(Value::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(Value::Bool(b)) if label => Ok(Some(b.to_string())),
+        Some(Value::Number(n)) if label || n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(other) => {
-            let expected = if allow_bool { "a string, integer or boolean" } else { "a string or integer" };
+            let expected = if label { "a string, number or boolean" } else { "a string or integer" };
             Err(Error::input(
                 Location::file(path).line(line).field(key),
                 format!("expected {expected}, found {} `{other}`", kind(other)),
@@ -147,9 +189,24 @@ mod tests {
     }
 
     #[test]
-    fn float_labels_are_rejected() {
-        let e = err("{\"text\": \"a\", \"label\": 1.0}\n");
-        assert!(e.contains("line 1") && e.contains("`label`") && e.contains("a float"), "{e}");
+    fn float_labels_are_read_as_numbers_and_lists_as_label_sets() {
+        let d = read("{\"text\": \"a\", \"label\": 1.5}\n{\"text\": \"b\", \"label\": -2e-1}\n").expect("floats");
+        let labels: Vec<&str> = d.labels().collect();
+        assert_eq!(labels, ["1.5", "-0.2"]);
+        let d = read("{\"text\": \"a\", \"label\": [\"x\", 3, \"x\"]}\n{\"text\": \"b\", \"label\": []}\n").expect("lists");
+        assert_eq!(d.examples[0].label_set.as_deref(), Some(["x".to_string(), "3".to_string()].as_slice()));
+        assert_eq!(d.examples[1].label_set.as_deref(), Some([].as_slice()));
+        assert!(d.has_labels() && d.has_label_sets());
+        let e = err("{\"text\": \"a\", \"label\": [\"x\", null]}\n");
+        assert!(e.contains("line 1") && e.contains("`label[1]`") && e.contains("empty label"), "{e}");
+        let cols = Columns { label_columns: Some(vec!["x".into(), "y".into()]), ..Columns::default() };
+        let d = read_with("{\"text\": \"a\", \"x\": 1, \"y\": false}\n", &cols, true).expect("columns");
+        assert_eq!(d.examples[0].label_set.as_deref(), Some(["x".to_string()].as_slice()));
+        let e = read_with("{\"text\": \"a\", \"x\": 2, \"y\": 0}\n", &cols, true).expect_err("bad flag").to_string();
+        assert!(e.contains("line 1") && e.contains("`x`") && e.contains("expected 0 or 1"), "{e}");
+        let cols = Columns { label_separator: Some("|".into()), ..Columns::default() };
+        let d = read_with("{\"text\": \"a\", \"label\": \"x| y |\"}\n", &cols, true).expect("separated");
+        assert_eq!(d.examples[0].label_set.as_deref(), Some(["x".to_string(), "y".to_string()].as_slice()));
     }
 
     #[test]

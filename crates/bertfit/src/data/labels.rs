@@ -162,7 +162,7 @@ mod tests {
                 id: None,
                 text: format!("text {i}"),
                 text_pair: None,
-                label: l.map(str::to_string),
+                label: l.map(str::to_string), label_set: None,
                 line: i as u64 + 2,
             })
             .collect();

@@ -50,7 +50,7 @@ impl Format {
 ///
 /// Errors name the file, the 1-based line where the offending record starts and the column at fault.
 pub fn read_dataset(path: &Path, cols: &Columns, require_label: bool) -> Result<Dataset> {
-    if require_label && cols.label.is_none() {
+    if require_label && !cols.reads_labels() {
         return Err(Error::config("label_column", "labels are required but no label column is set"));
     }
     let format = Format::from_path(path)?;
@@ -94,6 +94,27 @@ pub(super) fn label_value(
 }
 
 /// Formats names as "`a`, `b`, `c`", for listing what is available.
+/// The set of a separated multi-label cell: trimmed names, empty ones and repeats dropped.
+pub(super) fn split_labels(cell: &str, separator: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for name in cell.split(separator).map(str::trim).filter(|n| !n.is_empty()) {
+        if !out.iter().any(|o| o == name) {
+            out.push(name.to_string());
+        }
+    }
+    out
+}
+
+/// One cell of a 0/1 label column: `1`/`0`, `true`/`false` (any case, surrounding spaces ignored).
+pub(super) fn flag_value(path: &Path, line: u64, field: &str, raw: &str) -> Result<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "1.0" => Ok(true),
+        "0" | "false" | "0.0" => Ok(false),
+        "" => Err(Error::input(Location::file(path).line(line).field(field), "missing value: a label column holds 0 or 1")),
+        other => Err(Error::input(Location::file(path).line(line).field(field), format!("expected 0 or 1 in a label column, found `{other}`"))),
+    }
+}
+
 pub(super) fn list_names<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
     let names: Vec<String> = names.into_iter().map(|n| format!("`{n}`")).collect();
     if names.is_empty() {
@@ -109,6 +130,9 @@ struct Layout {
     text: usize,
     text_pair: Option<usize>,
     label: Option<usize>,
+    /// The 0/1 label columns, with their label names.
+    label_columns: Option<Vec<(usize, String)>>,
+    label_separator: Option<String>,
     id: Option<(usize, String)>,
 }
 
@@ -209,15 +233,27 @@ impl Delimited {
             }
             None => None,
         };
-        let label = match layout.label {
-            Some(i) => label_value(path, line, &headers[i], Some(cell(i)?), require_label)?,
-            None => None,
-        };
+        let (mut label, mut label_set) = (None, None);
+        if let Some(columns) = &layout.label_columns {
+            let mut set = Vec::new();
+            for (i, name) in columns {
+                if flag_value(path, line, name, cell(*i)?)? {
+                    set.push(name.clone());
+                }
+            }
+            label_set = Some(set);
+        } else if let Some(i) = layout.label {
+            match &layout.label_separator {
+                // an empty cell is the empty set, not a missing label
+                Some(sep) => label_set = Some(split_labels(cell(i)?, sep)),
+                None => label = label_value(path, line, &headers[i], Some(cell(i)?), require_label)?,
+            }
+        }
         let id = match &layout.id {
             Some((i, _)) => Some(cell(*i)?.trim()).filter(|s| !s.is_empty()).map(str::to_string),
             None => None,
         };
-        Ok(Example { id, text: text.to_string(), text_pair, label, line })
+        Ok(Example { id, text: text.to_string(), text_pair, label, label_set, line })
     }
 }
 
@@ -263,7 +299,14 @@ fn resolve_columns(
 
     let text = require("text", &cols.text)?;
     let text_pair = cols.text_pair.as_deref().map(|name| require("text pair", name)).transpose()?;
+    let label_columns = match &cols.label_columns {
+        Some(names) if require_label => Some(names.iter().map(|n| Ok((require("label", n)?, n.clone()))).collect::<Result<Vec<_>>>()?),
+        // unlabeled reading (predict) uses the label columns only when all are present
+        Some(names) => names.iter().map(|n| find(n).map(|i| i.map(|i| (i, n.clone())))).collect::<Result<Option<Vec<_>>>>()?,
+        None => None,
+    };
     let label = match cols.label.as_deref() {
+        _ if cols.label_columns.is_some() => None,
         Some(name) if require_label => Some(require("label", name)?),
         Some(name) => find(name)?,
         None => None,
@@ -272,7 +315,7 @@ fn resolve_columns(
         Some(name) => Some((require("id", name)?, name.to_string())),
         None => find("id")?.map(|i| (i, "id".to_string())),
     };
-    Ok(Layout { text, text_pair, label, id })
+    Ok(Layout { text, text_pair, label, label_columns, label_separator: cols.label_separator.clone(), id })
 }
 
 /// Maps the byte offset where the csv reader began a record to the 1-based line of the record's first
@@ -398,12 +441,33 @@ mod tests {
     }
 
     #[test]
+    fn separated_labels_and_label_columns_read_as_sets() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "m.csv", b"text,label\na,x|y\nb,\nc, y | y \n");
+        let cols = Columns { label_separator: Some("|".into()), ..Columns::default() };
+        let d = read_dataset(&path, &cols, true).expect("read");
+        let sets: Vec<Vec<String>> = d.examples.iter().map(|e| e.label_set.clone().expect("set")).collect();
+        assert_eq!(sets, [vec!["x".to_string(), "y".to_string()], vec![], vec!["y".to_string()]]);
+        let path = write(&dir, "f.csv", b"text,x,y\na,1,0\nb,true,TRUE\nc,0,2\n");
+        let cols = Columns { label_columns: Some(vec!["x".into(), "y".into()]), ..Columns::default() };
+        let e = read_dataset(&path, &cols, true).expect_err("2 is not a flag").to_string();
+        assert!(e.contains("line 4") && e.contains("field `y`") && e.contains("expected 0 or 1"), "{e}");
+        let path = write(&dir, "g.csv", b"text,x,y\na,1,0\nb,true,TRUE\n");
+        let d = read_dataset(&path, &cols, true).expect("flags");
+        assert_eq!(d.examples[1].label_set.as_deref(), Some(["x".to_string(), "y".to_string()].as_slice()));
+        let missing = Columns { label_columns: Some(vec!["x".into(), "z".into()]), ..Columns::default() };
+        let e = read_dataset(&path, &missing, true).expect_err("no z").to_string();
+        assert!(e.contains("no label column `z`"), "{e}");
+    }
+
+    #[test]
     fn custom_columns_and_pairs() {
         let cols = Columns {
             text: "premise".into(),
             text_pair: Some("hypothesis".into()),
             label: Some("gold".into()),
             id: Some("uid".into()),
+            ..Columns::default()
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let path = write(&dir, "nli.csv", b"uid,premise,hypothesis,gold\nx1,A man.,A person., entailment \n");

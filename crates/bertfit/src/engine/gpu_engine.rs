@@ -224,8 +224,8 @@ fn compare<B: Backend>(device: impl FnOnce() -> Result<B>, name: &str, precision
     let segments = cpu.layout().segments.clone();
     for (micro, b) in data.iter().enumerate() {
         let mode = Mode::train(3, micro as u64);
-        let c = cpu.train_micro(b, mode, None, scale)?;
-        let g = gpu.train_micro(b, mode, None, scale)?;
+        let c = cpu.train_micro(b, mode, &crate::objective::Objective::single(None), scale)?;
+        let g = gpu.train_micro(b, mode, &crate::objective::Objective::single(None), scale)?;
         loss.add((c.loss - g.loss).abs() / c.loss.abs().max(1e-12), &format!("micro-batch {micro}"));
         probs.add(rel(&g.probs.concat(), &c.probs.concat()), &format!("micro-batch {micro}"));
         if (micro + 1) % accum != 0 {
@@ -276,7 +276,7 @@ fn repeat<B: Backend>(device: impl Fn() -> Result<B>, name: &str, precision: Pre
         let mut e = Engine::new(&model, device()?, adam)?;
         let mut state = Vec::new();
         for (micro, b) in data.iter().enumerate() {
-            state.push(e.train_micro(b, Mode::train(3, micro as u64), None, 1.0 / accum as f64)?.loss.to_bits());
+            state.push(e.train_micro(b, Mode::train(3, micro as u64), &crate::objective::Objective::single(None), 1.0 / accum as f64)?.loss.to_bits());
             if (micro + 1) % accum == 0 {
                 state.push(e.apply_update(1e-4, Some(1.0))?.to_bits());
             }
@@ -325,7 +325,7 @@ fn time_case(device: usize, t: Timing, steps: usize, progress: &mut dyn FnMut(&s
         let mut times = Vec::new();
         for i in 0..steps + 3 {
             let t0 = Instant::now();
-            engine.train_micro(&data[i % data.len()], Mode::train(1, i as u64), None, 1.0)?;
+            engine.train_micro(&data[i % data.len()], Mode::train(1, i as u64), &crate::objective::Objective::single(None), 1.0)?;
             engine.apply_update(5e-5, Some(1.0))?;
             engine.backend_mut().sync()?;
             if i >= 3 {
@@ -365,7 +365,7 @@ fn profile(device: usize, name: &str, batch: usize, precision: Precision, progre
         if i == 2 {
             engine.backend_mut().reset();
         }
-        engine.train_micro(&data[i % 2], Mode::train(1, i as u64), None, 1.0)?;
+        engine.train_micro(&data[i % 2], Mode::train(1, i as u64), &crate::objective::Objective::single(None), 1.0)?;
         engine.apply_update(5e-5, Some(1.0))?;
     }
     let table = engine.backend().table();

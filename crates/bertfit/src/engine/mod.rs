@@ -34,6 +34,8 @@ use plan::Plan;
 use schedule::{LayerWeights, Weights};
 
 use crate::batch::Batch;
+use crate::data::ProblemType;
+use crate::objective::Objective;
 use crate::error::{Error, Result};
 use crate::model::family::Positions;
 use crate::model::params::ParamStore;
@@ -230,19 +232,33 @@ impl<B: Backend> Engine<B> {
         Ok(plan)
     }
 
-    /// One training micro-batch: forward with `mode`'s dropout, the loss (class weights, times `scale`),
-    /// backward into the gradient accumulators.
-    pub fn train_micro(&mut self, b: &Batch, mode: Mode, class_weights: Option<&[f32]>, scale: f64) -> Result<MicroOut> {
+    /// One training micro-batch: forward with `mode`'s dropout, the objective's loss (times `scale`),
+    /// backward into the gradient accumulators. Cross-entropy runs as the backend's `softmax_ce`; the
+    /// multi-label and regression losses on the host ([`Objective::loss_grad`]), their gradient uploaded.
+    pub fn train_micro(&mut self, b: &Batch, mode: Mode, objective: &Objective, scale: f64) -> Result<MicroOut> {
         let plan = self.prepare(b, true)?;
         let logits = self.forward(&plan, mode)?;
         let classes = *self.spec.head.last().unwrap_or(&0);
-        let loss = self.backend.softmax_ce(&SoftmaxCe { logits, classes, labels: &b.labels, weights: class_weights, scale, probs: plan.probs, dlogits: plan.dlogits })?;
+        let (loss, flat) = if objective.problem == ProblemType::SingleLabel {
+            let weights = objective.weights.as_deref();
+            let loss = self.backend.softmax_ce(&SoftmaxCe { logits, classes, labels: &b.labels, weights, scale, probs: plan.probs, dlogits: plan.dlogits })?;
+            let mut flat = vec![0f32; plan.probs.len];
+            if loss.is_finite() {
+                self.backend.download(plan.probs, &mut flat)?;
+            }
+            (loss, flat)
+        } else {
+            let mut host = vec![0f32; logits.len];
+            self.backend.download(logits, &mut host)?;
+            let mut grad = vec![0f32; logits.len];
+            let loss = objective.loss_grad(&host, classes, &b.labels, &b.targets, scale, &mut grad);
+            self.backend.upload(plan.dlogits, &grad)?;
+            (loss, host.chunks(classes.max(1)).flat_map(|r| objective.activate(r)).collect())
+        };
         if !loss.is_finite() {
             // before the backward touches the accumulators, as the graph path checks
             return Err(Error::Diverged { step: self.step, loss: if scale > 0.0 { loss / scale } else { loss } });
         }
-        let mut flat = vec![0f32; plan.probs.len];
-        self.backend.download(plan.probs, &mut flat)?;
         self.backward(&plan, mode)?;
         self.accumulated += 1;
         Ok(MicroOut { loss, probs: flat.chunks(classes.max(1)).map(<[f32]>::to_vec).collect() })

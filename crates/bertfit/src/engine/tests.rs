@@ -64,7 +64,7 @@ fn load(dir: &std::path::Path, case: &Case) -> Classifier {
     write_random_model(dir, &cfg, &vocab, 7).expect("model");
     let labels = Some((0..LABELS).map(|i| format!("c{i}")).collect());
     let runtime = Runtime::cpu().with_fused(!case.composed);
-    Classifier::load(&ModelFolder::open(dir).expect("folder"), LoadOptions { labels, head: Some(case.head.clone()), freeze: case.freeze, seed: 11, runtime })
+    Classifier::load(&ModelFolder::open(dir).expect("folder"), LoadOptions { labels, head: Some(case.head.clone()), freeze: case.freeze, seed: 11, runtime, problem: None })
         .expect("classifier")
 }
 
@@ -129,7 +129,7 @@ fn run(case: &Case) {
             let missing = opt.accumulate(&grads).expect("accumulate");
             assert!(missing.is_empty(), "{case:?}: graph gradients missing for {missing:?}");
             let graph_loss = loss.to_scalar::<f32>().expect("loss") as f64;
-            let out = engine.train_micro(b, mode, cw, scale).expect("engine micro-step");
+            let out = engine.train_micro(b, mode, &crate::objective::Objective::single(cw.map(<[f32]>::to_vec)), scale).expect("engine micro-step");
             assert!((out.loss - graph_loss).abs() <= TOL * graph_loss.abs(), "{case:?}: loss {} vs graph {graph_loss} at micro {micro}", out.loss);
             let graph_probs = crate::infer::softmax_rows(&logits).expect("probs");
             assert!(rel(&out.probs.concat(), &graph_probs.concat()) < TOL, "{case:?}: probabilities at micro {micro}");
@@ -281,7 +281,7 @@ fn the_training_engine_evaluates_with_the_bits_of_a_fresh_inference_engine() {
     let model = load(dir.path(), &Case::default());
     let mut engine = Engine::new(&model, CpuBackend::new(), AdamWConfig::default()).expect("engine");
     for (i, b) in batches(2, model.config.pad_token_id).iter().enumerate() {
-        engine.train_micro(b, Mode::train(1, i as u64), None, 1.0).expect("micro-step");
+        engine.train_micro(b, Mode::train(1, i as u64), &crate::objective::Objective::single(None), 1.0).expect("micro-step");
         engine.apply_update(1e-3, Some(1.0)).expect("update");
     }
     engine.export_params(model.params()).expect("sync");
@@ -292,7 +292,7 @@ fn the_training_engine_evaluates_with_the_bits_of_a_fresh_inference_engine() {
         })
         .collect();
     let pad = model.config.pad_token_id;
-    let ours = crate::infer::engine_probabilities(&mut engine, model.runtime(), pad, &enc, 3, &mut |_, _| {}).expect("training engine");
+    let ours = crate::infer::engine_probabilities(&mut engine, model.runtime(), pad, &enc, 3, &crate::objective::Objective::single(None), &mut |_, _| {}).expect("training engine");
     let fresh = crate::infer::probabilities(&model.inference_view().expect("view"), &enc, 3, &mut |_, _| {}).expect("inference engine");
     let bits = |p: &[Vec<f32>]| p.iter().flatten().map(|v| v.to_bits()).collect::<Vec<_>>();
     assert_eq!(ours.len(), 7);

@@ -12,14 +12,15 @@ mod stream;
 
 use std::path::Path;
 
-pub use output::{write_file_atomically, write_oof, write_scored};
+pub use output::{write_file_atomically, write_oof, write_scored, Readout, SET_SEPARATOR};
 pub use run::{engine_probabilities, logits, probabilities, softmax_rows, BatchRunner};
 pub use resume::{PredictJob, ResumableOutput};
 pub use session::{Encoders, Encodings, Scores, Session};
 pub use stream::{predict_records, shard_range, write_all, RowFormat, Rows};
-pub use score::{argmax, cross_entropy_from_probs, evaluate, Evaluation};
+pub use score::{argmax, cross_entropy_from_probs, evaluate, evaluate_targets, label_set, Evaluation, DEFAULT_THRESHOLD};
 
-use crate::data::{Dataset, LabelMap};
+use crate::data::{Dataset, LabelMap, ProblemType, Targets};
+use crate::objective::Objective;
 use crate::error::{Error, Result};
 use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder, SavedMeta};
 use crate::rundir;
@@ -104,12 +105,23 @@ impl Predictor {
         probabilities(&self.model, &enc, batch_size, &mut |_, _| {})
     }
 
-    /// Scores a labeled dataset (its label column as read). Labels the model does not know are an error
-    /// naming file, line and column.
+    /// What the model predicts.
+    pub fn problem(&self) -> ProblemType {
+        self.model.problem
+    }
+
+    /// A multi-label model's tuned thresholds (0.5 for every label without).
+    pub fn thresholds(&self) -> Option<&[f32]> {
+        self.model.saved_meta.as_ref().and_then(|m| m.thresholds.as_deref())
+    }
+
+    /// Scores a labeled dataset (its label column as read): class labels, label sets or numbers, as the
+    /// model's problem type reads them. Labels the model does not know, or a target that is not a
+    /// number for a regression model, are errors naming file, line and column.
     pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
-        let gold = LabelMap::from_names(self.model.labels.clone())?.encode(data)?;
+        let targets = Targets::encode(self.problem(), data, &LabelMap::from_names(self.model.labels.clone())?)?;
         let probs = self.predict_dataset(data, batch_size, on_batch)?;
-        Ok(evaluate(probs, gold, &self.model.labels, None))
+        Ok(evaluate_targets(probs, &targets, &self.model.labels, &Objective::inference(self.problem()), self.thresholds()))
     }
 }
 
@@ -143,6 +155,12 @@ impl Ensemble {
     pub fn from_members(members: Vec<Predictor>) -> Result<Self> {
         let Some(first) = members.first() else { return Err(Error::config("model", "no model given")) };
         for m in &members[1..] {
+            if m.problem() != first.problem() {
+                return Err(Error::config(
+                    "model",
+                    format!("ensemble members disagree on the problem type: {} vs {}", first.problem().name(), m.problem().name()),
+                ));
+            }
             if m.labels() != first.labels() {
                 return Err(Error::config(
                     "model",
@@ -200,11 +218,24 @@ impl Ensemble {
         Ok(average(&per_member))
     }
 
-    /// Scores a labeled dataset with the averaged probabilities.
+    /// What the members predict.
+    pub fn problem(&self) -> ProblemType {
+        self.members[0].problem()
+    }
+
+    /// Multi-label thresholds: the members' mean where every member has tuned ones, else none (0.5).
+    pub fn thresholds(&self) -> Option<Vec<f32>> {
+        let all: Option<Vec<&[f32]>> = self.members.iter().map(|m| m.thresholds()).collect();
+        let all = all?;
+        let n = all.len() as f32;
+        Some((0..all[0].len()).map(|k| all.iter().map(|t| t.get(k).copied().unwrap_or(DEFAULT_THRESHOLD)).sum::<f32>() / n).collect())
+    }
+
+    /// Scores a labeled dataset with the averaged scores (see [`Predictor::evaluate`]).
     pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
-        let gold = LabelMap::from_names(self.labels().to_vec())?.encode(data)?;
+        let targets = Targets::encode(self.problem(), data, &LabelMap::from_names(self.labels().to_vec())?)?;
         let probs = self.predict_dataset(data, batch_size, on_batch)?;
-        Ok(evaluate(probs, gold, self.labels(), None))
+        Ok(evaluate_targets(probs, &targets, self.labels(), &Objective::inference(self.problem()), self.thresholds().as_deref()))
     }
 }
 

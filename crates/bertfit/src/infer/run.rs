@@ -9,6 +9,7 @@ use crate::engine::Engine;
 use crate::runtime::{EnginePath, Runtime};
 use crate::error::Result;
 use crate::model::{Classifier, Inputs, Mode};
+use crate::objective::Objective;
 use crate::tokenize::Encoded;
 
 /// Row-wise softmax of a (batch, classes) logits tensor, computed in f64 on the host.
@@ -17,15 +18,17 @@ pub fn softmax_rows(logits: &Tensor) -> Result<Vec<Vec<f32>>> {
     Ok(rows.iter().map(|r| crate::engine::ops::softmax_row(r)).collect())
 }
 
-/// Class probabilities for every example, in input order, computed on the model's runtime.
-/// `on_batch(done, total)` reports progress.
+/// The scores of every example, in input order, computed on the model's runtime: class probabilities,
+/// label probabilities (multi-label) or values (regression), as the model's problem type reads its
+/// logits. `on_batch(done, total)` reports progress.
 pub fn probabilities(
     model: &Classifier,
     encoded: &[Encoded],
     batch_size: usize,
     on_batch: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<f32>>> {
-    Ok(logits(model, encoded, batch_size, on_batch)?.iter().map(|r| crate::engine::ops::softmax_row(r)).collect())
+    let objective = Objective::of_model(model);
+    Ok(logits(model, encoded, batch_size, on_batch)?.iter().map(|r| objective.activate(r)).collect())
 }
 
 /// The classifier's logits for every example, in input order (see [`probabilities`]).
@@ -78,17 +81,19 @@ impl BatchRunner {
     }
 }
 
-/// Class probabilities from an engine that already holds the weights (the training engine evaluates
-/// with its own, without a copy), in input order, on `rt`'s threads.
+/// Scores from an engine that already holds the weights (the training engine evaluates with its own,
+/// without a copy), read through `objective`, in input order, on `rt`'s threads.
+#[allow(clippy::too_many_arguments)]
 pub fn engine_probabilities<B: Backend + Send>(
     engine: &mut Engine<B>,
     rt: &Runtime,
     pad: u32,
     encoded: &[Encoded],
     batch_size: usize,
+    objective: &Objective,
     on_batch: &mut dyn FnMut(usize, usize),
 ) -> Result<Vec<Vec<f32>>> {
-    by_batches(encoded, batch_size, pad, on_batch, |b| rt.install(|| engine.predict(b)))
+    by_batches(encoded, batch_size, pad, on_batch, |b| rt.install(|| Ok(engine.logits(b)?.iter().map(|r| objective.activate(r)).collect())))
 }
 
 /// Length-sorted inference batches of `encoded`, each through `f`, the rows put back in input order.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use super::run::{by_batches, BatchRunner};
 use super::Ensemble;
-use crate::engine::ops::softmax_row;
+use crate::objective::Objective;
 use crate::error::Result;
 use crate::tokenize::{Encoded, Side, TextTokenizer};
 
@@ -138,12 +138,14 @@ impl<'a> Session<'a> {
             let encoded: Vec<Encoded> = examples.iter().map(|e| e[which].clone()).collect();
             let model = member.model();
             let rows = by_batches(&encoded, batch_size, model.config.pad_token_id, &mut |_, _| {}, |b| runner.logits(model, b))?;
+            // probabilities (softmax, or sigmoid per label) or values, as the model's problem type reads them
+            let objective = Objective::of_model(model);
             if m == 0 {
-                probs = rows.iter().map(|r| softmax_row(r)).collect();
+                probs = rows.iter().map(|r| objective.activate(r)).collect();
                 logits = rows;
             } else {
                 for ((p, l), r) in probs.iter_mut().zip(&mut logits).zip(rows) {
-                    add(p, &softmax_row(&r));
+                    add(p, &objective.activate(&r));
                     add(l, &r);
                 }
             }

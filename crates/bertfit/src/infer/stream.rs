@@ -8,9 +8,10 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::output::{probs_header, probs_row};
-use super::score::argmax;
+use super::output::{Readout, SET_SEPARATOR};
+use super::score::label_set;
 use super::session::Session;
-use crate::data::Example;
+use crate::data::{Example, ProblemType};
 use crate::error::{Error, Result};
 use crate::tokenize::Side;
 
@@ -49,12 +50,31 @@ pub struct Rows {
     format: RowFormat,
     id_column: Option<String>,
     labels: Vec<String>,
+    problem: ProblemType,
+    thresholds: Option<Vec<f32>>,
+    separator: String,
 }
 
 impl Rows {
-    /// Rows of `format` for a model with `labels`, carrying `id_column` when the input has one.
+    /// Rows of `format` for a single-label model with `labels`, carrying `id_column` when the input has
+    /// one.
     pub fn new(format: RowFormat, id_column: Option<String>, labels: Vec<String>) -> Self {
-        Rows { format, id_column, labels }
+        Rows { format, id_column, labels, problem: ProblemType::SingleLabel, thresholds: None, separator: SET_SEPARATOR.into() }
+    }
+
+    /// Rows for another problem type: multi-label rows carry the predicted set (`labels`: joined by
+    /// `separator` in CSV, a list in JSON lines) at `thresholds` (0.5 where absent) and every label's
+    /// probability; regression rows carry `prediction`, the value.
+    pub fn for_problem(self, problem: ProblemType, thresholds: Option<Vec<f32>>, separator: &str) -> Self {
+        Rows { problem, thresholds, separator: separator.to_string(), ..self }
+    }
+
+    fn key(&self) -> &'static str {
+        match self.problem {
+            ProblemType::SingleLabel => "label",
+            ProblemType::MultiLabel => "labels",
+            ProblemType::Regression => "prediction",
+        }
     }
 
     /// The header (CSV; nothing for JSON lines).
@@ -63,8 +83,10 @@ impl Rows {
             RowFormat::Jsonl => Vec::new(),
             RowFormat::Csv => {
                 let mut cells: Vec<String> = self.id_column.iter().cloned().collect();
-                cells.push("label".into());
-                cells.extend(probs_header(&self.labels));
+                cells.push(self.key().into());
+                if self.problem != ProblemType::Regression {
+                    cells.extend(probs_header(&self.labels));
+                }
                 csv_line(&cells)
             }
         }
@@ -73,16 +95,20 @@ impl Rows {
     /// The rows of `examples` with their probabilities.
     pub fn rows(&self, examples: &[Example], probs: &[Vec<f32>]) -> Vec<u8> {
         let mut out = Vec::new();
+        let readout = Readout::of(self.problem, self.thresholds.as_deref(), &self.separator);
+        let with_probs = readout.has_probabilities();
         for (ex, p) in examples.iter().zip(probs) {
-            let label = &self.labels[argmax(p)];
+            let label = readout.pred(p, &self.labels);
             match self.format {
                 RowFormat::Csv => {
                     let mut cells: Vec<String> = Vec::with_capacity(self.labels.len() + 2);
                     if self.id_column.is_some() {
                         cells.push(ex.id.clone().unwrap_or_default());
                     }
-                    cells.push(label.clone());
-                    cells.extend(probs_row(p));
+                    cells.push(label);
+                    if with_probs {
+                        cells.extend(probs_row(p));
+                    }
                     out.extend(csv_line(&cells));
                 }
                 RowFormat::Jsonl => {
@@ -90,8 +116,16 @@ impl Rows {
                     if let Some(c) = &self.id_column {
                         obj.insert(c.clone(), ex.id.clone().map_or(serde_json::Value::Null, serde_json::Value::String));
                     }
-                    obj.insert("label".into(), serde_json::Value::String(label.clone()));
-                    for (key, x) in probs_header(&self.labels).zip(probs_row(p)) {
+                    let value = match self.problem {
+                        ProblemType::SingleLabel => serde_json::Value::String(label),
+                        ProblemType::MultiLabel => {
+                            let set = label_set(p, self.thresholds.as_deref());
+                            serde_json::Value::Array(set.iter().zip(&self.labels).filter(|(on, _)| **on).map(|(_, l)| serde_json::Value::String(l.clone())).collect())
+                        }
+                        ProblemType::Regression => p.first().and_then(|&v| serde_json::Number::from_f64(v as f64)).map_or(serde_json::Value::Null, serde_json::Value::Number),
+                    };
+                    obj.insert(self.key().into(), value);
+                    for (key, x) in probs_header(&self.labels).zip(probs_row(p)).take(if with_probs { usize::MAX } else { 0 }) {
                         // six decimals, as in the CSV; parsed back so that the JSON holds a plain number
                         let v = x.parse::<f64>().ok().and_then(serde_json::Number::from_f64);
                         obj.insert(key, v.map_or(serde_json::Value::Null, serde_json::Value::Number));
@@ -195,7 +229,7 @@ mod tests {
 
     #[test]
     fn rows_as_csv_and_json_lines() {
-        let ex = |id: Option<&str>| Example { id: id.map(str::to_string), text: "t".into(), text_pair: None, label: None, line: 2 };
+        let ex = |id: Option<&str>| Example { id: id.map(str::to_string), text: "t".into(), text_pair: None, label: None, label_set: None, line: 2 };
         let labels = vec!["neg".to_string(), "pos, really".to_string()];
         let probs = vec![vec![0.25, 0.75], vec![f32::NAN, 0.5]];
         let csv = Rows::new(RowFormat::Csv, Some("id".into()), labels.clone());

@@ -1,9 +1,24 @@
-//! The metric that ranks evaluations (for best-checkpoint selection and early stopping), by name.
+//! The metric that ranks evaluations (for best-checkpoint selection and early stopping), by name, for
+//! every problem type.
 
 use std::str::FromStr;
 
-use super::Scores;
+use super::{MultiLabelScores, RegressionScores, Scores};
+use crate::data::ProblemType;
 use crate::error::Error;
+
+/// What one evaluation measured, for reading a metric off it.
+#[derive(Debug, Clone, Copy)]
+pub struct Measured<'a> {
+    /// Mean loss.
+    pub loss: f64,
+    /// Classification scores (for multi-label: macro/weighted averages over labels, subset accuracy).
+    pub scores: &'a Scores,
+    /// Multi-label scores.
+    pub multi_label: Option<&'a MultiLabelScores>,
+    /// Regression scores.
+    pub regression: Option<&'a RegressionScores>,
+}
 
 /// One number read from an evaluation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -23,11 +38,31 @@ pub enum Metric {
     RecallMacro,
     /// Matthews correlation coefficient.
     Mcc,
+    /// Multi-label: F1 of the counts pooled over labels.
+    F1Micro,
+    /// Multi-label: mean of the examples' own F1.
+    F1Samples,
+    /// Multi-label: share of wrong (example, label) decisions (lower is better).
+    HammingLoss,
+    /// Multi-label: label-ranking average precision.
+    Lrap,
+    /// Regression: mean squared error (lower is better).
+    Mse,
+    /// Regression: root mean squared error (lower is better).
+    Rmse,
+    /// Regression: mean absolute error (lower is better).
+    Mae,
+    /// Regression: coefficient of determination.
+    R2,
+    /// Regression: Pearson correlation.
+    Pearson,
+    /// Regression: Spearman rank correlation.
+    Spearman,
 }
 
 impl Metric {
     /// Every metric, in a fixed order.
-    pub const ALL: [Metric; 7] = [
+    pub const ALL: [Metric; 17] = [
         Metric::Loss,
         Metric::Accuracy,
         Metric::F1Macro,
@@ -35,6 +70,16 @@ impl Metric {
         Metric::PrecisionMacro,
         Metric::RecallMacro,
         Metric::Mcc,
+        Metric::F1Micro,
+        Metric::F1Samples,
+        Metric::HammingLoss,
+        Metric::Lrap,
+        Metric::Mse,
+        Metric::Rmse,
+        Metric::Mae,
+        Metric::R2,
+        Metric::Pearson,
+        Metric::Spearman,
     ];
 
     /// The canonical name, as accepted by [`FromStr`] and used in serialized configs.
@@ -47,24 +92,68 @@ impl Metric {
             Metric::PrecisionMacro => "precision_macro",
             Metric::RecallMacro => "recall_macro",
             Metric::Mcc => "mcc",
+            Metric::F1Micro => "f1_micro",
+            Metric::F1Samples => "f1_samples",
+            Metric::HammingLoss => "hamming_loss",
+            Metric::Lrap => "lrap",
+            Metric::Mse => "mse",
+            Metric::Rmse => "rmse",
+            Metric::Mae => "mae",
+            Metric::R2 => "r2",
+            Metric::Pearson => "pearson",
+            Metric::Spearman => "spearman",
         }
     }
 
-    /// False only for the loss.
+    /// False for the loss and the error metrics.
     pub fn higher_is_better(self) -> bool {
-        !matches!(self, Metric::Loss)
+        !matches!(self, Metric::Loss | Metric::HammingLoss | Metric::Mse | Metric::Rmse | Metric::Mae)
     }
 
-    /// The metric's value for an evaluation with these scores and mean loss.
-    pub fn value(self, scores: &Scores, loss: f64) -> f64 {
+    /// Whether the metric is defined for `problem` (accuracy is subset accuracy for label sets; the
+    /// macro and weighted averages run over labels).
+    pub fn applies_to(self, problem: ProblemType) -> bool {
+        use Metric::*;
+        match problem {
+            ProblemType::SingleLabel => matches!(self, Loss | Accuracy | F1Macro | F1Weighted | PrecisionMacro | RecallMacro | Mcc),
+            ProblemType::MultiLabel => matches!(self, Loss | Accuracy | F1Macro | F1Weighted | PrecisionMacro | RecallMacro | F1Micro | F1Samples | HammingLoss | Lrap),
+            ProblemType::Regression => matches!(self, Loss | Mse | Rmse | Mae | R2 | Pearson | Spearman),
+        }
+    }
+
+    /// The default early-stopping metric of a problem type.
+    pub fn default_for(problem: ProblemType) -> Metric {
+        match problem {
+            ProblemType::SingleLabel | ProblemType::MultiLabel => Metric::F1Macro,
+            ProblemType::Regression => Metric::Mse,
+        }
+    }
+
+    /// The metric's value for an evaluation; NaN where the evaluation does not have it.
+    pub fn value(self, m: &Measured<'_>) -> f64 {
+        let (s, ml, r) = (m.scores, m.multi_label, m.regression);
+        let multi = |f: fn(&MultiLabelScores) -> f64| ml.map_or(f64::NAN, f);
+        let reg = |f: fn(&RegressionScores) -> f64| r.map_or(f64::NAN, f);
         match self {
-            Metric::Loss => loss,
-            Metric::Accuracy => scores.accuracy,
-            Metric::F1Macro => scores.f1_macro,
-            Metric::F1Weighted => scores.f1_weighted,
-            Metric::PrecisionMacro => scores.precision_macro,
-            Metric::RecallMacro => scores.recall_macro,
-            Metric::Mcc => scores.mcc,
+            Metric::Loss => m.loss,
+            _ if r.is_some() && !self.applies_to(ProblemType::Regression) => f64::NAN,
+            Metric::Accuracy => s.accuracy,
+            Metric::F1Macro => s.f1_macro,
+            Metric::F1Weighted => s.f1_weighted,
+            Metric::PrecisionMacro => s.precision_macro,
+            Metric::RecallMacro => s.recall_macro,
+            Metric::Mcc if ml.is_some() => f64::NAN,
+            Metric::Mcc => s.mcc,
+            Metric::F1Micro => multi(|x| x.micro.f1),
+            Metric::F1Samples => multi(|x| x.samples.f1),
+            Metric::HammingLoss => multi(|x| x.hamming_loss),
+            Metric::Lrap => multi(|x| x.lrap),
+            Metric::Mse => reg(|x| x.mse),
+            Metric::Rmse => reg(|x| x.rmse),
+            Metric::Mae => reg(|x| x.mae),
+            Metric::R2 => reg(|x| x.r2),
+            Metric::Pearson => reg(|x| x.pearson),
+            Metric::Spearman => reg(|x| x.spearman),
         }
     }
 
@@ -108,7 +197,7 @@ impl FromStr for Metric {
             Error::config(
                 "metric",
                 format!(
-                    "unknown metric `{s}`; accepted: {}, f1 (= f1_macro), with an optional `eval_` prefix",
+                    "unknown metric `{s}`; accepted: {}, f1 (= f1_macro), with an optional `eval_` prefix (for multi-label and regression runs, each problem type takes its own)",
                     names.join(", ")
                 ),
             )
@@ -166,6 +255,9 @@ mod tests {
     #[test]
     fn direction_and_comparison() {
         assert!(!Metric::Loss.higher_is_better() && Metric::Mcc.higher_is_better());
+        assert!(!Metric::Mae.higher_is_better() && !Metric::HammingLoss.higher_is_better() && Metric::Spearman.higher_is_better());
+        assert!(Metric::Lrap.applies_to(ProblemType::MultiLabel) && !Metric::Lrap.applies_to(ProblemType::Regression));
+        assert!(!Metric::Mcc.applies_to(ProblemType::MultiLabel) && Metric::default_for(ProblemType::Regression) == Metric::Mse);
         let cases = [
             (Metric::Loss, 0.4, 0.5, true),
             (Metric::Loss, 0.5, 0.5, false),

@@ -8,13 +8,14 @@ pub mod aggregate;
 mod confusion;
 mod metric;
 pub mod multilabel;
+pub mod nullable;
 pub mod regression;
 mod report;
 mod scores;
 
 pub use confusion::ConfusionMatrix;
-pub use metric::Metric;
-pub use report::{classification_report, confusion_table};
+pub use metric::{Measured, Metric};
+pub use report::{classification_report, confusion_table, multi_label_report, regression_report};
 pub use multilabel::MultiLabelScores;
 pub use regression::RegressionScores;
 pub use scores::{ClassScores, Scores};

@@ -4,7 +4,7 @@
 //! its values (`scripts/metrics_reference.py`).
 
 /// Precision, recall and F1 of one average.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Averaged {
     /// Precision.
     pub precision: f64,
@@ -15,7 +15,7 @@ pub struct Averaged {
 }
 
 /// One label's scores.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LabelScores {
     /// Precision (0 when the label is never predicted).
     pub precision: f64,
@@ -28,11 +28,12 @@ pub struct LabelScores {
 }
 
 /// The multi-label scores of a set of predictions.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MultiLabelScores {
     /// Counts pooled over all labels.
     pub micro: Averaged,
     /// The labels' unweighted mean.
+    #[serde(rename = "macro")]
     pub macro_avg: Averaged,
     /// The labels' mean weighted by support.
     pub weighted: Averaged,
@@ -124,6 +125,38 @@ impl MultiLabelScores {
     }
 }
 
+/// Per-label decision thresholds that maximise each label's F1 on `gold` given `scores` (a sweep over
+/// the label's sorted scores; the threshold sits midway between the last score taken and the next). A
+/// label without positives, or whose best F1 is 0, keeps `default`; among equal F1s the threshold
+/// nearest `default` wins.
+pub fn tune_thresholds(gold: &[Vec<bool>], scores: &[Vec<f32>], default: f32) -> Vec<f32> {
+    let labels = gold.first().map_or(0, Vec::len);
+    (0..labels)
+        .map(|k| {
+            let mut col: Vec<(f32, bool)> = gold.iter().zip(scores).map(|(g, s)| (s[k], g[k])).collect();
+            col.sort_by(|a, b| b.0.total_cmp(&a.0));
+            let positives = col.iter().filter(|c| c.1).count();
+            let (mut best, mut best_f1, mut tp) = (default, 0.0f64, 0usize);
+            for i in 0..col.len() {
+                tp += usize::from(col[i].1);
+                // only between distinct scores: equal scores are decided together
+                if col.get(i + 1).is_some_and(|next| next.0 == col[i].0) {
+                    continue;
+                }
+                let f1 = 2.0 * tp as f64 / (i + 1 + positives) as f64;
+                let t = match col.get(i + 1) {
+                    Some(next) => (col[i].0 + next.0) / 2.0,
+                    None => col[i].0,
+                };
+                if f1 > best_f1 + 1e-12 || ((f1 - best_f1).abs() <= 1e-12 && f1 > 0.0 && (t - default).abs() < (best - default).abs()) {
+                    (best, best_f1) = (t, f1);
+                }
+            }
+            best
+        })
+        .collect()
+}
+
 /// Label-ranking average precision: for each gold label of an example, the share of labels scored at
 /// least as high that are gold, averaged over its gold labels, then over examples (ties count against).
 pub fn lrap(gold: &[Vec<bool>], scores: &[Vec<f32>]) -> f64 {
@@ -144,6 +177,20 @@ pub fn lrap(gold: &[Vec<bool>], scores: &[Vec<f32>]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tuned_thresholds_maximise_each_labels_f1() {
+        let gold = vec![vec![true, false], vec![true, false], vec![false, false], vec![false, true]];
+        let scores = vec![vec![0.3, 0.1], vec![0.25, 0.2], vec![0.1, 0.3], vec![0.05, 0.9]];
+        let t = tune_thresholds(&gold, &scores, 0.5);
+        // label 0: taking 0.3 and 0.25 is perfect, the cut lies between 0.25 and 0.1
+        assert!((t[0] - 0.175).abs() < 1e-6, "{t:?}");
+        assert!((t[1] - 0.6).abs() < 1e-6, "{t:?}");
+        let pred: Vec<Vec<bool>> = scores.iter().map(|r| r.iter().zip(&t).map(|(s, t)| s >= t).collect()).collect();
+        assert_eq!(pred, gold);
+        // no positives: the default stays
+        assert_eq!(tune_thresholds(&[vec![false], vec![false]], &[vec![0.7], vec![0.2]], 0.5), [0.5]);
+    }
 
     fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
         v.as_array()

@@ -2,7 +2,7 @@
 //! with scikit-learn's and SciPy's conventions; tested against their values (`scripts/metrics_reference.py`).
 
 /// The regression scores of a set of predictions.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RegressionScores {
     /// Mean squared error.
     pub mse: f64,
@@ -13,9 +13,11 @@ pub struct RegressionScores {
     /// Coefficient of determination, 1 − SS_res / SS_tot (constant targets: 1 when predicted exactly,
     /// else 0, as scikit-learn).
     pub r2: f64,
-    /// Pearson correlation (NaN when either side is constant).
+    /// Pearson correlation (NaN when either side is constant; `null` in JSON).
+    #[serde(with = "super::nullable")]
     pub pearson: f64,
     /// Spearman rank correlation: Pearson's on ranks, ties sharing their average rank.
+    #[serde(with = "super::nullable")]
     pub spearman: f64,
 }
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use super::Scores;
+use super::{MultiLabelScores, RegressionScores, Scores};
 
 /// Decimal places in the classification report.
 const DIGITS: usize = 4;
@@ -35,6 +35,39 @@ pub fn classification_report(scores: &Scores) -> String {
     row(&mut out, "macro avg", scores.precision_macro, scores.recall_macro, scores.f1_macro, support);
     row(&mut out, "weighted avg", scores.precision_weighted, scores.recall_weighted, scores.f1_weighted, support);
     out
+}
+
+/// The multi-label report: per-label precision, recall, F1 and support, the micro, macro, weighted and
+/// samples averages, subset accuracy, Hamming loss and label-ranking average precision.
+pub fn multi_label_report(m: &MultiLabelScores, labels: &[String]) -> String {
+    let width = labels.iter().map(|l| l.chars().count()).chain(["weighted avg".len()]).max().unwrap_or_default();
+    let support: usize = m.per_label.iter().map(|l| l.support).sum();
+    let mut out = String::new();
+    let _ = writeln!(out, "{:>width$}  {:>9} {:>9} {:>9} {:>9}", "", "precision", "recall", "f1-score", "support");
+    out.push('\n');
+    let row = |out: &mut String, name: &str, p: f64, r: f64, f: f64, n: usize| {
+        let _ = writeln!(out, "{name:>width$}  {p:>9.DIGITS$} {r:>9.DIGITS$} {f:>9.DIGITS$} {n:>9}");
+    };
+    for (l, name) in m.per_label.iter().zip(labels) {
+        row(&mut out, name, l.precision, l.recall, l.f1, l.support);
+    }
+    out.push('\n');
+    for (name, a) in [("micro avg", m.micro), ("macro avg", m.macro_avg), ("weighted avg", m.weighted), ("samples avg", m.samples)] {
+        row(&mut out, name, a.precision, a.recall, a.f1, support);
+    }
+    out.push('\n');
+    for (name, value) in [("subset accuracy", m.subset_accuracy), ("hamming loss", m.hamming_loss), ("lrap", m.lrap)] {
+        let _ = writeln!(out, "{name}: {value:.DIGITS$}");
+    }
+    out
+}
+
+/// The regression report: MSE, RMSE, MAE, R², Pearson and Spearman correlation, one per line.
+pub fn regression_report(r: &RegressionScores) -> String {
+    [("mse", r.mse), ("rmse", r.rmse), ("mae", r.mae), ("r2", r.r2), ("pearson", r.pearson), ("spearman", r.spearman)]
+        .iter()
+        .map(|(name, v)| format!("{name:>8}: {v:.DIGITS$}\n"))
+        .collect()
 }
 
 /// The confusion matrix with class names as row (gold) and column (predicted) headers.

@@ -22,20 +22,28 @@ pub struct ClassScores {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Scores {
     /// Correct / total.
+    #[serde(with = "super::nullable")]
     pub accuracy: f64,
     /// Unweighted mean of per-class precision (over all classes, including those without examples).
+    #[serde(with = "super::nullable")]
     pub precision_macro: f64,
     /// Unweighted mean of per-class recall.
+    #[serde(with = "super::nullable")]
     pub recall_macro: f64,
     /// Unweighted mean of per-class F1.
+    #[serde(with = "super::nullable")]
     pub f1_macro: f64,
     /// Mean of per-class precision weighted by support.
+    #[serde(with = "super::nullable")]
     pub precision_weighted: f64,
     /// Mean of per-class recall weighted by support (equals accuracy).
+    #[serde(with = "super::nullable")]
     pub recall_weighted: f64,
     /// Mean of per-class F1 weighted by support.
+    #[serde(with = "super::nullable")]
     pub f1_weighted: f64,
     /// Matthews correlation coefficient, multi-class form (Gorodkin's R_K); 0 when undefined.
+    #[serde(with = "super::nullable")]
     pub mcc: f64,
     /// Scores of each class, in class-id order.
     pub per_class: Vec<ClassScores>,
@@ -46,6 +54,54 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// Scores with no classification numbers (NaN; `null` in JSON), for a regression evaluation.
+    pub fn undefined(labels: &[String]) -> Scores {
+        let nan = f64::NAN;
+        Scores {
+            accuracy: nan,
+            precision_macro: nan,
+            recall_macro: nan,
+            f1_macro: nan,
+            precision_weighted: nan,
+            recall_weighted: nan,
+            f1_weighted: nan,
+            mcc: nan,
+            per_class: Vec::new(),
+            confusion: Vec::new(),
+            labels: labels.to_vec(),
+        }
+    }
+
+    /// The classification view of multi-label scores: accuracy is subset accuracy, the macro and
+    /// weighted averages run over labels, per-class rows are per-label rows; no MCC (NaN), no
+    /// confusion matrix.
+    pub fn from_multi_label(m: &super::MultiLabelScores, labels: &[String]) -> Scores {
+        Scores {
+            accuracy: m.subset_accuracy,
+            precision_macro: m.macro_avg.precision,
+            recall_macro: m.macro_avg.recall,
+            f1_macro: m.macro_avg.f1,
+            precision_weighted: m.weighted.precision,
+            recall_weighted: m.weighted.recall,
+            f1_weighted: m.weighted.f1,
+            mcc: f64::NAN,
+            per_class: m
+                .per_label
+                .iter()
+                .enumerate()
+                .map(|(k, l)| ClassScores {
+                    label: labels.get(k).cloned().unwrap_or_else(|| k.to_string()),
+                    precision: l.precision,
+                    recall: l.recall,
+                    f1: l.f1,
+                    support: l.support as u64,
+                })
+                .collect(),
+            confusion: Vec::new(),
+            labels: labels.to_vec(),
+        }
+    }
+
     /// Computes every score from `matrix`. `labels` names the classes in id order; classes beyond its
     /// length are named by their id.
     pub fn from_confusion(matrix: &ConfusionMatrix, labels: &[String]) -> Scores {

@@ -15,6 +15,7 @@ use super::family::Family;
 use super::head::{Head, HeadSpec};
 use super::ops::Mode;
 use super::params::{LoadReport, ParamStore};
+use crate::data::{ProblemType, Scaling};
 use crate::error::{Error, Location, Result};
 
 /// bertfit's own settings, stored under the `bertfit` key of a saved `config.json`.
@@ -28,6 +29,17 @@ pub struct SavedMeta {
     /// before it was recorded: f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Multi-label: each label's decision threshold, tuned on validation data (absent: 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thresholds: Option<Vec<f32>>,
+    /// Regression: the targets' scaling the model was trained with. In a saved model folder it is
+    /// folded into the last layer (the outputs are in the targets' units); in a checkpoint the weights
+    /// are kept standardised, so a resumed run continues bit for bit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_scaling: Option<Scaling>,
+    /// Whether the weights have `target_scaling` folded in.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub scaling_folded: bool,
 }
 
 impl SavedMeta {
@@ -60,6 +72,9 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Device, precision, kernels and threads the model computes with (kept by the model).
     pub runtime: Runtime,
+    /// The problem type to train for. `None`: the checkpoint's `problem_type` (single-label when it
+    /// has none). A trained head of another problem type is an error.
+    pub problem: Option<ProblemType>,
 }
 
 
@@ -70,8 +85,14 @@ pub struct Classifier {
     pub config: BertConfig,
     /// Head layout.
     pub head_config: HeadConfig,
-    /// Class names by id.
+    /// Class names by id (multi-label: the labels; regression: the one target's name).
     pub labels: Vec<String>,
+    /// What the outputs mean.
+    pub problem: ProblemType,
+    /// Regression runs: the scaling of the targets the outputs are standardised by. The weights in
+    /// memory produce standardised values; [`Classifier::save`] folds the scaling into the last layer so
+    /// the saved folder outputs values in the targets' units (as transformers reads it).
+    pub target_scaling: Option<Scaling>,
     /// Saved bertfit settings of the checkpoint, if it was made by bertfit.
     pub saved_meta: Option<SavedMeta>,
     /// What loading found missing / unexpected.
@@ -83,6 +104,15 @@ pub struct Classifier {
     head: Head,
     store: ParamStore,
     runtime: Runtime,
+}
+
+/// The problem type a config records (`problem_type`; single-label when absent or null).
+fn problem_of(config: &BertConfig) -> Result<ProblemType> {
+    match config.extra.get("problem_type") {
+        None | Some(serde_json::Value::Null) => Ok(ProblemType::SingleLabel),
+        Some(serde_json::Value::String(s)) => s.parse(),
+        Some(other) => Err(Error::config("problem_type", format!("expected a string, found {other}"))),
+    }
 }
 
 fn labels_from_config(cfg: &BertConfig) -> Option<Vec<String>> {
@@ -111,9 +141,21 @@ impl Classifier {
         let names = HeadSpec::new(&head_config, family, config.hidden_size, 2, default_dropout).names;
         let head_present = names.iter().all(|n| store.contains(&format!("{n}.weight")));
         let saved_head = saved_meta.as_ref().map(|m| m.head.clone()).unwrap_or_default();
+        let saved_problem = problem_of(&config)?;
+        let problem = opts.problem.unwrap_or(saved_problem);
         let (labels, fresh_head) = match opts.labels {
             Some(labels) => {
                 let same = ckpt_labels.as_deref() == Some(labels.as_slice()) && head_present && saved_head == head_config;
+                if same && problem != saved_problem && config.extra.contains_key("problem_type") {
+                    return Err(Error::input(
+                        Location::file(&folder.config).field("problem_type"),
+                        format!(
+                            "this checkpoint's head was trained for {} with these labels; a {} run cannot continue it (start from the base encoder, or keep the problem type)",
+                            saved_problem.name(),
+                            problem.name()
+                        ),
+                    ));
+                }
                 (labels, !same)
             }
             None => {
@@ -132,8 +174,15 @@ impl Classifier {
                 (labels, false)
             }
         };
-        if labels.len() < 2 {
-            return Err(Error::config("labels", format!("a classifier needs at least 2 classes, found {}", labels.len())));
+        match problem {
+            ProblemType::SingleLabel if labels.len() < 2 => {
+                return Err(Error::config("labels", format!("a classifier needs at least 2 classes, found {}", labels.len())));
+            }
+            ProblemType::Regression if labels.len() != 1 => {
+                return Err(Error::config("labels", format!("a regression model has one output, this one has {}", labels.len())));
+            }
+            _ if labels.is_empty() => return Err(Error::config("labels", "no labels")),
+            _ => {}
         }
         let spec = HeadSpec::new(&head_config, family, config.hidden_size, labels.len(), default_dropout);
         let mut builder = Builder { store: &mut store, freeze: opts.freeze, init_std: config.initializer_range, exec: opts.runtime.exec() };
@@ -145,10 +194,14 @@ impl Classifier {
         }
         store.drop_unused();
         config.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
+        // a checkpoint keeps standardised weights; a saved model has the scaling folded in
+        let target_scaling = if fresh_head { None } else { saved_meta.as_ref().filter(|m| !m.scaling_folded).and_then(|m| m.target_scaling) };
         Ok(Classifier {
             config,
             head_config,
             labels,
+            problem,
+            target_scaling,
             saved_meta,
             load_report,
             head_initialised: fresh_head,
@@ -186,6 +239,8 @@ impl Classifier {
             config: self.config.clone(),
             head_config: self.head_config.clone(),
             labels: self.labels.clone(),
+            problem: self.problem,
+            target_scaling: self.target_scaling,
             saved_meta: self.saved_meta.clone(),
             load_report: self.load_report.clone(),
             head_initialised: self.head_initialised,
@@ -240,22 +295,92 @@ impl Classifier {
     }
 
     /// Writes `config.json` (in the family's own keys, with `id2label`, `label2id`, the classifier
-    /// architecture and bertfit's settings) and `model.safetensors` (the encoder under the family's prefix
-    /// and tensor names, `bert.`/`distilbert.transformer.…`, the head under its own names) into `dir`.
+    /// architecture, `problem_type` and bertfit's settings) and `model.safetensors` (the encoder under the
+    /// family's prefix and tensor names, `bert.`/`distilbert.transformer.…`, the head under its own names)
+    /// into `dir`. A regression model's target scaling is folded into its last layer, so the folder
+    /// predicts in the targets' units.
     pub fn save(&self, dir: &Path, max_len: usize) -> Result<()> {
+        self.save_as(dir, max_len, true)
+    }
+
+    /// [`Classifier::save`] for a checkpoint: a regression model's weights stay standardised (the scaling
+    /// is recorded), so resuming continues from the same bits.
+    pub fn save_checkpoint(&self, dir: &Path, max_len: usize) -> Result<()> {
+        self.save_as(dir, max_len, false)
+    }
+
+    fn save_as(&self, dir: &Path, max_len: usize, fold: bool) -> Result<()> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create model folder", dir, e))?;
         let mut cfg = self.config.clone();
         let label2id: serde_json::Map<String, serde_json::Value> =
             self.labels.iter().enumerate().map(|(i, l)| (l.clone(), serde_json::Value::from(i))).collect();
         cfg.extra.insert("label2id".into(), serde_json::Value::Object(label2id));
         cfg.extra.insert("architectures".into(), serde_json::json!([cfg.classifier_architecture()]));
-        cfg.extra.insert("problem_type".into(), "single_label_classification".into());
-        let meta = SavedMeta { head: self.head_config.clone(), max_len, precision: self.runtime.precision() };
+        cfg.extra.insert("problem_type".into(), self.problem.hf_name().into());
+        let fold = fold.then_some(self.target_scaling).flatten();
+        let meta = SavedMeta {
+            head: self.head_config.clone(),
+            max_len,
+            precision: self.runtime.precision(),
+            thresholds: self.saved_meta.as_ref().and_then(|m| m.thresholds.clone()).filter(|t| t.len() == self.labels.len() && self.problem == ProblemType::MultiLabel),
+            target_scaling: self.target_scaling,
+            scaling_folded: fold.is_some(),
+        };
         cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::serialize("bertfit settings", e))?);
         let json = serde_json::to_string_pretty(&cfg.to_hf_json()?).map_err(|e| Error::serialize("model config", e))?;
         let path = dir.join("config.json");
         std::fs::write(&path, json + "\n").map_err(|e| Error::io("cannot write", &path, e))?;
         let family = cfg.family();
-        self.store.save(&dir.join("model.safetensors"), |name| family.checkpoint_name(name))
+        let replace = match fold {
+            Some(scaling) => self.rescaled_last_layer(scaling, true)?,
+            None => std::collections::HashMap::new(),
+        };
+        self.store.save_with(&dir.join("model.safetensors"), |name| family.checkpoint_name(name), &replace)
+    }
+
+    /// The last head layer with a regression scaling folded in (`W·s`, `b·s + mean`: outputs in target
+    /// units) or taken out (`W/s`, `(b − mean)/s`: standardised outputs), by canonical name.
+    fn rescaled_last_layer(&self, scaling: Scaling, fold: bool) -> Result<std::collections::HashMap<String, Tensor>> {
+        let spec = self.head_spec();
+        let last = spec.names.last().ok_or_else(|| Error::config("head", "the head has no layer"))?;
+        let vars = self.store.vars();
+        let get = |suffix: &str| -> Result<Tensor> {
+            let name = format!("{last}.{suffix}");
+            Ok(vars.get(&name).ok_or_else(|| Error::config("head", format!("no `{name}`")))?.as_detached_tensor())
+        };
+        let (w, b) = (get("weight")?, get("bias")?);
+        let (w, b) = if fold {
+            (w.affine(scaling.std, 0.0)?, b.affine(scaling.std, scaling.mean)?)
+        } else {
+            (w.affine(1.0 / scaling.std, 0.0)?, b.affine(1.0 / scaling.std, -scaling.mean / scaling.std)?)
+        };
+        Ok([(format!("{last}.weight"), w), (format!("{last}.bias"), b)].into())
+    }
+
+    /// Makes a regression model's outputs standardised by `scaling` for training: a trained head
+    /// (from a saved folder, outputs in target units) has the scaling taken out of its last layer; a
+    /// freshly initialised head already outputs values near 0, i.e. near the mean. A model already
+    /// standardised (a checkpoint) must use the same scaling.
+    pub fn standardise(&mut self, scaling: Scaling) -> Result<()> {
+        match self.target_scaling {
+            Some(s) if s == scaling => return Ok(()),
+            Some(s) => {
+                return Err(Error::config(
+                    "resume",
+                    format!("the checkpoint was trained with target mean {} and std {}, the data now gives {} and {}", s.mean, s.std, scaling.mean, scaling.std),
+                ))
+            }
+            None => {}
+        }
+        if !self.head_initialised {
+            let vars = self.store.vars();
+            for (name, t) in self.rescaled_last_layer(scaling, false)? {
+                if let Some(var) = vars.get(&name) {
+                    var.set(&t)?;
+                }
+            }
+        }
+        self.target_scaling = Some(scaling);
+        Ok(())
     }
 }

@@ -192,8 +192,16 @@ impl ParamStore {
 
     /// Writes every weight to `path`, renaming each with `rename` (e.g. adding the `bert.` prefix).
     pub fn save(&self, path: &Path, rename: impl Fn(&str) -> String) -> Result<()> {
-        let map: HashMap<String, Tensor> =
-            self.vars.iter().map(|(k, v)| (rename(k), v.as_detached_tensor())).collect();
+        self.save_with(path, rename, &HashMap::new())
+    }
+
+    /// [`ParamStore::save`], writing `replace[name]` instead of the variable `name` (by canonical name).
+    pub fn save_with(&self, path: &Path, rename: impl Fn(&str) -> String, replace: &HashMap<String, Tensor>) -> Result<()> {
+        let map: HashMap<String, Tensor> = self
+            .vars
+            .iter()
+            .map(|(k, v)| (rename(k), replace.get(k).cloned().unwrap_or_else(|| v.as_detached_tensor())))
+            .collect();
         candle_core::safetensors::save(&map, path).map_err(|e| match e {
             candle_core::Error::Io(io) => Error::io("cannot write weights", path, io),
             other => Error::Tensor(other),

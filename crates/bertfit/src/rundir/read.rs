@@ -247,8 +247,15 @@ impl RunDir {
         run.steps = read_jsonl(&dir.join(names::STEPS), &mut run.notes)?;
         run.summary = read_json(&dir.join(names::SUMMARY))?;
         run.stats = read_json(&dir.join(names::DATA_STATS))?;
-        run.valid_predictions = read_predictions(&names::predictions_csv(dir, "valid"))?;
-        run.test_predictions = read_predictions(&names::predictions_csv(dir, "test"))?;
+        // prediction files of multi-label and regression runs have label sets and values, which the
+        // report's prediction sections (calibration, confusions, mistakes) do not read yet
+        let single_label = run.config_str(&["train", "problem_type"]).is_none_or(|p| p == "single_label_classification");
+        if single_label {
+            run.valid_predictions = read_predictions(&names::predictions_csv(dir, "valid"))?;
+            run.test_predictions = read_predictions(&names::predictions_csv(dir, "test"))?;
+        } else {
+            run.notes.push("the report's prediction sections cover single-label runs so far: this run's predictions are in predictions/*.csv".into());
+        }
         run.multi = match read_json(&dir.join(names::multi_summary_json("cv")))? {
             Some(m) => Some(m),
             None => read_json(&dir.join(names::multi_summary_json("seeds")))?,

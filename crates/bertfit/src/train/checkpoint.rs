@@ -141,7 +141,8 @@ pub fn write_model(model: &Classifier, tokenizer: &TextTokenizer, dir: &Path) ->
 /// Writes a checkpoint's files: the model folder plus optimizer moments and trainer state.
 /// `optimizer`: the runner's state vectors (`NAME.exp_avg`, `NAME.exp_avg_sq`, `NAME.grad_acc`).
 pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer: &[(String, Vec<f32>)], state: &TrainerState, dir: &Path) -> Result<()> {
-    write_model(model, tokenizer, dir)?;
+    model.save_checkpoint(dir, tokenizer.max_len())?;
+    tokenizer.save(&dir.join("tokenizer.json"))?;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, data) in optimizer {
         tensors.insert(name.clone(), Tensor::from_slice(data, data.len(), &Device::Cpu)?);

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 
 use super::schedule::ScheduleKind;
 use crate::error::{Error, Result};
+use crate::data::ProblemType;
+pub use crate::objective::RegressionLoss;
 use crate::metrics::Metric;
 use crate::model::kernels::Precision;
 use crate::runtime::{Accelerator, EnginePath};
@@ -77,7 +79,17 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     /// Learning-rate schedule after warmup.
     pub scheduler: ScheduleKind,
-    /// Metric for early stopping and best-model selection.
+    /// What the model predicts: one class, a label set, or a number. `None`: multi-label when the data
+    /// gives label lists (or separated labels, or label columns), else single-label.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem_type: Option<ProblemType>,
+    /// Regression loss.
+    pub loss: RegressionLoss,
+    /// Multi-label: after training, pick each label's threshold on the validation split (maximising
+    /// its F1) and save them with the model (else 0.5).
+    pub tune_thresholds: bool,
+    /// Metric for early stopping and best-model selection (for regression the default `f1_macro`
+    /// becomes `mse`).
     pub early_stopping_metric: Metric,
     /// Evaluations without improvement before stopping (`None`: never stop early).
     pub patience: Option<usize>,
@@ -142,6 +154,9 @@ impl Default for TrainConfig {
             grad_accum: 1,
             max_grad_norm: 1.0,
             scheduler: ScheduleKind::Linear,
+            problem_type: None,
+            loss: RegressionLoss::Mse,
+            tune_thresholds: false,
             early_stopping_metric: Metric::F1Macro,
             patience: None,
             min_delta: 0.0,
@@ -223,6 +238,12 @@ pub struct DataConfig {
     pub label_column: String,
     /// Id column (`id` when the file has one).
     pub id_column: Option<String>,
+    /// Multi-label: the label cell lists labels separated by this string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_separator: Option<String>,
+    /// Multi-label: one 0/1 column per label (replaces the label column).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_columns: Option<Vec<String>>,
     /// Validation share split off the training file when no `valid` file is given (0 disables).
     pub valid_fraction: f64,
     /// Test share split off the training file when no `test` file is given.
@@ -239,6 +260,8 @@ impl Default for DataConfig {
             text_pair_column: None,
             label_column: "label".into(),
             id_column: None,
+            label_separator: None,
+            label_columns: None,
             valid_fraction: 0.1,
             test_fraction: 0.0,
         }
@@ -269,6 +292,8 @@ impl DataConfig {
             text_pair: self.text_pair_column.clone(),
             label: Some(self.label_column.clone()),
             id: self.id_column.clone(),
+            label_separator: self.label_separator.clone(),
+            label_columns: self.label_columns.clone(),
         }
     }
 }

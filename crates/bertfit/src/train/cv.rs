@@ -9,9 +9,9 @@ use serde::{Deserialize, Serialize};
 use super::config::RunConfig;
 use super::events::{EvalRecord, Event, Observer};
 use super::job::{self, Prepared, RunOptions, RunSummary};
-use crate::data;
+use crate::data::{self, Targets};
 use crate::error::{Error, Result};
-use crate::infer::{self, argmax, Predictor};
+use crate::infer::{self, argmax, Predictor, Readout};
 use crate::metrics::aggregate::{self, Spread};
 use crate::metrics::{ConfusionMatrix, Scores};
 use crate::model::ModelFolder;
@@ -120,10 +120,11 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
     if cfg.data.valid.is_some() {
         return Err(Error::config("valid", "cross-validation uses each fold as validation set; leave out --valid"));
     }
-    let (full, labels) = job::read_train(cfg)?;
-    let ids = labels.encode(&full)?;
+    let (full, problem, labels) = job::read_train(cfg)?;
+    let targets = Targets::encode(problem, &full, &labels)?;
     let test = cfg.data.test.as_ref().map(|p| data::read_dataset(p, &cfg.data.columns(), true)).transpose()?;
-    let fold_sets = data::stratified_kfold(&ids, folds, cfg.train.seed)?;
+    // folds stratified by class, by the rarest label of each set, or by decile of the value
+    let fold_sets = data::stratified_kfold(&targets.strata(), folds, cfg.train.seed)?;
     claim(&cfg.output, opts, rundir::FOLD_PREFIX)?;
     write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded(cfg)?)?;
     write_json(&cfg.output.join(rundir::CV), "fold count", &serde_json::json!({ "folds": folds }))?;
@@ -139,7 +140,7 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
         }
         let train_idx: Vec<usize> = (0..full.len()).filter(|&i| !in_fold[i]).collect();
         let valid = full.subset(held_out);
-        let prepared = Prepared { labels: labels.clone(), train: full.subset(&train_idx), valid: Some(valid.clone()), test: test.clone() };
+        let prepared = Prepared { problem, labels: labels.clone(), train: full.subset(&train_idx), valid: Some(valid.clone()), test: test.clone() };
         let dir = cfg.output.join(format!("{}{k}", rundir::FOLD_PREFIX));
         let summary = member(cfg, &dir, Some(prepared), opts.resume, opts, obs)?;
         let predictor = Predictor::load(&ModelFolder::open(&dir.join(rundir::BEST))?, &runtime, None, None)?;
@@ -155,10 +156,16 @@ pub fn cross_validate(cfg: &RunConfig, folds: usize, opts: RunOptions<'_>, obs: 
         .map(|(i, o)| o.ok_or_else(|| Error::config("folds", format!("example {i} was in no fold"))))
         .collect::<Result<_>>()?;
     let oof_path = cfg.output.join(rundir::OOF);
-    infer::write_file_atomically(&oof_path, |w| infer::write_oof(w, &oof_path, &full, &ids, labels.names(), &oof))?;
-    let pred: Vec<usize> = oof.iter().map(|(_, p)| argmax(p)).collect();
-    let oof_scores = Scores::from_confusion(&ConfusionMatrix::from_predictions(&ids, &pred, labels.len()), labels.names());
-    let summary = rows_summary("cv", rows, Some(oof_scores));
+    let separator = cfg.data.label_separator.clone().unwrap_or_else(|| infer::SET_SEPARATOR.to_string());
+    let readout = Readout::of(problem, None, &separator);
+    infer::write_file_atomically(&oof_path, |w| infer::write_oof(w, &oof_path, &full, &targets, labels.names(), &oof, &readout))?;
+    // the out-of-fold headline: classification scores over the whole file (single-label runs; the other
+    // problem types report each fold's scores)
+    let oof_scores = targets.classes().map(|ids| {
+        let pred: Vec<usize> = oof.iter().map(|(_, p)| argmax(p)).collect();
+        Scores::from_confusion(&ConfusionMatrix::from_predictions(ids, &pred, labels.len()), labels.names())
+    });
+    let summary = rows_summary("cv", rows, oof_scores);
     write_multi(&cfg.output, &summary)?;
     Ok(summary)
 }

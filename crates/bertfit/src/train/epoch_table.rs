@@ -24,13 +24,23 @@ pub fn epoch_table(history: &[EvalRecord], best: Option<&EvalRecord>) -> String 
             rows[i].3 = Some(rec);
         }
     }
+    // three validation columns, by what the records measured
+    type Column = fn(&EvalRecord) -> f64;
+    let columns: [(&str, Column); 3] = if history.iter().any(|r| r.regression.is_some()) {
+        [("valid RMSE", |r| r.regression.map_or(f64::NAN, |x| x.rmse)), ("valid R2", |r| r.regression.map_or(f64::NAN, |x| x.r2)), ("valid Spear", |r| r.regression.map_or(f64::NAN, |x| x.spearman))]
+    } else if history.iter().any(|r| r.multi_label.is_some()) {
+        [("valid acc", |r| r.accuracy), ("F1 micro", |r| r.multi_label.as_ref().map_or(f64::NAN, |m| m.micro.f1)), ("F1 macro", |r| r.f1_macro)]
+    } else {
+        [("valid acc", |r| r.accuracy), ("valid F1", |r| r.f1_macro), ("valid MCC", |r| r.mcc)]
+    };
     let mut out = String::new();
     let _ = writeln!(
         out,
         "{:>7} {:>7}  {:>10} {:>9}  {:>10} {:>9} {:>9} {:>9}  {:>9}",
-        "epoch", "step", "train loss", "train acc", "valid loss", "valid acc", "valid F1", "valid MCC", "lr"
+        "epoch", "step", "train loss", "train acc", "valid loss", columns[0].0, columns[1].0, columns[2].0, "lr"
     );
-    let num = |v: Option<f64>| v.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+    // NaN (a score the record does not have) shows as "-"
+    let num = |v: Option<f64>| v.filter(|v| !v.is_nan()).map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
     for (epoch, step, train, valid) in rows {
         let is_best = best.is_some_and(|b| valid.is_some_and(|v| v.epoch == b.epoch && v.step == b.step));
         let lr = valid.or(train).map(|r| r.learning_rate);
@@ -42,9 +52,9 @@ pub fn epoch_table(history: &[EvalRecord], best: Option<&EvalRecord>) -> String 
             num(train.map(|r| r.loss)),
             num(train.map(|r| r.accuracy)),
             num(valid.map(|r| r.loss)),
-            num(valid.map(|r| r.accuracy)),
-            num(valid.map(|r| r.f1_macro)),
-            num(valid.map(|r| r.mcc)),
+            num(valid.map(columns[0].1)),
+            num(valid.map(columns[1].1)),
+            num(valid.map(columns[2].1)),
             lr.map_or_else(|| "-".to_string(), |v| format!("{v:.2e}")),
             if is_best { " *" } else { "" }
         );

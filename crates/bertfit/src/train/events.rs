@@ -3,30 +3,38 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::Scores;
+use crate::metrics::{Measured, MultiLabelScores, RegressionScores, Scores};
 
 /// One evaluation: one line of `RUN_DIR/metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EvalRecord {
     /// Epoch position (fractional for mid-epoch evaluations; 1.0 = end of the first epoch).
+    #[serde(with = "crate::metrics::nullable")]
     pub epoch: f64,
     /// Optimizer steps done.
     pub step: usize,
     /// `train`, `valid` or `test`.
     pub split: String,
     /// Mean cross-entropy.
+    #[serde(with = "crate::metrics::nullable")]
     pub loss: f64,
     /// Accuracy.
+    #[serde(with = "crate::metrics::nullable")]
     pub accuracy: f64,
     /// Macro F1.
+    #[serde(with = "crate::metrics::nullable")]
     pub f1_macro: f64,
     /// Weighted F1.
+    #[serde(with = "crate::metrics::nullable")]
     pub f1_weighted: f64,
     /// Macro precision.
+    #[serde(with = "crate::metrics::nullable")]
     pub precision_macro: f64,
     /// Macro recall.
+    #[serde(with = "crate::metrics::nullable")]
     pub recall_macro: f64,
     /// Matthews correlation coefficient.
+    #[serde(with = "crate::metrics::nullable")]
     pub mcc: f64,
     /// Learning rate at this point.
     pub learning_rate: f64,
@@ -34,8 +42,14 @@ pub struct EvalRecord {
     pub elapsed_s: f64,
     /// Number of examples scored.
     pub examples: usize,
-    /// Full scores: per class and confusion matrix.
+    /// Full scores: per class and confusion matrix (per label for multi-label; none for regression).
     pub scores: Scores,
+    /// Multi-label scores (micro, samples, Hamming loss, LRAP…), for multi-label runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_label: Option<MultiLabelScores>,
+    /// Regression scores, for regression runs (the classification fields are then `null`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regression: Option<RegressionScores>,
 }
 
 impl EvalRecord {
@@ -57,7 +71,30 @@ impl EvalRecord {
             elapsed_s,
             examples,
             scores,
+            multi_label: None,
+            regression: None,
         }
+    }
+
+    /// A record of any problem type: the classification scores, plus the multi-label or regression
+    /// scores when the evaluation has them.
+    #[allow(clippy::too_many_arguments)]
+    pub fn measured(
+        split: &str,
+        epoch: f64,
+        step: usize,
+        loss: f64,
+        lr: f64,
+        elapsed_s: f64,
+        examples: usize,
+        (scores, multi_label, regression): (Scores, Option<MultiLabelScores>, Option<RegressionScores>),
+    ) -> Self {
+        EvalRecord { multi_label, regression, ..EvalRecord::new(split, epoch, step, loss, lr, elapsed_s, examples, scores) }
+    }
+
+    /// What the record measured, to read a metric off.
+    pub fn view(&self) -> Measured<'_> {
+        Measured { loss: self.loss, scores: &self.scores, multi_label: self.multi_label.as_ref(), regression: self.regression.as_ref() }
     }
 }
 

@@ -11,7 +11,10 @@ use super::config::{ClassWeights, RunConfig};
 use super::events::{EvalRecord, Event, Observer};
 use super::loss;
 use super::trainer::{self, Split, Trainer};
-use crate::data::{self, Dataset, LabelMap};
+use crate::data::{self, Dataset, LabelMap, ProblemType, Scaling, Targets};
+use crate::infer::Readout;
+use crate::metrics::Metric;
+use crate::objective::Objective;
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder};
@@ -36,6 +39,12 @@ pub struct RunOptions<'a> {
 /// The outcome of a run, also written to `RUN_DIR/summary.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
+    /// What the run predicted.
+    #[serde(default)]
+    pub problem_type: ProblemType,
+    /// The metric that picked the best model (as resolved for the problem type).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric: Option<Metric>,
     /// Class names by id.
     pub labels: Vec<String>,
     /// Examples per split.
@@ -65,10 +74,15 @@ pub struct RunSummary {
     pub history: Vec<EvalRecord>,
 }
 
-fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &[usize]) -> Result<Option<Vec<f32>>> {
+/// The loss weights of a run: class weights (single-label) or positive weights per label (multi-label).
+fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &Targets) -> Result<Option<Vec<f32>>> {
     Ok(match cw {
         ClassWeights::None => None,
-        ClassWeights::Balanced => Some(loss::balanced_weights(train, labels.len())),
+        ClassWeights::Balanced => match train {
+            Targets::Classes(ids) => Some(loss::balanced_weights(ids, labels.len())),
+            Targets::Sets { .. } => Some(crate::objective::balanced_pos_weights(train)),
+            Targets::Values(_) => return Err(Error::config("class-weights", "a regression run has no classes to weigh")),
+        },
         ClassWeights::Explicit(pairs) => {
             let mut w = vec![1.0f32; labels.len()];
             for (name, value) in pairs {
@@ -138,10 +152,12 @@ fn check_fingerprint(cfg: &RunConfig) -> Result<()> {
     Ok(())
 }
 
-/// The data of a run: labels and the examples of each split.
+/// The data of a run: problem type, labels and the examples of each split.
 #[derive(Debug, Clone)]
 pub struct Prepared {
-    /// Label map (from the training file).
+    /// What the run predicts.
+    pub problem: ProblemType,
+    /// Label map (from the training file; multi-label: the labels; regression: the target's name).
     pub labels: LabelMap,
     /// Training examples.
     pub train: Dataset,
@@ -151,25 +167,60 @@ pub struct Prepared {
     pub test: Option<Dataset>,
 }
 
-/// Reads the training file and its label map (at least two labels).
-pub fn read_train(cfg: &RunConfig) -> Result<(Dataset, LabelMap)> {
+/// The problem type of a run: as configured, else multi-label when the data gives label sets (lists,
+/// separated cells or label columns), else single-label.
+pub fn problem_type(cfg: &RunConfig, full: &Dataset) -> ProblemType {
+    cfg.train.problem_type.unwrap_or(if full.has_label_sets() || cfg.data.label_separator.is_some() || cfg.data.label_columns.is_some() {
+        ProblemType::MultiLabel
+    } else {
+        ProblemType::SingleLabel
+    })
+}
+
+/// Reads the training file, its problem type and its label map: at least two classes for single-label,
+/// at least one label for multi-label (the label columns' order when given), the target's name for
+/// regression.
+pub fn read_train(cfg: &RunConfig) -> Result<(Dataset, ProblemType, LabelMap)> {
     let full = data::read_dataset(&cfg.data.train, &cfg.data.columns(), true)?;
-    let labels = LabelMap::from_labels(full.labels());
-    if labels.len() < 2 {
-        return Err(Error::input(
-            crate::Location::file(&cfg.data.train).field(&cfg.data.label_column),
-            format!("found {} distinct label(s); classification needs at least 2", labels.len()),
-        ));
+    let problem = problem_type(cfg, &full);
+    let at = || crate::Location::file(&cfg.data.train).field(&cfg.data.label_column);
+    let labels = match (problem, &cfg.data.label_columns) {
+        (ProblemType::Regression, _) => LabelMap::from_names(vec![cfg.data.label_column.clone()])?,
+        (ProblemType::MultiLabel, Some(columns)) => LabelMap::from_names(columns.clone())?,
+        _ => LabelMap::from_labels(full.labels()),
+    };
+    match problem {
+        ProblemType::SingleLabel if labels.len() < 2 => {
+            return Err(Error::input(at(), format!("found {} distinct label(s); classification needs at least 2", labels.len())));
+        }
+        ProblemType::MultiLabel if labels.is_empty() => {
+            return Err(Error::input(at(), "no example has a label: multi-label training needs at least one"));
+        }
+        _ => {}
     }
-    Ok((full, labels))
+    Ok((full, problem, labels))
+}
+
+/// A note when every label of a single-label run is a number and some are not integers: the user may
+/// mean regression.
+pub fn regression_hint(problem: ProblemType, labels: &LabelMap) -> Option<String> {
+    let numbers = labels.names().iter().all(|l| l.parse::<f64>().is_ok());
+    let fractional = labels.names().iter().any(|l| l.parse::<i128>().is_err());
+    (problem == ProblemType::SingleLabel && numbers && fractional).then(|| {
+        format!(
+            "every one of the {} labels is a number and some are not integers: if they are scores, --problem-type regression predicts them as numbers",
+            labels.len()
+        )
+    })
 }
 
 /// Reads the data files and cuts the splits: explicit files win; otherwise stratified, seeded shares of
-/// the training file.
+/// the training file (by class; by the rarest label of each set for multi-label; by decile of the value
+/// for regression).
 pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
     let cols = cfg.data.columns();
-    let (full, labels) = read_train(cfg)?;
-    let full_ids = labels.encode(&full)?;
+    let (full, problem, labels) = read_train(cfg)?;
+    let strata = Targets::encode(problem, &full, &labels)?.strata();
     let mut fractions = Vec::new();
     if cfg.data.valid.is_none() && cfg.data.valid_fraction > 0.0 {
         fractions.push(cfg.data.valid_fraction);
@@ -177,7 +228,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
     if cfg.data.test.is_none() && cfg.data.test_fraction > 0.0 {
         fractions.push(cfg.data.test_fraction);
     }
-    let parts = data::stratified_split(&full_ids, &fractions, cfg.train.seed)?;
+    let parts = data::stratified_split(&strata, &fractions, cfg.train.seed)?;
     let mut parts = parts.into_iter();
     let mut take_split = |file: &Option<std::path::PathBuf>, frac: f64| -> Result<Option<Dataset>> {
         match file {
@@ -192,7 +243,7 @@ pub fn prepare(cfg: &RunConfig) -> Result<Prepared> {
         Some(idx) => full.subset(&idx),
         None => full.clone(),
     };
-    Ok(Prepared { labels, train, valid, test })
+    Ok(Prepared { problem, labels, train, valid, test })
 }
 
 /// Runs training as configured. Everything lands in `cfg.output`.
@@ -215,18 +266,40 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     if runtime.accelerator().is_cuda() {
         obs.on_event(&Event::Info(format!("device: {} (the engine, {} precision)", runtime.accelerator().name(), tc.precision.name())));
     }
-    let Prepared { labels, train, valid, test } = prepared;
-    let train_ids = labels.encode(&train)?;
-    let valid_ids = valid.as_ref().map(|d| labels.encode(d)).transpose()?;
-    let test_ids = test.as_ref().map(|d| labels.encode(d)).transpose()?;
+    let Prepared { problem, labels, train, valid, test } = prepared;
+    let train_ids = Targets::encode(problem, &train, &labels)?;
+    let valid_ids = valid.as_ref().map(|d| Targets::encode(problem, d, &labels)).transpose()?;
+    let test_ids = test.as_ref().map(|d| Targets::encode(problem, d, &labels)).transpose()?;
+    let what = match problem {
+        ProblemType::SingleLabel => format!("{} labels: {}", labels.len(), labels.names().join(", ")),
+        ProblemType::MultiLabel => format!("multi-label, {} labels: {}", labels.len(), labels.names().join(", ")),
+        ProblemType::Regression => format!("regression of `{}`", labels.names().join("")),
+    };
     obs.on_event(&Event::Info(format!(
-        "data: {} train, {} valid, {} test examples; {} labels: {}",
+        "data: {} train, {} valid, {} test examples; {what}",
         train.len(),
         valid.as_ref().map_or(0, |d| d.len()),
         test.as_ref().map_or(0, |d| d.len()),
-        labels.len(),
-        labels.names().join(", ")
     )));
+    if let Some(hint) = regression_hint(problem, &labels) {
+        obs.on_event(&Event::Warning(hint));
+    }
+    let mut tc = tc.clone();
+    if !tc.early_stopping_metric.applies_to(problem) {
+        if tc.early_stopping_metric == Metric::F1Macro {
+            // the default of classification runs: each problem type has its own
+            tc.early_stopping_metric = Metric::default_for(problem);
+        } else {
+            return Err(Error::config(
+                "early-stopping-metric",
+                format!("`{}` is not defined for a {} run", tc.early_stopping_metric, problem.name()),
+            ));
+        }
+    }
+    if tc.tune_thresholds && problem != ProblemType::MultiLabel {
+        return Err(Error::config("tune-thresholds", "thresholds are tuned for multi-label runs only"));
+    }
+    let tc = &tc;
 
     let resume_from = if opts.resume {
         check_fingerprint(cfg)?;
@@ -273,8 +346,19 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
             freeze: Freeze { encoder: tc.freeze_encoder, layers: tc.freeze_layers, head: false },
             seed: tc.seed,
             runtime: runtime.clone(),
+            problem: Some(problem),
         },
     )?;
+    let mut model = model;
+    let scaling = match &train_ids {
+        Targets::Values(v) => {
+            let scaling = Scaling::of(v);
+            model.standardise(scaling)?;
+            Some(scaling)
+        }
+        _ => None,
+    };
+    let model = model;
     let report = &model.load_report;
     if !report.missing.is_empty() {
         obs.on_event(&Event::Warning(format!("initialised weights missing from the checkpoint: {}", report.missing.join(", "))));
@@ -295,40 +379,73 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     write_data_stats(&cfg.output.join(rundir::DATA_STATS), &tokenizer, &labels, [("train", Some(&train), Some(&enc_train)), ("valid", valid.as_ref(), enc_valid.as_ref()), ("test", test.as_ref(), enc_test.as_ref())])?;
     // the run config records the path that runs (`auto` resolved for this model)
     let mut recorded = cfg.clone();
+    recorded.train.problem_type = Some(problem);
+    recorded.train.early_stopping_metric = tc.early_stopping_metric;
     recorded.train.engine = tc.engine.resolve(model.engine_covers());
     recorded.train.device = runtime.accelerator();
     recorded.train.numerics = crate::engine::device::numerics(runtime.accelerator())?;
     rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded)?;
 
-    let class_weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
+    let weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
+    let objective = Objective { problem, weights, loss: tc.loss, scaling: scaling.unwrap_or(Scaling::IDENTITY) };
+    let separator = cfg.data.label_separator.clone().unwrap_or_else(|| infer::SET_SEPARATOR.to_string());
+    let readout = Readout::of(problem, None, &separator);
     let trainer = Trainer {
         model: &model,
         config: tc,
         tokenizer: &tokenizer,
         run_dir: &cfg.output,
-        class_weights: class_weights.clone(),
+        objective: objective.clone(),
+        readout,
         cancel: opts.cancel,
         valid_examples: valid.as_ref(),
     };
-    let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, l)| Split { encoded: e, labels: l });
-    let outcome = trainer.fit(Split { encoded: &enc_train, labels: &train_ids }, valid_split, resume_from, obs)?;
+    let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, t)| Split { encoded: e, targets: t });
+    let outcome = trainer.fit(Split { encoded: &enc_train, targets: &train_ids }, valid_split, resume_from, obs)?;
 
+    // the best model as saved: regression outputs in target units, so it is scored without the scaling
+    let saved_objective = Objective { scaling: Scaling::IDENTITY, ..objective };
+    let best_dir = cfg.output.join(rundir::BEST);
+    let load_best = || Classifier::load(&ModelFolder::open(&best_dir)?, LoadOptions { runtime: runtime.clone(), ..Default::default() });
+    if tc.tune_thresholds {
+        match (&enc_valid, &valid_ids) {
+            (Some(enc), Some(targets)) => {
+                let mut best = load_best()?;
+                let e = trainer::evaluate(&best, None, Split { encoded: enc, targets }, tc.eval_batch_size, &saved_objective, "valid", obs)?;
+                let gold: Vec<Vec<bool>> = (0..targets.len()).map(|i| targets.row(i).iter().map(|&v| v > 0.5).collect()).collect();
+                let thresholds = crate::metrics::multilabel::tune_thresholds(&gold, &e.probs, infer::DEFAULT_THRESHOLD);
+                if let Some(meta) = best.saved_meta.as_mut() {
+                    meta.thresholds = Some(thresholds.clone());
+                }
+                checkpoint::write_atomically(&best_dir, |tmp| checkpoint::write_model(&best, &tokenizer, tmp))?;
+                obs.on_event(&Event::Info(format!(
+                    "thresholds tuned on the validation split (best F1 per label): {}",
+                    labels.names().iter().zip(&thresholds).map(|(l, t)| format!("{l} {t:.2}")).collect::<Vec<_>>().join(", ")
+                )));
+            }
+            _ => obs.on_event(&Event::Warning("--tune-thresholds needs a validation split: keeping 0.5".into())),
+        }
+    }
     let mut test_rec = None;
     if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
-        let best = Classifier::load(&ModelFolder::open(&cfg.output.join(rundir::BEST))?, LoadOptions { runtime: runtime.clone(), ..Default::default() })?;
-        let e = trainer::evaluate(&best, None, Split { encoded: enc, labels: ids }, tc.eval_batch_size, class_weights.as_deref(), "test", obs)?;
+        let best = load_best()?;
+        let e = trainer::evaluate(&best, None, Split { encoded: enc, targets: ids }, tc.eval_batch_size, &saved_objective, "test", obs)?;
         if let Some(data) = &test {
             let path = rundir::predictions_csv(&cfg.output, "test");
-            infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, ids, &best.labels, &e.probs))?;
+            let thresholds = best.saved_meta.as_ref().and_then(|m| m.thresholds.as_deref());
+            let readout = Readout::of(problem, thresholds, &separator);
+            infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, ids, &best.labels, &e.probs, &readout))?;
         }
         let step = outcome.best.as_ref().map_or(outcome.steps, |b| b.step);
         let epoch = outcome.best.as_ref().map_or(outcome.epochs as f64, |b| b.epoch);
-        let rec = EvalRecord::new("test", epoch, step, e.loss, 0.0, outcome.seconds, ids.len(), e.scores);
+        let rec = EvalRecord::measured("test", epoch, step, e.loss, 0.0, outcome.seconds, ids.len(), e.measures());
         rundir::append_jsonl(&cfg.output.join(rundir::METRICS), "metrics", &rec)?;
         obs.on_event(&Event::Evaluated(&rec));
         test_rec = Some(rec);
     }
     let summary = RunSummary {
+        problem_type: problem,
+        metric: Some(tc.early_stopping_metric),
         labels: labels.names().to_vec(),
         train_examples: train.len(),
         valid_examples: valid.as_ref().map_or(0, |d| d.len()),

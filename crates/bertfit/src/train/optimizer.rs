@@ -243,7 +243,7 @@ mod tests {
         let train = crate::train::TrainConfig { max_grad_norm: 0.0, weight_decay: wd, ..Default::default() };
         for step in 1..=3 {
             let b = crate::batch::collate(&encoded, &[0, 1, 2, 3], Some(&[0, 1, 1, 0]), 0);
-            crate::train::trainer::step(&model, &mut opt, &b, step, &train, None, None).expect("backward");
+            crate::train::trainer::step(&model, &mut opt, &b, step, &train, &crate::objective::Objective::single(None), None).expect("backward");
             let state: HashMap<String, Vec<f32>> = opt.state_vectors().into_iter().map(|(n, s)| (n, s.to_vec())).collect();
             let mut grads = vec![0f32; layout.total];
             for seg in layout.segments.iter().filter(|s| s.trainable) {

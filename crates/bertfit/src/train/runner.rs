@@ -14,6 +14,7 @@ use crate::engine::device::{backend_for, check_graph_on, DynBackend};
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::model::{Classifier, Mode};
+use crate::objective::Objective;
 use crate::runtime::EnginePath;
 
 /// The candle graph with its per-tensor optimizer, or the engine with its flat buffers.
@@ -55,15 +56,15 @@ impl Runner {
     /// One training batch (see [`step`]): forward with the dropout key of `(cfg.seed, micro_step)`, loss
     /// scaled by `1 / grad_accum`, backward into the accumulators, and the update when `update_lr` is given.
     #[allow(clippy::too_many_arguments)]
-    pub fn step(&mut self, model: &Classifier, b: &Batch, micro_step: u64, cfg: &TrainConfig, class_weights: Option<&[f32]>, update_lr: Option<f64>) -> Result<StepOutcome> {
+    pub fn step(&mut self, model: &Classifier, b: &Batch, micro_step: u64, cfg: &TrainConfig, objective: &Objective, update_lr: Option<f64>) -> Result<StepOutcome> {
         let e = match self {
-            Runner::Graph(opt) => return step(model, opt, b, micro_step, cfg, class_weights, update_lr),
+            Runner::Graph(opt) => return step(model, opt, b, micro_step, cfg, objective, update_lr),
             Runner::Engine(e) => e,
         };
         let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
         let step_at = e.step;
         model.runtime().install(|| {
-            let out = e.train_micro(b, Mode::train(cfg.seed, micro_step), class_weights, 1.0 / cfg.grad_accum as f64)?;
+            let out = e.train_micro(b, Mode::train(cfg.seed, micro_step), objective, 1.0 / cfg.grad_accum as f64)?;
             let loss = out.loss * cfg.grad_accum as f64;
             if !loss.is_finite() {
                 return Err(Error::Diverged { step: step_at, loss });

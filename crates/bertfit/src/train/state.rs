@@ -18,6 +18,9 @@ pub struct Running {
     pub loss_sum: f64,
     /// Micro-batches.
     pub batches: usize,
+    /// Examples seen (absent in checkpoints written before it was recorded: counted from `gold`).
+    #[serde(default)]
+    pub examples: usize,
 }
 
 /// One optimizer update, a line of `steps.jsonl`.

@@ -22,19 +22,21 @@ use super::schedule::Schedule;
 use super::state::{Running, StepRecord, TrainerState};
 use crate::batch::{self, Batch};
 use crate::error::{Error, Result};
-use crate::infer::{self, argmax, Evaluation};
+use crate::data::{ProblemType, Targets};
+use crate::infer::{self, argmax, Evaluation, Readout};
+use crate::objective::Objective;
 use crate::metrics::{ConfusionMatrix, Scores};
 use crate::model::{Classifier, Inputs, Mode};
 use crate::rundir::{self, JsonLog};
 use crate::tokenize::{Encoded, TextTokenizer};
 
-/// Tokenized examples with their class ids.
+/// Tokenized examples with their targets.
 #[derive(Debug, Clone, Copy)]
 pub struct Split<'a> {
     /// Tokenized examples.
     pub encoded: &'a [Encoded],
-    /// Class id per example.
-    pub labels: &'a [usize],
+    /// Class ids, label sets or values, one per example.
+    pub targets: &'a Targets,
 }
 
 /// What training did.
@@ -66,8 +68,10 @@ pub struct Trainer<'a> {
     pub tokenizer: &'a TextTokenizer,
     /// Run directory: `best/`, `checkpoints/`, `metrics.jsonl`.
     pub run_dir: &'a Path,
-    /// Loss weight per class id.
-    pub class_weights: Option<Vec<f32>>,
+    /// The loss (with class or positive weights, and the regression scaling) and how outputs read.
+    pub objective: Objective,
+    /// How validation predictions are written (`predictions/valid.csv`).
+    pub readout: Readout<'a>,
     /// Set from a signal handler: finish the current step, checkpoint, return [`Error::Interrupted`].
     pub cancel: Option<&'a AtomicBool>,
     /// Validation examples, to write the best model's scored predictions (`predictions/valid.csv`).
@@ -75,13 +79,14 @@ pub struct Trainer<'a> {
 }
 
 /// Evaluates a split in inference mode (no dropout, no autograd graph), reporting progress as events:
-/// through `engine` when given (the training engine, on its own weights), else on `model`.
+/// through `engine` when given (the training engine, on its own weights), else on `model`. Multi-label
+/// decisions use the model's saved thresholds (0.5 without).
 pub fn evaluate(
     model: &Classifier,
     engine: Option<&mut Engine<DynBackend>>,
     split: Split<'_>,
     batch_size: usize,
-    class_weights: Option<&[f32]>,
+    objective: &Objective,
     name: &str,
     obs: &mut dyn Observer,
 ) -> Result<Evaluation> {
@@ -92,10 +97,11 @@ pub fn evaluate(
         obs.on_event(&Event::EvalBatch { done, total })
     };
     let probs = match engine {
-        Some(e) => infer::engine_probabilities(e, model.runtime(), model.config.pad_token_id, split.encoded, batch_size, &mut progress)?,
-        None => infer::probabilities(&model.inference_view()?, split.encoded, batch_size, &mut progress)?,
+        Some(e) => infer::engine_probabilities(e, model.runtime(), model.config.pad_token_id, split.encoded, batch_size, objective, &mut progress)?,
+        None => infer::logits(&model.inference_view()?, split.encoded, batch_size, &mut progress)?.iter().map(|r| objective.activate(r)).collect(),
     };
-    Ok(infer::evaluate(probs, split.labels.to_vec(), &model.labels, class_weights))
+    let thresholds = model.saved_meta.as_ref().and_then(|m| m.thresholds.as_deref());
+    Ok(infer::evaluate_targets(probs, split.targets, &model.labels, objective, thresholds))
 }
 
 /// What one training batch did.
@@ -112,25 +118,41 @@ pub struct StepOutcome {
 }
 
 /// One training batch on the model's runtime: forward with the dropout key of `(cfg.seed, micro_step)`,
-/// cross-entropy (scaled by `1 / grad_accum`), backward, gradient accumulation, and — when `update_lr`
-/// is given — the AdamW update with clipping at `cfg.max_grad_norm`. The training loop and
+/// the objective's loss (scaled by `1 / grad_accum`), backward, gradient accumulation, and — when
+/// `update_lr` is given — the AdamW update with clipping at `cfg.max_grad_norm`. The training loop and
 /// `bench-step` both call this, so the benchmark measures what training runs.
+///
+/// Cross-entropy is differentiated by the graph; the multi-label and regression losses are computed on
+/// the host with their gradient `g` ([`Objective::loss_grad`]), and the graph differentiates
+/// `Σ logits · g` (g held constant), whose gradient with respect to the logits is exactly `g`.
 pub fn step(
     model: &Classifier,
     opt: &mut AdamW,
     b: &Batch,
     micro_step: u64,
     cfg: &TrainConfig,
-    class_weights: Option<&[f32]>,
+    objective: &Objective,
     update_lr: Option<f64>,
 ) -> Result<StepOutcome> {
     let clip = (cfg.max_grad_norm > 0.0).then_some(cfg.max_grad_norm);
     let step_at = opt.step;
+    let scale = 1.0 / cfg.grad_accum as f64;
     model.runtime().install(|| {
         let inputs = Inputs::from_batch(b, model.device())?;
         let logits = model.forward(&inputs, Mode::train(cfg.seed, micro_step))?;
-        let loss = loss::cross_entropy(&logits, &b.labels, class_weights, 1.0 / cfg.grad_accum as f64)?;
-        let loss_value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
+        let (loss, loss_value, probs) = if objective.problem == ProblemType::SingleLabel {
+            let loss = loss::cross_entropy(&logits, &b.labels, objective.weights.as_deref(), scale)?;
+            let value = loss.to_scalar::<f32>()? as f64 * cfg.grad_accum as f64;
+            (loss, value, infer::softmax_rows(&logits.detach())?)
+        } else {
+            let (rows, width) = logits.dims2()?;
+            let host: Vec<f32> = logits.detach().to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1()?;
+            let mut grad = vec![0f32; host.len()];
+            let value = objective.loss_grad(&host, width, &b.labels, &b.targets, scale, &mut grad) * cfg.grad_accum as f64;
+            let g = candle_core::Tensor::from_vec(grad, (rows, width), logits.device())?.to_dtype(logits.dtype())?;
+            let surrogate = logits.mul(&g)?.sum_all()?;
+            (surrogate, value, host.chunks(width.max(1)).map(|r| objective.activate(r)).collect())
+        };
         if !loss_value.is_finite() {
             return Err(Error::Diverged { step: step_at, loss: loss_value });
         }
@@ -138,7 +160,6 @@ pub fn step(
         let missing = opt.accumulate(&grads)?;
         drop(grads);
         faults::point("step");
-        let probs = infer::softmax_rows(&logits.detach())?;
         let grad_norm = match update_lr {
             Some(lr) => Some(opt.apply(lr, clip)?),
             None => None,
@@ -183,7 +204,7 @@ impl Session<'_> {
 
 impl Trainer<'_> {
     fn metric_value(&self, r: &EvalRecord) -> f64 {
-        self.config.early_stopping_metric.value(&r.scores, r.loss)
+        self.config.early_stopping_metric.value(&r.view())
     }
 
     /// Runs training from the start, or from `resume`. `valid` drives early stopping and best-model
@@ -267,13 +288,13 @@ impl Trainer<'_> {
         let pad = self.model.config.pad_token_id;
         while s.st.batches_done < batches.len() {
             let bi = s.st.batches_done;
-            let b = batch::collate(train.encoded, &batches[bi], Some(train.labels), pad);
+            let b = batch::collate_targets(train.encoded, &batches[bi], train.targets, pad);
             let last_batch = bi + 1 == batches.len();
             let lr = s.st.schedule.lr(s.st.step);
             // this batch ends an update when it completes the accumulation or the epoch
             let micro = s.runner.accumulated() + 1;
             let update = micro == cfg.grad_accum || last_batch;
-            let out = s.runner.step(self.model, &b, s.st.micro_step, cfg, self.class_weights.as_deref(), update.then_some(lr))?;
+            let out = s.runner.step(self.model, &b, s.st.micro_step, cfg, &self.objective, update.then_some(lr))?;
             if !out.missing.is_empty() && s.st.micro_step == 0 {
                 s.obs.on_event(&Event::Warning(format!("no gradient reached: {}", out.missing.join(", "))));
             }
@@ -282,6 +303,7 @@ impl Trainer<'_> {
                 s.st.running.pred.push(argmax(p));
                 s.st.running.gold.push(g);
             }
+            s.st.running.examples += b.size;
             s.st.running.loss_sum += loss_value;
             s.st.pending_loss += loss_value;
             s.st.running.batches += 1;
@@ -335,7 +357,7 @@ impl Trainer<'_> {
     }
 
     /// Records an evaluation and feeds it to early stopping, the plateau schedule and best-model saving.
-    fn judge(&self, s: &mut Session<'_>, (rec, probs, gold): (EvalRecord, Vec<Vec<f32>>, Vec<usize>)) -> Result<Decision> {
+    fn judge(&self, s: &mut Session<'_>, (rec, probs, gold): (EvalRecord, Vec<Vec<f32>>, &Targets)) -> Result<Decision> {
         self.record(s, &rec)?;
         let value = self.metric_value(&rec);
         let decision = s.st.early_stopping.observe(value);
@@ -346,7 +368,7 @@ impl Trainer<'_> {
                 self.save_best(s)?;
                 if let Some(data) = self.valid_examples {
                     let path = rundir::predictions_csv(self.run_dir, "valid");
-                    infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, &gold, &self.model.labels, &probs))?;
+                    infer::write_file_atomically(&path, |w| infer::write_scored(w, &path, data, gold, &self.model.labels, &probs, &self.readout))?;
                 }
                 s.st.best = Some(rec);
             }
@@ -367,7 +389,14 @@ impl Trainer<'_> {
     fn end_epoch(&self, s: &mut Session<'_>, valid: Option<Split<'_>>, lr: f64, epoch_start: Instant, batches: usize, whole: bool) -> Result<()> {
         let epoch = s.st.epoch;
         let at = epoch as f64 + s.st.batches_done as f64 / batches.max(1) as f64;
-        let cm = ConfusionMatrix::from_predictions(&s.st.running.gold, &s.st.running.pred, self.model.labels.len());
+        // the training split's scores come from the training passes (dropout on): class decisions for
+        // single-label runs; the other problem types record the loss only
+        let scores = if self.objective.problem == ProblemType::SingleLabel {
+            let cm = ConfusionMatrix::from_predictions(&s.st.running.gold, &s.st.running.pred, self.model.labels.len());
+            Scores::from_confusion(&cm, &self.model.labels)
+        } else {
+            Scores::undefined(&self.model.labels)
+        };
         let train_rec = EvalRecord::new(
             "train",
             at,
@@ -375,8 +404,8 @@ impl Trainer<'_> {
             s.st.running.loss_sum / s.st.running.batches.max(1) as f64,
             lr,
             s.elapsed(),
-            s.st.running.gold.len(),
-            Scores::from_confusion(&cm, &self.model.labels),
+            s.st.running.examples.max(s.st.running.gold.len()),
+            scores,
         );
         self.record(s, &train_rec)?;
         let mut valid_rec = None;
@@ -398,14 +427,15 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    fn eval_record(&self, s: &mut Session<'_>, v: Split<'_>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, Vec<usize>)> {
+    fn eval_record<'v>(&self, s: &mut Session<'_>, v: Split<'v>, at: f64, lr: f64) -> Result<(EvalRecord, Vec<Vec<f32>>, &'v Targets)> {
         // the engine evaluates on its own weights (no copy, no second device context); the graph on the model's
         let engine = match &mut s.runner {
             Runner::Engine(e) => Some(&mut **e),
             Runner::Graph(_) => None,
         };
-        let e = evaluate(self.model, engine, v, self.config.eval_batch_size, self.class_weights.as_deref(), "valid", s.obs)?;
-        Ok((EvalRecord::new("valid", at, s.st.step, e.loss, lr, s.elapsed(), v.labels.len(), e.scores), e.probs, e.gold))
+        let e = evaluate(self.model, engine, v, self.config.eval_batch_size, &self.objective, "valid", s.obs)?;
+        let rec = EvalRecord::measured("valid", at, s.st.step, e.loss, lr, s.elapsed(), v.targets.len(), e.measures());
+        Ok((rec, e.probs, v.targets))
     }
 
     fn record(&self, s: &mut Session<'_>, rec: &EvalRecord) -> Result<()> {
