@@ -192,3 +192,74 @@ fn regression_trains_on_standardised_targets_and_saves_values_in_target_units() 
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("line 3") && stderr(&o).contains("expected a number"), "{}", stderr(&o));
 }
+
+/// A multi-label run on the engine and a regression run on the graph, killed with SIGKILL mid-epoch
+/// and resumed, end with the uninterrupted runs' exact weights (the regression checkpoints keep the
+/// standardised weights, the scaling recorded beside them).
+#[test]
+fn killed_multi_label_and_regression_runs_resume_to_bit_identical_weights() {
+    use super::resume::{final_hashes, resume, spawn, wait_for_pause};
+    let f = fixture();
+    write_multi_label(&f);
+    write_regression(&f);
+    let runs: [(&str, Vec<&str>); 2] = [
+        ("ml", vec!["--train", "tags.jsonl", "--engine", "fused", "--class-weights", "balanced"]),
+        ("reg", vec!["--train", "scores.csv", "--label-column", "score", "--problem-type", "regression", "--loss", "huber", "--engine", "graph"]),
+    ];
+    for (name, extra) in runs {
+        let args = |out: &std::path::Path| -> Vec<String> {
+            let mut a: Vec<String> = ["train", "--model", p(&f.model), "--output", p(out), "--epochs", "3", "--batch-size", "4", "--lr", "3e-3", "--max-len", "16"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+            a.extend(["--save-every-steps", "1", "--keep-checkpoints", "3", "--threads", "1", "--quiet", "--valid-fraction", "0.25"].map(String::from));
+            a.extend(extra.iter().map(|s| if s.ends_with(".jsonl") || s.ends_with(".csv") { p(&f.root.join(s)).to_string() } else { s.to_string() }));
+            a
+        };
+        let reference = f.root.join(format!("{name}-reference"));
+        let o = bin().args(args(&reference)).output().expect("reference run");
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let run = f.root.join(format!("{name}-killed"));
+        let mut child = spawn(&args(&run), "step:5", None);
+        let rest = wait_for_pause(&mut child, "step:5");
+        child.kill().expect("SIGKILL");
+        child.wait().expect("wait");
+        drop(rest);
+        let o = resume(&run);
+        assert!(o.status.success() && stderr(&o).contains("resuming from"), "{name}: {}", stderr(&o));
+        assert_eq!(final_hashes(&run), final_hashes(&reference), "{name}: weights differ after the resume");
+    }
+}
+
+/// Cross-validation of both problem types: folds stratified by the rarest label and by value decile,
+/// out-of-fold rows with label sets and values, and each fold's scores in the summary.
+#[test]
+fn cross_validation_of_multi_label_and_regression_runs() {
+    let f = fixture();
+    write_multi_label(&f);
+    write_regression(&f);
+    for (name, extra) in [("ml", vec!["--train", "tags.jsonl"]), ("reg", vec!["--train", "scores.csv", "--label-column", "score", "--problem-type", "regression"])] {
+        let out = f.root.join(format!("{name}-cv"));
+        let mut a: Vec<String> = ["cv", "--folds", "3", "--model", p(&f.model), "--output", p(&out), "--epochs", "2", "--batch-size", "6", "--max-len", "16", "--quiet"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        a.extend(extra.iter().map(|s| if s.ends_with(".jsonl") || s.ends_with(".csv") { p(&f.root.join(s)).to_string() } else { s.to_string() }));
+        let o = bin().args(&a).env("RAYON_NUM_THREADS", "1").output().expect("cv");
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        let oof = std::fs::read_to_string(out.join("oof.csv")).expect("oof");
+        let header = oof.lines().next().expect("header");
+        let want = if name == "ml" { "row,id,fold,gold,label,prob_complaint,prob_praise,prob_story" } else { "row,id,fold,gold,label" };
+        assert_eq!(header, want);
+        assert_eq!(oof.lines().count(), 19, "{oof}");
+        if name == "ml" {
+            assert!(oof.lines().nth(2).is_some_and(|l| l.contains(",praise|story,")), "the gold set of row 1: {oof}");
+        }
+        let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("cv_summary.json")).expect("summary")).expect("json");
+        assert_eq!(summary["runs"].as_array().map(Vec::len), Some(3), "{summary}");
+        let table = std::fs::read_to_string(out.join("cv_summary.md")).expect("table");
+        let columns = if name == "ml" { "| run | f1_micro | f1_macro |" } else { "| run | mse | rmse | mae | r2 |" };
+        assert!(table.contains(columns), "{table}");
+        assert!(summary["valid"][if name == "ml" { "lrap" } else { "spearman" }]["n"] == 3, "{summary}");
+    }
+}

@@ -26,7 +26,7 @@ fn newest_checkpoint(run: &Path) -> PathBuf {
 }
 
 /// Weights of the finished run: the final checkpoint and the best model.
-fn final_hashes(run: &Path) -> (String, String) {
+pub(super) fn final_hashes(run: &Path) -> (String, String) {
     (sha(&newest_checkpoint(run).join("model.safetensors")), sha(&run.join("best/model.safetensors")))
 }
 
@@ -46,7 +46,7 @@ fn engine_args(f: &Fixture, out: &Path, engine: &str) -> Vec<String> {
     .collect()
 }
 
-fn spawn(args: &[String], pause: &str, secs: Option<u64>) -> Child {
+pub(super) fn spawn(args: &[String], pause: &str, secs: Option<u64>) -> Child {
     let mut cmd = bin();
     cmd.args(args).env("BERTFIT_PAUSE_AT", pause).stderr(Stdio::piped()).stdout(Stdio::null());
     if let Some(s) = secs {
@@ -80,7 +80,7 @@ pub(super) fn wait_for_pause(child: &mut Child, pause: &str) -> std::thread::Joi
     })
 }
 
-fn resume(run: &Path) -> std::process::Output {
+pub(super) fn resume(run: &Path) -> std::process::Output {
     bin().args(["train", "--resume", p(run), "--threads", "1"]).output().expect("resume")
 }
 

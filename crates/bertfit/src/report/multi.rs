@@ -66,7 +66,15 @@ fn runs_section(run: &RunDir, multi: &MultiSummary, figs: &mut Figures) -> Resul
     ];
     body.push_str(&subheading(&format!("Per {what}")));
     body.push_str(&table(&headers, &rows));
-    let spread_rows: Vec<Vec<Cell>> = SUMMARY_METRICS
+    // the single-label metrics in their order, then any other problem type's (multi-label, regression)
+    let others = multi.valid.keys().chain(multi.test.keys()).map(String::as_str).filter(|k| !SUMMARY_METRICS.contains(k));
+    let mut names: Vec<&str> = SUMMARY_METRICS.iter().copied().filter(|m| multi.valid.contains_key(*m) || multi.test.contains_key(*m)).collect();
+    for k in others {
+        if !names.contains(&k) {
+            names.push(k);
+        }
+    }
+    let spread_rows: Vec<Vec<Cell>> = names
         .iter()
         .map(|m| {
             let (vm, vr) = spread_text(multi.valid.get(*m));

@@ -282,6 +282,17 @@ impl DataConfig {
         if self.train.as_os_str().is_empty() {
             return Err(Error::config("train", "a training file is required"));
         }
+        if self.label_separator.as_deref().is_some_and(str::is_empty) {
+            return Err(Error::config("label-separator", "must not be empty"));
+        }
+        if let Some(columns) = &self.label_columns {
+            if columns.is_empty() || columns.iter().any(|c| c.trim().is_empty()) {
+                return Err(Error::config("label-columns", "give the label columns' names, e.g. toxic,insult,threat"));
+            }
+            if self.label_separator.is_some() {
+                return Err(Error::config("label-columns", "label columns and --label-separator are two ways to give label sets: use one"));
+            }
+        }
         Ok(())
     }
 

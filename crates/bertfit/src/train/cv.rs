@@ -13,7 +13,7 @@ use crate::data::{self, Targets};
 use crate::error::{Error, Result};
 use crate::infer::{self, argmax, Predictor, Readout};
 use crate::metrics::aggregate::{self, Spread};
-use crate::metrics::{ConfusionMatrix, Scores};
+use crate::metrics::{ConfusionMatrix, Measured, Scores};
 use crate::model::ModelFolder;
 use crate::rundir::{self, write_json};
 
@@ -48,12 +48,12 @@ pub struct MultiSummary {
 }
 
 fn rows_summary(kind: &str, runs: Vec<RunRow>, oof: Option<Scores>) -> MultiSummary {
-    let pick = |f: &dyn Fn(&RunRow) -> Option<&EvalRecord>| -> Vec<(String, &Scores, f64)> {
-        runs.iter().filter_map(|r| f(r).map(|e| (r.name.clone(), &e.scores, e.loss))).collect()
+    let pick = |f: &dyn Fn(&RunRow) -> Option<&EvalRecord>| -> Vec<(String, Measured<'_>)> {
+        runs.iter().filter_map(|r| f(r).map(|e| (r.name.clone(), e.view()))).collect()
     };
     let valid_rows = pick(&|r| r.valid.as_ref());
     let test_rows = pick(&|r| r.test.as_ref());
-    let spreads = |rows: &[(String, &Scores, f64)]| aggregate::summarize(&rows.iter().map(|(_, s, l)| (*s, *l)).collect::<Vec<_>>());
+    let spreads = |rows: &[(String, Measured<'_>)]| aggregate::summarize(&rows.iter().map(|(_, m)| *m).collect::<Vec<_>>());
     let mut table = String::new();
     if !valid_rows.is_empty() {
         table.push_str("Validation (best model of each run)\n\n");
