@@ -73,6 +73,21 @@ pub struct ColumnArgs {
     pub label_columns: Option<Vec<String>>,
 }
 
+/// Long texts at eval and predict time (the model's saved setting unless given).
+#[derive(Debug, Clone, Default, Args)]
+pub struct WindowArgs {
+    /// Texts longer than the model's length: truncate, or chunk into overlapping windows whose scores
+    /// are pooled [default: as the model was trained].
+    #[arg(long)]
+    pub long_text: Option<String>,
+    /// With --long-text chunk: tokens shared by consecutive windows [default: the model's, else a quarter of its length].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    pub stride: Option<usize>,
+    /// With --long-text chunk: mean or max of the window scores [default: the model's, else mean].
+    #[arg(long)]
+    pub chunk_pooling: Option<String>,
+}
+
 /// `bertfit train`. Every option can also be set in the `--config` TOML file (same names, with
 /// underscores); flags override the file.
 #[derive(Debug, Clone, Default, Args, Serialize, Deserialize)]
@@ -162,6 +177,23 @@ pub struct TrainArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem_type: Option<String>,
+    /// Texts longer than --max-len: truncate (keep the start) or chunk (overlapping windows, every one
+    /// scored, the scores pooled per text) [default: truncate].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_text: Option<String>,
+    /// With --long-text chunk: tokens shared by consecutive windows [default: a quarter of --max-len].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// With --long-text chunk: how window scores pool, mean or max [default: mean].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_pooling: Option<String>,
+    /// With --long-text chunk: train on the first window of each text, or on all (each with the text's label) [default: first].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_windows: Option<String>,
     /// Regression loss: mse or huber [default: mse].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -307,6 +339,8 @@ pub struct EvalArgs {
     pub png: bool,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    #[command(flatten)]
+    pub windows: WindowArgs,
     /// Truncation length [default: the length the model was trained with].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,
@@ -371,6 +405,8 @@ pub struct PredictArgs {
     pub restart: bool,
     #[command(flatten)]
     pub columns: ColumnArgs,
+    #[command(flatten)]
+    pub windows: WindowArgs,
     /// Truncation length [default: the length the model was trained with].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(4))]
     pub max_len: Option<usize>,

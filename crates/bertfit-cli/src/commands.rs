@@ -184,9 +184,20 @@ pub(crate) fn load_ensemble(models: &[String], threads: Option<usize>, precision
     Ok(ensemble)
 }
 
+/// `--long-text`, `--stride`, `--chunk-pooling` of eval/predict over the models' saved settings (the
+/// default stride: a quarter of the first member's length).
+fn apply_windows(ensemble: &mut Ensemble, w: &crate::args::WindowArgs) -> Result<()> {
+    let max_len = ensemble.members().first().map_or(bertfit::infer::DEFAULT_MAX_LEN, |m| m.tokenizer().max_len());
+    if let Some(choice) = settings::chunking(w, max_len)? {
+        ensemble.set_chunking(choice);
+    }
+    Ok(())
+}
+
 fn eval(a: &EvalArgs) -> Result<()> {
     let device = inference_device(&a.model, a.device);
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
+    let mut predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
+    apply_windows(&mut predictor, &a.windows)?;
     let data = data::read_dataset(&a.data, &settings::columns(&a.columns, true), true)?;
     let bar = (!a.quiet).then(|| batch_bar("eval"));
     let evaluation = predictor.evaluate(&data, inference_batch(a.batch_size, device), &mut |done, total| {
@@ -245,7 +256,8 @@ fn eval(a: &EvalArgs) -> Result<()> {
 
 fn predict(a: &PredictArgs) -> Result<()> {
     let device = inference_device(&a.model, a.device);
-    let predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
+    let mut predictor = load_ensemble(&a.model, a.threads, a.precision, a.max_len, a.engine, device)?;
+    apply_windows(&mut predictor, &a.windows)?;
     let labels = predictor.labels().to_vec();
     if !a.text.is_empty() {
         let texts: Vec<(&str, Option<&str>)> = a.text.iter().map(|t| (t.as_str(), None)).collect();

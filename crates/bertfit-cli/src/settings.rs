@@ -103,6 +103,10 @@ pub fn resolve(a: &TrainArgs, base: Option<&RunConfig>) -> Result<RunConfig, Err
         scheduler: a.scheduler.as_deref().map(ScheduleKind::parse).transpose()?.unwrap_or(d.scheduler),
         problem_type: a.problem_type.as_deref().map(str::parse).transpose()?.or(d.problem_type),
         loss: a.loss.as_deref().map(str::parse).transpose()?.unwrap_or(d.loss),
+        long_text: a.long_text.as_deref().map(str::parse).transpose()?.unwrap_or(d.long_text),
+        stride: a.stride.or(d.stride),
+        chunk_pooling: a.chunk_pooling.as_deref().map(str::parse).transpose()?.unwrap_or(d.chunk_pooling),
+        train_windows: a.train_windows.as_deref().map(str::parse).transpose()?.unwrap_or(d.train_windows),
         tune_thresholds: a.tune_thresholds.unwrap_or(d.tune_thresholds),
         early_stopping_metric: match &a.early_stopping_metric {
             Some(m) => bertfit::metrics::Metric::from_str(m).map_err(|e| Error::config("early-stopping-metric", e.to_string()))?,
@@ -273,6 +277,22 @@ pub fn multi_run(run_dir: &Path, resume: bool, seeds: Option<&str>, folds: Optio
         }
     }
     Ok(if seeds.is_some() || folds.is_some() { Some((seeds, folds)) } else { None })
+}
+
+/// How eval/predict score long texts: the flags over each model's saved setting. `None`: keep the
+/// models' own; `Some(None)`: truncate; `Some(Some(c))`: windows.
+pub fn chunking(w: &crate::args::WindowArgs, max_len: usize) -> Result<Option<Option<bertfit::windows::Chunking>>> {
+    use bertfit::train::LongText;
+    let long_text: Option<LongText> = w.long_text.as_deref().map(str::parse).transpose()?;
+    let pooling: Option<bertfit::windows::Pooling> = w.chunk_pooling.as_deref().map(str::parse).transpose()?;
+    Ok(match long_text {
+        Some(LongText::Truncate) => Some(None),
+        Some(LongText::Chunk) => Some(Some(bertfit::windows::Chunking { stride: w.stride.unwrap_or(max_len / 4).max(1), pooling: pooling.unwrap_or_default() })),
+        None if w.stride.is_some() || pooling.is_some() => {
+            return Err(Error::config("long-text", "--stride and --chunk-pooling apply with --long-text chunk").into())
+        }
+        None => None,
+    })
 }
 
 /// Column mapping for eval/predict.

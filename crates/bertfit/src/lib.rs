@@ -5,7 +5,7 @@
 //! [`model`] (family table, config, encoder, heads, kernels) → [`engine`] → [`objective`] (what outputs mean: activation, loss) → [`infer`] (a loaded model:
 //! probabilities, scores, prediction files) → [`train`] → [`report`]. Beside them, reaching up to
 //! nothing: [`runtime`] (device, precision, threads: values, never globals), [`rundir`] (the run
-//! directory's files), [`metrics`], [`rng`], [`error`], [`faults`] (crash-test hooks). Tensor types appear only in `model`, `engine`,
+//! directory's files), [`metrics`], [`rng`], [`windows`] (long documents as overlapping windows), [`error`], [`faults`] (crash-test hooks). Tensor types appear only in `model`, `engine`,
 //! `infer` and `train`; prediction never imports `train`.
 #![warn(missing_docs)]
 
@@ -25,5 +25,6 @@ pub mod runtime;
 pub mod source;
 pub mod tokenize;
 pub mod train;
+pub mod windows;
 
 pub use error::{Error, Location, Result};

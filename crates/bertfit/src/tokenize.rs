@@ -7,7 +7,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -168,6 +168,38 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Tokenizes texts into overlapping windows of at most `max_len` tokens (special tokens included in
+    /// each): one window for a text that fits, more for a longer one, consecutive windows sharing
+    /// `stride` tokens of text. A text pair is cut as by truncation (its first window only): windows
+    /// cover single texts.
+    pub fn encode_windows(&self, texts: &[(&str, Option<&str>)], stride: usize) -> Result<Vec<Vec<Encoded>>> {
+        let mut plain = self.inner.clone();
+        plain.with_truncation(None).map_err(tok_err(&self.source, "cannot clear truncation"))?;
+        let added = plain.get_post_processor().map_or(0, |p| p.added_tokens(false));
+        let width = self.max_len.saturating_sub(added);
+        if stride >= width {
+            return Err(Error::config("stride", format!("{stride} tokens of overlap leave no room: a window holds {width} tokens of text (max-len {} minus {added} special tokens)", self.max_len)));
+        }
+        let mut out = Vec::with_capacity(texts.len());
+        for (i, &(text, pair)) in texts.iter().enumerate() {
+            if pair.is_some() {
+                // windows cover single texts; a pair is cut as by truncation
+                out.push(self.encode_all(&texts[i..=i])?);
+                continue;
+            }
+            let mut e = plain.encode(text, false).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+            e.truncate(width, stride, TruncationDirection::Right);
+            let rest = e.take_overflowing();
+            let mut windows = Vec::with_capacity(1 + rest.len());
+            for w in std::iter::once(e).chain(rest) {
+                let w = plain.post_process(w, None, true).map_err(tok_err(&self.source, "cannot add special tokens"))?;
+                windows.push(Encoded { ids: w.get_ids().to_vec(), type_ids: w.get_type_ids().to_vec(), truncated: false });
+            }
+            out.push(windows);
+        }
+        Ok(out)
+    }
+
     /// Token counts (special tokens included) of each text without truncation, for length statistics.
     pub fn full_lengths(&self, texts: &[(&str, Option<&str>)]) -> Result<Vec<usize>> {
         let mut untruncated = self.inner.clone();
@@ -203,6 +235,22 @@ mod tests {
         let p = dir.join("vocab.txt");
         std::fs::write(&p, words.join("\n")).expect("write vocab");
         p
+    }
+
+    #[test]
+    fn long_texts_split_into_overlapping_windows_with_special_tokens() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let tok = TextTokenizer::from_vocab(&vocab(dir.path()), true, 6).expect("tokenizer");
+        // "the cat sat on the mat ." is 7 tokens: windows of 4 text tokens, 2 shared
+        let w = tok.encode_windows(&[("the cat sat on the mat .", None), ("the cat", None)], 2).expect("windows");
+        let ids: Vec<Vec<u32>> = w[0].iter().map(|e| e.ids.clone()).collect();
+        assert_eq!(ids, vec![vec![2, 5, 6, 7, 8, 3], vec![2, 7, 8, 5, 9, 3], vec![2, 5, 9, 12, 3]]);
+        assert_eq!(w[1].len(), 1);
+        assert_eq!(w[1][0].ids, vec![2, 5, 6, 3]);
+        assert!(tok.encode_windows(&[("the cat", None)], 4).is_err(), "a stride as long as the window is refused");
+        // pairs keep their first (truncated) window
+        let p = tok.encode_windows(&[("the cat sat on the mat", Some("the mat"))], 1).expect("pair");
+        assert_eq!((p[0].len(), p[0][0].ids.len(), p[0][0].truncated), (1, 6, true));
     }
 
     #[test]

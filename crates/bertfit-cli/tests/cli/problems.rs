@@ -46,8 +46,9 @@ fn write_regression(f: &Fixture) {
 fn train(args: &[&str]) -> std::process::Output {
     let epochs = if args.contains(&"--epochs") { [].as_slice() } else { ["--epochs", "40"].as_slice() };
     let batch = if args.contains(&"--batch-size") { [].as_slice() } else { ["--batch-size", "6"].as_slice() };
-    let base = ["train", "--lr", "3e-3", "--max-len", "16", "--quiet"];
-    bin().args(base.iter().chain(epochs).chain(batch).chain(args)).env("RAYON_NUM_THREADS", "1").output().expect("train")
+    let max_len = if args.contains(&"--max-len") { [].as_slice() } else { ["--max-len", "16"].as_slice() };
+    let base = ["train", "--lr", "3e-3", "--quiet"];
+    bin().args(base.iter().chain(epochs).chain(batch).chain(max_len).chain(args)).env("RAYON_NUM_THREADS", "1").output().expect("train")
 }
 
 fn json_lines(path: &std::path::Path) -> Vec<serde_json::Value> {
@@ -262,4 +263,48 @@ fn cross_validation_of_multi_label_and_regression_runs() {
         assert!(table.contains(columns), "{table}");
         assert!(summary["valid"][if name == "ml" { "lrap" } else { "spearman" }]["n"] == 3, "{summary}");
     }
+}
+
+/// Long texts whose label shows only past the first window: truncation cannot tell them apart, windows
+/// (trained on every window, pooled at eval) can; the saved model keeps scoring windows, and
+/// `--long-text truncate` at eval goes back to the first window.
+#[test]
+fn long_texts_as_windows_see_what_truncation_cuts_off() {
+    let f = fixture();
+    let mut csv = String::from("id,text,label\n");
+    for i in 0..12 {
+        let filler = "the ".repeat(8 + i % 3);
+        let (end, label) = if i % 2 == 0 { ("movie was good .", "pos") } else { ("movie was bad .", "neg") };
+        csv.push_str(&format!("r{i},{filler}{end},{label}\n"));
+    }
+    let data_path = f.root.join("long.csv");
+    std::fs::write(&data_path, csv).expect("write");
+    let data = p(&data_path);
+    let out = f.root.join("long");
+    let o = train(&["--train", data, "--valid", data, "--model", p(&f.model), "--output", p(&out), "--max-len", "8", "--long-text", "chunk", "--stride", "2", "--train-windows", "all", "--epochs", "30"]);
+    assert!(o.status.success(), "train failed: {}", stderr(&o));
+    let best = out.join("best");
+    assert_eq!(config(&best)["bertfit"]["chunking"], serde_json::json!({"stride": 2, "pooling": "mean"}));
+    let accuracy = |extra: &[&str]| -> f64 {
+        let mut args = vec!["eval", "--model", p(&best), "--data", data, "--json", "--quiet"];
+        args.extend(extra);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let json: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+        json["accuracy"].as_f64().expect("accuracy")
+    };
+    assert_eq!(accuracy(&[]), 1.0, "windows see the end of every text");
+    assert_eq!(accuracy(&["--long-text", "chunk", "--chunk-pooling", "max"]), 1.0);
+    assert_eq!(accuracy(&["--long-text", "truncate"]), 0.5, "the first window is only filler");
+    let o = run(&["eval", "--model", p(&best), "--data", data, "--stride", "3", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "--stride alone: {}", stderr(&o));
+    let o = run(&["eval", "--model", p(&best), "--data", data, "--long-text", "chunk", "--stride", "6", "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "a stride as long as a window: {}", stderr(&o));
+    assert!(stderr(&o).contains("stride"), "{}", stderr(&o));
+    let pred = f.root.join("long-pred.csv");
+    let o = run(&["predict", "--model", p(&best), "--data", data, "--output", p(&pred), "--quiet"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let labels: Vec<String> = std::fs::read_to_string(&pred).expect("pred").lines().skip(1).map(|l| l.split(',').nth(1).expect("label").to_string()).collect();
+    assert_eq!(labels.iter().step_by(2).filter(|l| *l == "pos").count(), 6, "{labels:?}");
+    assert_eq!(labels.iter().skip(1).step_by(2).filter(|l| *l == "neg").count(), 6, "{labels:?}");
 }

@@ -26,6 +26,7 @@ use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder, SavedMeta};
 use crate::rundir;
 use crate::runtime::{Precision, Runtime};
 use crate::tokenize::TextTokenizer;
+use crate::windows::{Chunking, Windows};
 
 /// Default truncation for models that do not record their training length.
 pub const DEFAULT_MAX_LEN: usize = 128;
@@ -93,16 +94,38 @@ impl Predictor {
         &self.notes
     }
 
+    /// How long texts are scored: overlapping windows (the model's saved setting unless changed with
+    /// [`Predictor::set_chunking`]), or truncation.
+    pub fn chunking(&self) -> Option<Chunking> {
+        self.model.chunking
+    }
+
+    /// Scores long texts as windows (`Some`) or truncated (`None`) from now on.
+    pub fn set_chunking(&mut self, chunking: Option<Chunking>) {
+        self.model.chunking = chunking;
+    }
+
     /// Probabilities for every example of a dataset, in order.
     pub fn predict_dataset(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
-        let enc = self.tokenizer.encode_dataset(data)?;
-        probabilities(&self.model, &enc, batch_size, on_batch)
+        let texts: Vec<(&str, Option<&str>)> = data.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
+        self.score_texts(&texts, batch_size, on_batch)
     }
 
     /// Probabilities for raw texts (with optional second segments).
     pub fn predict_texts(&self, texts: &[(&str, Option<&str>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
-        let enc = self.tokenizer.encode_all(texts)?;
-        probabilities(&self.model, &enc, batch_size, &mut |_, _| {})
+        self.score_texts(texts, batch_size, &mut |_, _| {})
+    }
+
+    /// Scores of texts: truncated, or as windows pooled per text.
+    fn score_texts(&self, texts: &[(&str, Option<&str>)], batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>> {
+        match self.model.chunking {
+            None => probabilities(&self.model, &self.tokenizer.encode_all(texts)?, batch_size, on_batch),
+            Some(c) => {
+                let windows = Windows::of(&self.tokenizer, texts, c.stride)?;
+                let scores = probabilities(&self.model, &windows.encoded, batch_size, on_batch)?;
+                Ok(windows.pool(&scores, c.pooling, self.model.problem))
+            }
+        }
     }
 
     /// What the model predicts.
@@ -184,6 +207,18 @@ impl Ensemble {
     /// Class names by id (shared by every member).
     pub fn labels(&self) -> &[String] {
         self.members[0].labels()
+    }
+
+    /// Scores long texts as windows (`Some`) or truncated (`None`) with every member.
+    pub fn set_chunking(&mut self, chunking: Option<Chunking>) {
+        for m in &mut self.members {
+            m.set_chunking(chunking);
+        }
+    }
+
+    /// Whether some member scores long texts as windows.
+    pub fn chunked(&self) -> bool {
+        self.members.iter().any(|m| m.chunking().is_some())
     }
 
     /// The members.

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use super::run::{by_batches, BatchRunner};
 use super::Ensemble;
 use crate::objective::Objective;
+use crate::windows::Windows;
 use crate::error::Result;
 use crate::tokenize::{Encoded, Side, TextTokenizer};
 
@@ -119,6 +120,46 @@ impl<'a> Session<'a> {
     pub fn new(ensemble: &'a Ensemble, encoders: Encoders) -> Result<Self> {
         let runners = ensemble.members().iter().map(|m| BatchRunner::new(m.model())).collect::<Result<Vec<_>>>()?;
         Ok(Session { ensemble, encoders, runners })
+    }
+
+    /// Whether some member scores long texts as overlapping windows.
+    pub fn chunked(&self) -> bool {
+        self.ensemble.chunked()
+    }
+
+    /// Scores (probabilities or values) of texts, each member tokenizing them its own way — windows
+    /// pooled per text where the member chunks long texts, truncation otherwise — averaged over members.
+    pub fn text_scores(&mut self, texts: &[(&str, Option<&str>)], batch_size: usize) -> Result<Vec<Vec<f32>>> {
+        let mut out: Vec<Vec<f32>> = Vec::new();
+        for (member, runner) in self.ensemble.members().iter().zip(&mut self.runners) {
+            let model = member.model();
+            let objective = Objective::of_model(model);
+            let (encoded, windows) = match member.chunking() {
+                Some(c) => {
+                    let w = Windows::of(member.tokenizer(), texts, c.stride)?;
+                    (w.encoded.clone(), Some((w, c.pooling)))
+                }
+                None => (member.tokenizer().encode_all(texts)?, None),
+            };
+            let rows = by_batches(&encoded, batch_size, model.config.pad_token_id, &mut |_, _| {}, |b| runner.logits(model, b))?;
+            let scores: Vec<Vec<f32>> = rows.iter().map(|r| objective.activate(r)).collect();
+            let scores = match windows {
+                Some((w, pooling)) => w.pool(&scores, pooling, model.problem),
+                None => scores,
+            };
+            if out.is_empty() {
+                out = scores;
+            } else {
+                for (acc, row) in out.iter_mut().zip(&scores) {
+                    add(acc, row);
+                }
+            }
+        }
+        let n = self.ensemble.members().len() as f32;
+        if n > 1.0 {
+            out.iter_mut().flatten().for_each(|x| *x /= n);
+        }
+        Ok(out)
     }
 
     /// The tokenizers whose [`Encodings`] [`Session::scores`] takes.

@@ -189,9 +189,13 @@ pub fn predict_records(
             return Ok(done);
         }
         let texts: Vec<(&str, Option<&str>)> = examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
-        let encoded = session.encoders().encode(&texts, Side::Right)?;
-        let scores = session.scores(&encoded, batch_size)?;
-        let probs: Vec<Vec<f32>> = scores.into_iter().map(|s| s.probs).collect();
+        let probs: Vec<Vec<f32>> = if session.chunked() {
+            // long texts as windows, pooled per record
+            session.text_scores(&texts, batch_size)?
+        } else {
+            let encoded = session.encoders().encode(&texts, Side::Right)?;
+            session.scores(&encoded, batch_size)?.into_iter().map(|s| s.probs).collect()
+        };
         emit(&examples, &probs)?;
         done += examples.len() as u64;
         if examples.len() < chunk {

@@ -16,6 +16,7 @@ use super::head::{Head, HeadSpec};
 use super::ops::Mode;
 use super::params::{LoadReport, ParamStore};
 use crate::data::{ProblemType, Scaling};
+use crate::windows::Chunking;
 use crate::error::{Error, Location, Result};
 
 /// bertfit's own settings, stored under the `bertfit` key of a saved `config.json`.
@@ -40,6 +41,10 @@ pub struct SavedMeta {
     /// Whether the weights have `target_scaling` folded in.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub scaling_folded: bool,
+    /// Long texts were scored as overlapping windows (`--long-text chunk`); eval and predict do the same
+    /// unless told otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chunking: Option<Chunking>,
 }
 
 impl SavedMeta {
@@ -93,6 +98,8 @@ pub struct Classifier {
     /// memory produce standardised values; [`Classifier::save`] folds the scaling into the last layer so
     /// the saved folder outputs values in the targets' units (as transformers reads it).
     pub target_scaling: Option<Scaling>,
+    /// How long texts are scored: overlapping windows, or truncation (`None`). Saved with the model.
+    pub chunking: Option<Chunking>,
     /// Saved bertfit settings of the checkpoint, if it was made by bertfit.
     pub saved_meta: Option<SavedMeta>,
     /// What loading found missing / unexpected.
@@ -196,12 +203,14 @@ impl Classifier {
         config.id2label = Some(labels.iter().enumerate().map(|(i, l)| (i.to_string(), l.clone())).collect());
         // a checkpoint keeps standardised weights; a saved model has the scaling folded in
         let target_scaling = if fresh_head { None } else { saved_meta.as_ref().filter(|m| !m.scaling_folded).and_then(|m| m.target_scaling) };
+        let chunking = saved_meta.as_ref().and_then(|m| m.chunking);
         Ok(Classifier {
             config,
             head_config,
             labels,
             problem,
             target_scaling,
+            chunking,
             saved_meta,
             load_report,
             head_initialised: fresh_head,
@@ -241,6 +250,7 @@ impl Classifier {
             labels: self.labels.clone(),
             problem: self.problem,
             target_scaling: self.target_scaling,
+            chunking: self.chunking,
             saved_meta: self.saved_meta.clone(),
             load_report: self.load_report.clone(),
             head_initialised: self.head_initialised,
@@ -325,6 +335,7 @@ impl Classifier {
             thresholds: self.saved_meta.as_ref().and_then(|m| m.thresholds.clone()).filter(|t| t.len() == self.labels.len() && self.problem == ProblemType::MultiLabel),
             target_scaling: self.target_scaling,
             scaling_folded: fold.is_some(),
+            chunking: self.chunking,
         };
         cfg.extra.insert("bertfit".into(), serde_json::to_value(meta).map_err(|e| Error::serialize("bertfit settings", e))?);
         let json = serde_json::to_string_pretty(&cfg.to_hf_json()?).map_err(|e| Error::serialize("model config", e))?;

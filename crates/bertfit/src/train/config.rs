@@ -9,6 +9,7 @@ use super::schedule::ScheduleKind;
 use crate::error::{Error, Result};
 use crate::data::ProblemType;
 pub use crate::objective::RegressionLoss;
+use crate::windows::{Chunking, Pooling};
 use crate::metrics::Metric;
 use crate::model::kernels::Precision;
 use crate::runtime::{Accelerator, EnginePath};
@@ -53,6 +54,50 @@ impl ClassWeights {
     }
 }
 
+/// What happens to texts longer than the model's length.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LongText {
+    /// Keep the first `max_len` tokens.
+    #[default]
+    Truncate,
+    /// Split into overlapping windows and pool their scores.
+    Chunk,
+}
+
+impl std::str::FromStr for LongText {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "truncate" => Ok(LongText::Truncate),
+            "chunk" => Ok(LongText::Chunk),
+            other => Err(Error::config("long-text", format!("`{other}`: expected truncate or chunk"))),
+        }
+    }
+}
+
+/// Which windows of a long text train, under `--long-text chunk`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainWindows {
+    /// The first window only (the truncated text).
+    #[default]
+    First,
+    /// Every window, each with the document's target.
+    All,
+}
+
+impl std::str::FromStr for TrainWindows {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "first" => Ok(TrainWindows::First),
+            "all" => Ok(TrainWindows::All),
+            other => Err(Error::config("train-windows", format!("`{other}`: expected first or all"))),
+        }
+    }
+}
+
 /// Every training hyperparameter. Defaults follow transformers' `TrainingArguments` where it has one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -88,6 +133,17 @@ pub struct TrainConfig {
     /// Multi-label: after training, pick each label's threshold on the validation split (maximising
     /// its F1) and save them with the model (else 0.5).
     pub tune_thresholds: bool,
+    /// Texts longer than `max_len`: `truncate` (keep the start) or `chunk` (overlapping windows, every one
+    /// scored, the document's scores pooled) for evaluation and prediction.
+    pub long_text: LongText,
+    /// Chunking: tokens shared by consecutive windows (`None`: a quarter of `max_len`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stride: Option<usize>,
+    /// Chunking: how window scores pool into the document's.
+    pub chunk_pooling: Pooling,
+    /// Chunking: train on every window of a long text with its document's target (`all`), or on the
+    /// first window only (`first`, as truncation does).
+    pub train_windows: TrainWindows,
     /// Metric for early stopping and best-model selection (for regression the default `f1_macro`
     /// becomes `mse`).
     pub early_stopping_metric: Metric,
@@ -157,6 +213,10 @@ impl Default for TrainConfig {
             problem_type: None,
             loss: RegressionLoss::Mse,
             tune_thresholds: false,
+            long_text: LongText::Truncate,
+            stride: None,
+            chunk_pooling: Pooling::Mean,
+            train_windows: TrainWindows::First,
             early_stopping_metric: Metric::F1Macro,
             patience: None,
             min_delta: 0.0,
@@ -178,6 +238,11 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The chunking of long texts, when `long_text` is `chunk`.
+    pub fn chunking(&self) -> Option<Chunking> {
+        (self.long_text == LongText::Chunk).then(|| Chunking { stride: self.stride.unwrap_or(self.max_len / 4).max(1), pooling: self.chunk_pooling })
+    }
+
     /// Checks every value, naming the option at fault.
     pub fn validate(&self) -> Result<()> {
         let positive = |name: &str, v: usize| if v == 0 { Err(Error::config(name, "must be at least 1")) } else { Ok(()) };
@@ -212,6 +277,13 @@ impl TrainConfig {
             if v == Some(0) {
                 return Err(Error::config(name, "must be at least 1"));
             }
+        }
+        if let Some(c) = self.chunking() {
+            if c.stride == 0 || 2 * c.stride >= self.max_len {
+                return Err(Error::config("stride", format!("{} tokens of overlap: give 1 to less than half of --max-len {}", c.stride, self.max_len)));
+            }
+        } else if self.train_windows == TrainWindows::All {
+            return Err(Error::config("train-windows", "training on every window needs --long-text chunk"));
         }
         if self.keep_checkpoints == 0 {
             return Err(Error::config("keep-checkpoints", "must be at least 1"));

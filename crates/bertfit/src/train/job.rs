@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint;
-use super::config::{ClassWeights, RunConfig};
+use super::config::{ClassWeights, RunConfig, TrainWindows};
 use super::events::{EvalRecord, Event, Observer};
 use super::loss;
 use super::trainer::{self, Split, Trainer};
@@ -15,6 +15,7 @@ use crate::data::{self, Dataset, LabelMap, ProblemType, Scaling, Targets};
 use crate::infer::Readout;
 use crate::metrics::Metric;
 use crate::objective::Objective;
+use crate::windows::{Chunking, Windows};
 use crate::error::{Error, Result};
 use crate::infer;
 use crate::model::{Classifier, Freeze, LoadOptions, ModelFolder};
@@ -333,6 +334,35 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     let enc_valid = valid.as_ref().map(|d| tokenizer.encode_dataset(d)).transpose()?;
     let enc_test = test.as_ref().map(|d| tokenizer.encode_dataset(d)).transpose()?;
     let truncated_share = enc_train.iter().filter(|e| e.truncated).count() as f64 / enc_train.len().max(1) as f64;
+    // --long-text chunk: validation and test documents as windows; training on every window or the first
+    let chunking = tc.chunking();
+    let windows_of = |d: &Dataset| -> Result<Windows> {
+        let texts: Vec<(&str, Option<&str>)> = d.examples.iter().map(|e| (e.text.as_str(), e.text_pair.as_deref())).collect();
+        Windows::of(&tokenizer, &texts, chunking.map_or(0, |c| c.stride))
+    };
+    let win_valid = match (&valid, chunking) {
+        (Some(d), Some(_)) => Some(windows_of(d)?),
+        _ => None,
+    };
+    let win_test = match (&test, chunking) {
+        (Some(d), Some(_)) => Some(windows_of(d)?),
+        _ => None,
+    };
+    let win_train = match (chunking, tc.train_windows) {
+        (Some(_), TrainWindows::All) => Some(windows_of(&train)?),
+        _ => None,
+    };
+    if let Some(c) = chunking {
+        let split = |w: &Option<Windows>, name: &str| w.as_ref().map(|w| format!("{} of {} {name} texts in {} windows", w.split_documents(), w.docs, w.encoded.len()));
+        let parts: Vec<String> = [split(&win_train, "training"), split(&win_valid, "validation"), split(&win_test, "test")].into_iter().flatten().collect();
+        obs.on_event(&Event::Info(format!(
+            "long texts split into windows of {} tokens sharing {} ({} pooling): {}",
+            tokenizer.max_len(),
+            c.stride,
+            match c.pooling { crate::windows::Pooling::Mean => "mean", crate::windows::Pooling::Max => "max" },
+            if parts.is_empty() { "none to split".to_string() } else { parts.join("; ") }
+        )));
+    }
 
     let weights_folder = match &resume_from {
         Some(l) => ModelFolder::open(&l.dir)?,
@@ -358,6 +388,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         }
         _ => None,
     };
+    model.chunking = chunking;
     let model = model;
     let report = &model.load_report;
     if !report.missing.is_empty() {
@@ -400,18 +431,23 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         cancel: opts.cancel,
         valid_examples: valid.as_ref(),
     };
-    let valid_split = enc_valid.as_ref().zip(valid_ids.as_ref()).map(|(e, t)| Split { encoded: e, targets: t });
-    let outcome = trainer.fit(Split { encoded: &enc_train, targets: &train_ids }, valid_split, resume_from, obs)?;
+    let valid_split = split_of(&enc_valid, &win_valid, &valid_ids, chunking);
+    let window_targets = win_train.as_ref().map(|w| train_ids.subset(&w.doc));
+    let train_split = match (&win_train, &window_targets) {
+        (Some(w), Some(t)) => Split { encoded: &w.encoded, targets: t, windows: None },
+        _ => Split { encoded: &enc_train, targets: &train_ids, windows: None },
+    };
+    let outcome = trainer.fit(train_split, valid_split, resume_from, obs)?;
 
     // the best model as saved: regression outputs in target units, so it is scored without the scaling
     let saved_objective = Objective { scaling: Scaling::IDENTITY, ..objective };
     let best_dir = cfg.output.join(rundir::BEST);
     let load_best = || Classifier::load(&ModelFolder::open(&best_dir)?, LoadOptions { runtime: runtime.clone(), ..Default::default() });
     if tc.tune_thresholds {
-        match (&enc_valid, &valid_ids) {
-            (Some(enc), Some(targets)) => {
+        match (valid_split, &valid_ids) {
+            (Some(v), Some(targets)) => {
                 let mut best = load_best()?;
-                let e = trainer::evaluate(&best, None, Split { encoded: enc, targets }, tc.eval_batch_size, &saved_objective, "valid", obs)?;
+                let e = trainer::evaluate(&best, None, v, tc.eval_batch_size, &saved_objective, "valid", obs)?;
                 let gold: Vec<Vec<bool>> = (0..targets.len()).map(|i| targets.row(i).iter().map(|&v| v > 0.5).collect()).collect();
                 let thresholds = crate::metrics::multilabel::tune_thresholds(&gold, &e.probs, infer::DEFAULT_THRESHOLD);
                 if let Some(meta) = best.saved_meta.as_mut() {
@@ -427,9 +463,9 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         }
     }
     let mut test_rec = None;
-    if let (Some(enc), Some(ids)) = (&enc_test, &test_ids) {
+    if let (Some(test_split), Some(ids)) = (split_of(&enc_test, &win_test, &test_ids, chunking), &test_ids) {
         let best = load_best()?;
-        let e = trainer::evaluate(&best, None, Split { encoded: enc, targets: ids }, tc.eval_batch_size, &saved_objective, "test", obs)?;
+        let e = trainer::evaluate(&best, None, test_split, tc.eval_batch_size, &saved_objective, "test", obs)?;
         if let Some(data) = &test {
             let path = rundir::predictions_csv(&cfg.output, "test");
             let thresholds = best.saved_meta.as_ref().and_then(|m| m.thresholds.as_deref());
@@ -462,6 +498,15 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     };
     rundir::write_json(&cfg.output.join(rundir::SUMMARY), "summary", &summary)?;
     Ok(summary)
+}
+
+/// An evaluation split: the documents' windows when chunking, else their (truncated) encodings.
+fn split_of<'a>(enc: &'a Option<Vec<Encoded>>, win: &'a Option<Windows>, targets: &'a Option<Targets>, chunking: Option<Chunking>) -> Option<Split<'a>> {
+    let targets = targets.as_ref()?;
+    match (win, chunking) {
+        (Some(w), Some(c)) => Some(Split { encoded: &w.encoded, targets, windows: Some((&w.doc, c.pooling)) }),
+        _ => enc.as_ref().map(|e| Split { encoded: e, targets, windows: None }),
+    }
 }
 
 /// One split for `data_stats.json`: its name, its examples and their encodings (when the split exists).

@@ -14,7 +14,7 @@ pub mod schedule;
 pub mod state;
 pub mod trainer;
 
-pub use config::{ClassWeights, DataConfig, RegressionLoss, RunConfig, TrainConfig};
+pub use config::{ClassWeights, DataConfig, LongText, RegressionLoss, RunConfig, TrainConfig, TrainWindows};
 pub use epoch_table::epoch_table;
 pub use events::{EvalRecord, Event, Observer, Silent};
 pub use job::{run, RunOptions, RunSummary};

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::data::{ProblemType, Targets};
 use crate::infer::{self, argmax, Evaluation, Readout};
 use crate::objective::Objective;
+use crate::windows::Pooling;
 use crate::metrics::{ConfusionMatrix, Scores};
 use crate::model::{Classifier, Inputs, Mode};
 use crate::rundir::{self, JsonLog};
@@ -35,8 +36,11 @@ use crate::tokenize::{Encoded, TextTokenizer};
 pub struct Split<'a> {
     /// Tokenized examples.
     pub encoded: &'a [Encoded],
-    /// Class ids, label sets or values, one per example.
+    /// Class ids, label sets or values, one per example (per document when `windows` is given).
     pub targets: &'a Targets,
+    /// Evaluation of long texts as windows: `encoded` holds windows, this gives each window's document
+    /// and how their scores pool.
+    pub windows: Option<(&'a [usize], Pooling)>,
 }
 
 /// What training did.
@@ -99,6 +103,10 @@ pub fn evaluate(
     let probs = match engine {
         Some(e) => infer::engine_probabilities(e, model.runtime(), model.config.pad_token_id, split.encoded, batch_size, objective, &mut progress)?,
         None => infer::logits(&model.inference_view()?, split.encoded, batch_size, &mut progress)?.iter().map(|r| objective.activate(r)).collect(),
+    };
+    let probs = match split.windows {
+        Some((doc, pooling)) => crate::windows::pool(&probs, doc, split.targets.len(), pooling, objective.problem),
+        None => probs,
     };
     let thresholds = model.saved_meta.as_ref().and_then(|m| m.thresholds.as_deref());
     Ok(infer::evaluate_targets(probs, split.targets, &model.labels, objective, thresholds))
