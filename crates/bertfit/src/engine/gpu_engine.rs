@@ -145,7 +145,7 @@ fn model(cfg: &BertConfig, precision: Precision, tag: &str) -> Result<Classifier
     write_random_model(&dir, cfg, &vocab, 7)?;
     let labels = Some((0..LABELS).map(|i| format!("c{i}")).collect());
     let folder = ModelFolder::open(&dir)?;
-    let loaded = Classifier::load(&folder, LoadOptions { labels, head: None, freeze: Freeze::default(), seed: 11, runtime: Runtime::cpu().with_precision(precision) });
+    let loaded = Classifier::load(&folder, LoadOptions { labels, head: None, freeze: Freeze::default(), seed: 11, runtime: Runtime::cpu().with_precision(precision), problem: None });
     let _ = std::fs::remove_dir_all(&dir);
     loaded
 }
