@@ -75,6 +75,8 @@ pub struct Histogram {
     pub total: usize,
     /// Texts longer than `max_len`.
     pub truncated: usize,
+    /// Token lengths of the texts longer than `max_len`.
+    pub long_lengths: Vec<usize>,
     /// Longest text.
     pub longest: usize,
     /// When a long tail was folded into the last bin: the smallest length of that bin.
@@ -82,6 +84,14 @@ pub struct Histogram {
 }
 
 impl Histogram {
+    /// Windows the texts longer than `max_len` would make under `--long-text chunk` at the default stride
+    /// (a quarter of `max_len`), counting two special tokens per window (BERT's and RoBERTa's templates).
+    pub fn windows_of_long_texts(&self) -> usize {
+        let width = self.max_len.saturating_sub(2).max(1);
+        let step = width.saturating_sub(self.max_len / 4).max(1);
+        self.long_lengths.iter().map(|&l| 1 + l.saturating_sub(2).saturating_sub(width).div_ceil(step)).sum()
+    }
+
     /// Share of texts cut by truncation (0 for no texts).
     pub fn truncated_share(&self) -> f64 {
         if self.total == 0 {
@@ -111,7 +121,8 @@ pub fn nice_width(raw: usize) -> usize {
 /// percentile; such a tail is counted in the last bar.
 pub fn length_histogram(lengths: &[usize], max_len: usize, target_bins: usize) -> Histogram {
     let truncated = lengths.iter().filter(|&&l| l > max_len).count();
-    let mut h = Histogram { max_len, total: lengths.len(), truncated, ..Histogram::default() };
+    let long_lengths = lengths.iter().copied().filter(|&l| l > max_len).collect();
+    let mut h = Histogram { max_len, total: lengths.len(), truncated, long_lengths, ..Histogram::default() };
     let mut sorted = lengths.to_vec();
     sorted.sort_unstable();
     let Some(&longest) = sorted.last() else { return h };
@@ -157,6 +168,9 @@ mod tests {
         assert_eq!(counts, [1, 3, 1, 0, 0, 0, 0, 0, 1]);
         assert_eq!((h.truncated, h.total, h.longest, h.overflow_from), (3, 6, 40, None));
         assert!((h.truncated_share() - 0.5).abs() < 1e-12);
+        // windows of max_len − 2 text tokens advancing by that minus max_len / 4
+        let w = Histogram { max_len: 10, long_lengths: vec![11, 16, 17], ..Histogram::default() };
+        assert_eq!(w.windows_of_long_texts(), 2 + 2 + 3);
     }
 
     #[test]

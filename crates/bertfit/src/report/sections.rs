@@ -157,11 +157,12 @@ pub(crate) fn length_figure(figs: &mut Figures, slug: &str, split: &str, h: &His
     p.y_range = Some((0.0, top.max(1.0)));
     p.x_range = h.bins.last().map(|b| (0.0, b.hi as f64));
     let mut caption = format!(
-        "{:.1}% of {split} texts ({} of {}) are longer than max_len {} and were truncated; the longest has {} tokens.",
+        "{:.1}% of {split} texts ({} of {}) are longer than max_len {}: truncation cuts them; --long-text chunk would split them into about {} overlapping windows (stride max_len/4). The longest has {} tokens.",
         h.truncated_share() * 100.0,
         h.truncated,
         h.total,
         h.max_len,
+        h.windows_of_long_texts(),
         h.longest
     );
     if let Some(from) = h.overflow_from {
