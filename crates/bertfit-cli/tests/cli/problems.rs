@@ -83,6 +83,9 @@ fn multi_label_lists_train_memorise_tune_thresholds_and_predict_label_sets() {
     assert_eq!(cfg["id2label"], serde_json::json!({"0": "complaint", "1": "praise", "2": "story"}));
     let thresholds = cfg["bertfit"]["thresholds"].as_array().expect("tuned thresholds saved");
     assert_eq!(thresholds.len(), 3);
+    let report = std::fs::read_to_string(out.join("report.html")).expect("report");
+    assert!(report.contains("Per-label scores") && report.contains("Label co-occurrence"), "multi-label report sections");
+    assert!(!report.contains("Confusion matrices"), "no single-label confusion matrix for a multi-label run");
 
     let o = run(&["eval", "--model", p(&best), "--data", data, "--json", "--quiet"]);
     assert!(o.status.success(), "eval failed: {}", stderr(&o));
@@ -166,6 +169,8 @@ fn regression_trains_on_standardised_targets_and_saves_values_in_target_units() 
     assert_eq!(cfg["bertfit"]["scaling_folded"], true);
     let scaling = &cfg["bertfit"]["target_scaling"];
     assert!((scaling["mean"].as_f64().expect("mean") - 3.0833).abs() < 1e-3, "{scaling}");
+    let report = std::fs::read_to_string(out.join("report.html")).expect("report");
+    assert!(report.contains("Predicted vs true") && report.contains("Residuals"), "regression report sections");
 
     let o = run(&["eval", "--model", p(&best), "--data", data, "--label-column", "score", "--json", "--quiet"]);
     assert!(o.status.success(), "eval failed: {}", stderr(&o));

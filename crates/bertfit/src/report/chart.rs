@@ -125,6 +125,8 @@ pub(crate) struct Heatmap {
     pub labels: Vec<String>,
     pub intensity: Vec<Vec<f64>>,
     pub cells: Vec<Vec<String>>,
+    /// Axis names: (columns, rows), e.g. ("predicted", "gold").
+    pub axes: (&'static str, &'static str),
 }
 
 /// Any chart.
@@ -314,10 +316,12 @@ where
     }
     for l in &p.lines {
         let style = l.color.stroke_width(px(l.width).max(1) as u32);
+        // width 0: markers only (a scatter)
+        let points = if l.width > 0.0 { l.points.clone() } else { Vec::new() };
         let anno = if l.dashed {
-            chart.draw_series(DashedLineSeries::new(l.points.clone(), px(7.0), px(4.0), style)).map_err(err)?
+            chart.draw_series(DashedLineSeries::new(points, px(7.0), px(4.0), style)).map_err(err)?
         } else {
-            chart.draw_series(LineSeries::new(l.points.clone(), style)).map_err(err)?
+            chart.draw_series(LineSeries::new(points, style)).map_err(err)?
         };
         if !l.name.is_empty() {
             labelled = true;
@@ -467,8 +471,8 @@ where
         .disable_mesh()
         .x_labels(0)
         .y_labels(0)
-        .x_desc("predicted")
-        .y_desc("gold")
+        .x_desc(h.axes.0)
+        .y_desc(h.axes.1)
         .axis_desc_style(text(13.0))
         .draw()
         .map_err(err)?;
@@ -527,7 +531,7 @@ mod tests {
         p.marks.push(Mark { at: (1.0, 0.5), label: "best".into() });
         p.refs.push(RefLine { from: (0.0, 0.0), to: (1.0, 1.0), label: Some("chance".into()), color: GREY });
         let bars = Bars { title: "labels".into(), y_label: "share".into(), categories: vec!["a".into(), "b<".into()], groups: vec![("train".into(), vec![0.4, 0.6])], percent: true };
-        let heat = Heatmap { title: "cm".into(), labels: vec!["x".into(), "y".into()], intensity: vec![vec![1.0, 0.0], vec![0.5, 0.5]], cells: vec![vec!["3".into(), "0".into()], vec!["1".into(), "1".into()]] };
+        let heat = Heatmap { title: "cm".into(), labels: vec!["x".into(), "y".into()], intensity: vec![vec![1.0, 0.0], vec![0.5, 0.5]], cells: vec![vec!["3".into(), "0".into()], vec!["1".into(), "1".into()]], axes: ("predicted", "gold") };
         for c in [Chart::Plot(p), Chart::Bars(bars), Chart::Heatmap(heat)] {
             let svg = c.to_svg().expect("draws");
             assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"), "{svg}");

@@ -20,6 +20,7 @@ mod eval;
 mod font;
 mod html;
 mod multi;
+mod problems;
 mod run;
 mod sections;
 #[cfg(test)]

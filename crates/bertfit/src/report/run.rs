@@ -410,17 +410,20 @@ pub(crate) fn errors_section(cx: &Context<'_>) -> Section {
 /// Every section of a single run's report.
 pub(crate) fn sections(run: &RunDir, figs: &mut Figures) -> Result<Vec<Section>> {
     let cx = Context::new(run);
-    let figures = vec![
-        loss_section(&cx, figs)?,
-        metrics_section(&cx, figs)?,
-        lr_section(&cx, figs)?,
-        confusion_section(&cx, figs)?,
-        per_class_section(&cx),
-        labels_section(&cx, figs)?,
-        lengths_section(&cx, figs)?,
-        roc_section(&cx, figs)?,
-        errors_section(&cx),
-    ];
+    let mut figures = vec![loss_section(&cx, figs)?, metrics_section(&cx, figs)?, lr_section(&cx, figs)?];
+    match run.config_str(&["train", "problem_type"]).as_deref() {
+        Some("multi_label_classification") => figures.extend(super::problems::multi_label_sections(&cx, figs)?),
+        Some("regression") => figures.extend(super::problems::regression_sections(&cx, figs)?),
+        _ => figures.extend([confusion_section(&cx, figs)?, per_class_section(&cx)]),
+    }
+    let single = run.config_str(&["train", "problem_type"]).is_none_or(|p| p == "single_label_classification");
+    if run.config_str(&["train", "problem_type"]).as_deref() != Some("regression") {
+        figures.push(labels_section(&cx, figs)?);
+    }
+    figures.push(lengths_section(&cx, figs)?);
+    if single {
+        figures.extend([roc_section(&cx, figs)?, errors_section(&cx)]);
+    }
     let mut out = vec![summary_section(&cx)];
     out.extend(figures);
     Ok(out)

@@ -32,6 +32,7 @@ pub(crate) fn confusion_figures(figs: &mut Figures, slug: &str, what: &str, m: &
         labels: m.labels.clone(),
         intensity: m.counts.iter().map(|r| r.iter().map(|&c| c as f64 / max).collect()).collect(),
         cells: m.counts.iter().map(|r| r.iter().map(|c| c.to_string()).collect()).collect(),
+        axes: ("predicted", "gold"),
     };
     let norm = m.row_normalised();
     let shares = Heatmap {
@@ -39,6 +40,7 @@ pub(crate) fn confusion_figures(figs: &mut Figures, slug: &str, what: &str, m: &
         labels: m.labels.clone(),
         cells: norm.iter().map(|r| r.iter().map(|v| format!("{v:.2}")).collect()).collect(),
         intensity: norm,
+        axes: ("predicted", "gold"),
     };
     let total: u64 = m.counts.iter().flatten().sum();
     let a = figs.figure(&format!("{slug}-counts"), &Chart::Heatmap(counts), &format!("Rows: gold class; columns: predicted class; {total} examples."))?;

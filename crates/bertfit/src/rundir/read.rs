@@ -247,14 +247,12 @@ impl RunDir {
         run.steps = read_jsonl(&dir.join(names::STEPS), &mut run.notes)?;
         run.summary = read_json(&dir.join(names::SUMMARY))?;
         run.stats = read_json(&dir.join(names::DATA_STATS))?;
-        // prediction files of multi-label and regression runs have label sets and values, which the
-        // report's prediction sections (calibration, confusions, mistakes) do not read yet
+        // prediction files of multi-label and regression runs hold label sets and values: their report
+        // sections read them on their own (`report::problems`)
         let single_label = run.config_str(&["train", "problem_type"]).is_none_or(|p| p == "single_label_classification");
         if single_label {
             run.valid_predictions = read_predictions(&names::predictions_csv(dir, "valid"))?;
             run.test_predictions = read_predictions(&names::predictions_csv(dir, "test"))?;
-        } else {
-            run.notes.push("the report's prediction sections cover single-label runs so far: this run's predictions are in predictions/*.csv".into());
         }
         run.multi = match read_json(&dir.join(names::multi_summary_json("cv")))? {
             Some(m) => Some(m),
