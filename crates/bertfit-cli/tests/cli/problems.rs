@@ -123,6 +123,12 @@ fn multi_label_lists_train_memorise_tune_thresholds_and_predict_label_sets() {
     assert_eq!(rows[3]["labels"], serde_json::json!(["complaint", "story"]));
     assert_eq!(rows[4]["labels"], serde_json::json!([]));
     assert!(rows[0]["prob_praise"].as_f64().expect("p") > 0.5);
+
+    // fine-tuning the tuned model further starts from its head, not from its thresholds
+    let again = f.root.join("again");
+    let o = train(&["--train", data, "--valid", data, "--model", p(&best), "--output", p(&again), "--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(config(&again.join("best"))["bertfit"].get("thresholds").is_none(), "thresholds of the previous model were carried over");
 }
 
 #[test]

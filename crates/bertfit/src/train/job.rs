@@ -389,6 +389,10 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
         _ => None,
     };
     model.chunking = chunking;
+    // thresholds tuned for the checkpoint's own head do not carry over to the model this run trains
+    if let Some(meta) = model.saved_meta.as_mut() {
+        meta.thresholds = None;
+    }
     let model = model;
     let report = &model.load_report;
     if !report.missing.is_empty() {
