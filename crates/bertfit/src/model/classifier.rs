@@ -113,12 +113,16 @@ pub struct Classifier {
     runtime: Runtime,
 }
 
-/// The problem type a config records (`problem_type`; single-label when absent or null).
-fn problem_of(config: &BertConfig) -> Result<ProblemType> {
+/// The problem type a config records (`problem_type`; single-label when absent or null); errors name the
+/// file and field.
+fn problem_of(config: &BertConfig, path: &Path) -> Result<ProblemType> {
+    let at = || Location::file(path).field("problem_type");
     match config.extra.get("problem_type") {
         None | Some(serde_json::Value::Null) => Ok(ProblemType::SingleLabel),
-        Some(serde_json::Value::String(s)) => s.parse(),
-        Some(other) => Err(Error::config("problem_type", format!("expected a string, found {other}"))),
+        Some(serde_json::Value::String(s)) => s.parse().map_err(|_| {
+            Error::input(at(), format!("unknown problem type `{s}`; expected single_label_classification, multi_label_classification or regression"))
+        }),
+        Some(other) => Err(Error::input(at(), format!("expected a string, found {other}"))),
     }
 }
 
@@ -148,7 +152,7 @@ impl Classifier {
         let names = HeadSpec::new(&head_config, family, config.hidden_size, 2, default_dropout).names;
         let head_present = names.iter().all(|n| store.contains(&format!("{n}.weight")));
         let saved_head = saved_meta.as_ref().map(|m| m.head.clone()).unwrap_or_default();
-        let saved_problem = problem_of(&config)?;
+        let saved_problem = problem_of(&config, &folder.config)?;
         let problem = opts.problem.unwrap_or(saved_problem);
         let (labels, fresh_head) = match opts.labels {
             Some(labels) => {
@@ -393,5 +397,22 @@ impl Classifier {
         }
         self.target_scaling = Some(scaling);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn problem_type_is_read_from_the_config_and_bad_values_name_the_file() {
+        let mut cfg = crate::model::random::tiny_config(8);
+        let path = Path::new("m/config.json");
+        assert_eq!(problem_of(&cfg, path).expect("absent"), ProblemType::SingleLabel);
+        cfg.extra.insert("problem_type".into(), "multi_label_classification".into());
+        assert_eq!(problem_of(&cfg, path).expect("multi"), ProblemType::MultiLabel);
+        cfg.extra.insert("problem_type".into(), "ranking".into());
+        let e = problem_of(&cfg, path).expect_err("unknown").to_string();
+        assert!(e.contains("m/config.json") && e.contains("`problem_type`") && e.contains("`ranking`"), "{e}");
     }
 }
