@@ -42,15 +42,17 @@ pub struct Objective {
     pub weights: Option<Vec<f32>>,
     /// Regression loss.
     pub loss: RegressionLoss,
-    /// Regression: the model's outputs are standardised targets; [`Scaling::IDENTITY`] for saved models,
-    /// whose last layer has the scaling folded in.
+    /// Regression: the training targets' scaling. The loss is measured in its standardised units.
     pub scaling: Scaling,
+    /// Regression: the weights have `scaling` folded in (a saved model folder), so the outputs are
+    /// already in the targets' units; otherwise (training, checkpoints) they are standardised.
+    pub folded: bool,
 }
 
 impl Objective {
     /// Softmax cross-entropy with optional class weights.
     pub fn single(weights: Option<Vec<f32>>) -> Objective {
-        Objective { problem: ProblemType::SingleLabel, weights, loss: RegressionLoss::Mse, scaling: Scaling::IDENTITY }
+        Objective { problem: ProblemType::SingleLabel, weights, loss: RegressionLoss::Mse, scaling: Scaling::IDENTITY, folded: false }
     }
 
     /// The objective of a saved model of `problem`, for inference: no weights, no scaling.
@@ -58,10 +60,20 @@ impl Objective {
         Objective { problem, ..Objective::single(None) }
     }
 
-    /// The objective a loaded model predicts with: its problem type, and the target scaling its weights
-    /// are standardised by (none for a saved model folder, where it is folded in).
+    /// The objective a loaded model predicts with: its problem type and the target scaling, standardising
+    /// its weights (a checkpoint) or folded into them (a saved model folder, as its settings record).
     pub fn of_model(model: &crate::model::Classifier) -> Objective {
-        Objective { scaling: model.target_scaling.unwrap_or(Scaling::IDENTITY), ..Objective::inference(model.problem) }
+        let saved = model.saved_meta.as_ref().filter(|m| m.scaling_folded).and_then(|m| m.target_scaling);
+        match (model.target_scaling, saved) {
+            (Some(scaling), _) => Objective { scaling, ..Objective::inference(model.problem) },
+            (None, Some(scaling)) => Objective { scaling, folded: true, ..Objective::inference(model.problem) },
+            (None, None) => Objective::inference(model.problem),
+        }
+    }
+
+    /// The same objective for the model saved from this run (the scaling folded into its weights).
+    pub fn folded(self) -> Objective {
+        Objective { folded: true, ..self }
     }
 
     /// The scores of one logits row: class probabilities, label probabilities, or `[value]`.
@@ -69,6 +81,7 @@ impl Objective {
         match self.problem {
             ProblemType::SingleLabel => softmax_row(row),
             ProblemType::MultiLabel => row.iter().map(|&x| sigmoid(x as f64) as f32).collect(),
+            ProblemType::Regression if self.folded => row.to_vec(),
             ProblemType::Regression => row.iter().map(|&x| self.scaling.inverse(x as f64) as f32).collect(),
         }
     }
@@ -97,11 +110,13 @@ impl Objective {
             ProblemType::Regression => {
                 let n = logits.len().max(1) as f64;
                 let mut loss = 0.0;
+                // outputs in the targets' units (folded weights) move the standardised difference 1/std per unit
+                let dd_dx = if self.folded { 1.0 / self.scaling.std } else { 1.0 };
                 for (i, (&x, &y)) in logits.iter().zip(dense).enumerate() {
-                    let d = x as f64 - self.scaling.forward(y as f64);
+                    let d = if self.folded { (x as f64 - y as f64) / self.scaling.std } else { x as f64 - self.scaling.forward(y as f64) };
                     let (l, g) = self.pointwise(d);
                     loss += l;
-                    dlogits[i] = (g * scale / n) as f32;
+                    dlogits[i] = (g * dd_dx * scale / n) as f32;
                 }
                 loss * scale / n
             }
@@ -238,6 +253,13 @@ mod tests {
         assert!((loss - (0.0 + 0.5 + 2.5) / 3.0).abs() < 1e-12);
         check_gradient(&huber, &[0.5, -1.0, 3.2], 1, &raw);
         assert_eq!(mse.activate(&[1.5]), [13.0]);
+        // folded weights output target units: the same loss and the gradient per target unit
+        let folded = mse.clone().folded();
+        let raw_logits: Vec<f32> = logits.iter().map(|&x| scaling.inverse(x as f64) as f32).collect();
+        let mut folded_grad = [0f32; 3];
+        assert!((folded.loss_grad(&raw_logits, 1, &[], &raw, 1.0, &mut folded_grad) - 10.0 / 3.0).abs() < 1e-6);
+        check_gradient(&folded, &raw_logits, 1, &raw);
+        assert_eq!(folded.activate(&[13.0]), [13.0]);
         let scores: Vec<Vec<f32>> = logits.iter().map(|&x| mse.activate(&[x])).collect();
         assert!((mse.eval_loss(&scores, &Targets::Values(raw.to_vec())) - 10.0 / 3.0).abs() < 1e-6);
     }

@@ -184,6 +184,12 @@ fn regression_trains_on_standardised_targets_and_saves_values_in_target_units() 
     let r = &json["regression"];
     assert!(r["r2"].as_f64().expect("r2") > 0.9 && r["mae"].as_f64().expect("mae") < 0.5, "{json}");
     assert!(json["accuracy"].is_null(), "no classification scores for regression: {json}");
+    // the loss is in standardised units, as in training's validation of the same file and model
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    let (eval_loss, valid_loss) = (json["loss"].as_f64().expect("loss"), summary["best"]["loss"].as_f64().expect("best loss"));
+    assert!((eval_loss - valid_loss).abs() <= 1e-3 * valid_loss.max(1e-3), "eval loss {eval_loss} vs validation {valid_loss}");
+    let o = run(&["eval", "--model", p(&best), "--data", data, "--label-column", "score", "--report", p(&f.root.join("r.html")), "--quiet"]);
+    assert_eq!(o.status.code(), Some(2), "eval --report is single-label only: {}", stderr(&o));
 
     let pred = f.root.join("pred.csv");
     let o = run(&["predict", "--model", p(&best), "--data", data, "--output", p(&pred), "--quiet"]);

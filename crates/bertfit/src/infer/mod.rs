@@ -144,7 +144,7 @@ impl Predictor {
     pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
         let targets = Targets::encode(self.problem(), data, &LabelMap::from_names(self.model.labels.clone())?)?;
         let probs = self.predict_dataset(data, batch_size, on_batch)?;
-        Ok(evaluate_targets(probs, &targets, &self.model.labels, &Objective::inference(self.problem()), self.thresholds()))
+        Ok(evaluate_targets(probs, &targets, &self.model.labels, &Objective::of_model(&self.model), self.thresholds()))
     }
 }
 
@@ -270,7 +270,8 @@ impl Ensemble {
     pub fn evaluate(&self, data: &Dataset, batch_size: usize, on_batch: &mut dyn FnMut(usize, usize)) -> Result<Evaluation> {
         let targets = Targets::encode(self.problem(), data, &LabelMap::from_names(self.labels().to_vec())?)?;
         let probs = self.predict_dataset(data, batch_size, on_batch)?;
-        Ok(evaluate_targets(probs, &targets, self.labels(), &Objective::inference(self.problem()), self.thresholds().as_deref()))
+        // the loss in the first member's units (members of one regression task share its scaling)
+        Ok(evaluate_targets(probs, &targets, self.labels(), &Objective::of_model(self.members[0].model()), self.thresholds().as_deref()))
     }
 }
 

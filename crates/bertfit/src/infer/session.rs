@@ -136,15 +136,15 @@ impl<'a> Session<'a> {
             let objective = Objective::of_model(model);
             let (encoded, windows) = match member.chunking() {
                 Some(c) => {
-                    let w = Windows::of(member.tokenizer(), texts, c.stride)?;
-                    (w.encoded.clone(), Some((w, c.pooling)))
+                    let Windows { encoded, doc, docs } = Windows::of(member.tokenizer(), texts, c.stride)?;
+                    (encoded, Some((doc, docs, c.pooling)))
                 }
                 None => (member.tokenizer().encode_all(texts)?, None),
             };
             let rows = by_batches(&encoded, batch_size, model.config.pad_token_id, &mut |_, _| {}, |b| runner.logits(model, b))?;
             let scores: Vec<Vec<f32>> = rows.iter().map(|r| objective.activate(r)).collect();
             let scores = match windows {
-                Some((w, pooling)) => w.pool(&scores, pooling, model.problem),
+                Some((doc, docs, pooling)) => crate::windows::pool(&scores, &doc, docs, pooling, model.problem),
                 None => scores,
             };
             if out.is_empty() {

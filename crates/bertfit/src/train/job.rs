@@ -422,7 +422,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     rundir::write_json(&cfg.output.join(rundir::RUN_CONFIG), "run configuration", &recorded)?;
 
     let weights = class_weights(&tc.class_weights, &labels, &train_ids)?;
-    let objective = Objective { problem, weights, loss: tc.loss, scaling: scaling.unwrap_or(Scaling::IDENTITY) };
+    let objective = Objective { problem, weights, loss: tc.loss, scaling: scaling.unwrap_or(Scaling::IDENTITY), folded: false };
     let separator = cfg.data.label_separator.clone().unwrap_or_else(|| infer::SET_SEPARATOR.to_string());
     let readout = Readout::of(problem, None, &separator);
     let trainer = Trainer {
@@ -443,8 +443,9 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
     };
     let outcome = trainer.fit(train_split, valid_split, resume_from, obs)?;
 
-    // the best model as saved: regression outputs in target units, so it is scored without the scaling
-    let saved_objective = Objective { scaling: Scaling::IDENTITY, ..objective };
+    // the best model as saved: regression outputs in target units (the loss still in standardised units,
+    // as in validation)
+    let saved_objective = objective.folded();
     let best_dir = cfg.output.join(rundir::BEST);
     let load_best = || Classifier::load(&ModelFolder::open(&best_dir)?, LoadOptions { runtime: runtime.clone(), ..Default::default() });
     if tc.tune_thresholds {
