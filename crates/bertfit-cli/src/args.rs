@@ -30,6 +30,10 @@ pub enum Command {
     Predict(PredictArgs),
     /// Serve a model (or an ensemble) over HTTP: text-embeddings-inference's /predict, with batching.
     Serve(Box<ServeArgs>),
+    /// Continue pretraining an encoder on unlabeled text (masked-language modelling), before fine-tuning.
+    Pretrain(Box<crate::pretrain::PretrainArgs>),
+    /// Show a masked LM's most likely tokens at each [MASK] of a text.
+    FillMask(crate::pretrain::FillMaskArgs),
     /// (Re)write RUN_DIR/report.html from a run directory (finished, running or interrupted).
     Report(ReportArgs),
     /// Synthetic training-step / inference benchmark (driven by bench/run.py).
@@ -596,6 +600,6 @@ pub struct ReportArgs {
     pub png: bool,
 }
 
-fn parse_precision(s: &str) -> Result<bertfit::model::kernels::Precision, String> {
+pub(crate) fn parse_precision(s: &str) -> Result<bertfit::model::kernels::Precision, String> {
     bertfit::model::kernels::Precision::parse(s)
 }

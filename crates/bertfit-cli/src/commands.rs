@@ -1,4 +1,4 @@
-//! The subcommands: train, eval, predict.
+//! The subcommands: train, eval, predict (pretrain and fill-mask live in `pretrain`).
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +23,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval(&a),
         Command::Predict(a) => predict(&a),
         Command::Serve(a) => crate::serve::run(&a),
+        Command::Pretrain(a) => crate::pretrain::run(&a),
+        Command::FillMask(a) => crate::pretrain::fill_mask(&a),
         Command::Report(a) => {
             let path = bertfit::report::write_run_report(&a.run_dir, &ReportOptions { png: a.png })?;
             println!("{}", path.display());
@@ -39,7 +41,7 @@ pub fn run(cli: Cli) -> Result<()> {
 
 /// The runtime of a command: the CPU, a pool of `threads` workers (all cores when absent), our fused
 /// kernels unless `BERTFIT_FUSED=0` (read here, once, to measure what the kernels bring).
-fn runtime(threads: Option<usize>) -> Result<Runtime> {
+pub(crate) fn runtime(threads: Option<usize>) -> Result<Runtime> {
     let fused = std::env::var("BERTFIT_FUSED").map_or(true, |v| v != "0");
     Ok(Runtime::cpu().with_threads(threads.unwrap_or(0))?.with_fused(fused))
 }
@@ -60,11 +62,11 @@ fn batch_bar(what: &str) -> indicatif::ProgressBar {
     bar
 }
 
-static CANCEL: AtomicBool = AtomicBool::new(false);
+pub(crate) static CANCEL: AtomicBool = AtomicBool::new(false);
 
 /// SIGINT/SIGTERM: the first asks training to stop after the current step and checkpoint; a second one
 /// exits at once (checkpoint writes are atomic, so nothing saved is lost).
-fn install_signal_handler() {
+pub(crate) fn install_signal_handler() {
     let installed = ctrlc::set_handler(|| {
         if CANCEL.swap(true, Ordering::SeqCst) {
             std::process::exit(130);

@@ -5,6 +5,7 @@ mod args;
 mod bench;
 mod commands;
 mod gpu;
+mod pretrain;
 mod progress;
 mod ranges;
 mod serve;

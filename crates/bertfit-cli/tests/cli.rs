@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use bertfit::model::random::{tiny_config, write_random_model};
 
+#[path = "cli/pretrain.rs"]
+mod pretrain;
 #[path = "cli/problems.rs"]
 mod problems;
 #[path = "cli/report.rs"]

@@ -7,7 +7,7 @@ use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::bert::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::{AddedToken, EncodeInput, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
@@ -22,6 +22,15 @@ pub struct Encoded {
     pub type_ids: Vec<u32>,
     /// Whether truncation cut tokens off.
     pub truncated: bool,
+}
+
+/// A text's tokens without special tokens, and the word (0, 1, 2, … within the text) each belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Words {
+    /// Token ids.
+    pub ids: Vec<u32>,
+    /// Word index of each token.
+    pub words: Vec<u32>,
 }
 
 /// Which end of a too-long text truncation cuts.
@@ -88,6 +97,10 @@ impl TextTokenizer {
             .map_err(tok_err(path, "cannot set the normalizer"))?
             .with_pre_tokenizer(Some(BertPreTokenizer))
             .with_post_processor(Some(BertProcessing::new(("[SEP]".into(), sep), ("[CLS]".into(), cls))));
+        // as transformers' BertTokenizer: the special tokens in a text are never split (`[MASK]` stays one token)
+        let specials: Vec<AddedToken> =
+            ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().filter(|t| inner.token_to_id(t).is_some()).map(|t| AddedToken::from(*t, true)).collect();
+        inner.add_special_tokens(specials);
         Self::configure(inner, path, max_len)
     }
 
@@ -198,6 +211,60 @@ impl TextTokenizer {
             out.push(windows);
         }
         Ok(out)
+    }
+
+    /// Tokenizes texts whole (no truncation, no special tokens), with the word each token belongs to: for
+    /// masked-LM pretraining, which packs and masks the tokens itself.
+    pub fn encode_words(&self, texts: &[&str]) -> Result<Vec<Words>> {
+        let mut plain = self.inner.clone();
+        plain.with_truncation(None).map_err(tok_err(&self.source, "cannot clear truncation"))?;
+        let inputs: Vec<EncodeInput<'_>> = texts.iter().map(|&t| EncodeInput::from(t)).collect();
+        let encodings = plain.encode_batch(inputs, false).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| {
+                // a token without a word (none in practice) is a word of its own
+                let mut next = e.get_word_ids().iter().flatten().max().map_or(0, |w| w + 1);
+                let words = e
+                    .get_word_ids()
+                    .iter()
+                    .map(|w| {
+                        w.unwrap_or_else(|| {
+                            next += 1;
+                            next - 1
+                        })
+                    })
+                    .collect();
+                Words { ids: e.get_ids().to_vec(), words }
+            })
+            .collect())
+    }
+
+    /// The special tokens the tokenizer puts before and after a single text (`[CLS]` and `[SEP]`,
+    /// `<s>` and `</s>`), read from its post-processor.
+    pub fn single_specials(&self) -> Result<(Vec<u32>, Vec<u32>)> {
+        let e = self.inner.encode("a", true).map_err(tok_err(&self.source, "cannot tokenize input"))?;
+        let (ids, special) = (e.get_ids(), e.get_special_tokens_mask());
+        let before = special.iter().take_while(|&&s| s == 1).count();
+        let after = special[before..].iter().rev().take_while(|&&s| s == 1).count();
+        Ok((ids[..before].to_vec(), ids[ids.len() - after..].to_vec()))
+    }
+
+    /// The mask token (`[MASK]`, `<mask>`) and its id: the special token whose name says mask.
+    pub fn mask_token(&self) -> Option<(String, u32)> {
+        let mut specials: Vec<(u32, String)> =
+            self.inner.get_added_tokens_decoder().into_iter().filter(|(_, t)| t.special).map(|(id, t)| (id, t.content)).collect();
+        specials.sort();
+        specials
+            .into_iter()
+            .find(|(_, c)| c.to_ascii_lowercase().trim_matches(|ch: char| !ch.is_ascii_alphanumeric()) == "mask")
+            .map(|(id, c)| (c, id))
+            .or_else(|| self.token_id("[MASK]").map(|id| ("[MASK]".to_string(), id)))
+    }
+
+    /// The vocabulary entry of `id`.
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     /// Token counts (special tokens included) of each text without truncation, for length statistics.

@@ -46,6 +46,42 @@ pub struct FamilyHead {
     pub input_dropout: bool,
 }
 
+/// A family's masked-language-model head (what `*ForMaskedLM` computes on the encoder output): dense +
+/// activation + LayerNorm, then the decoder, whose weight is tied to the word embeddings, plus a bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MlmHead {
+    /// Hugging Face class of the masked LM, written to `architectures`.
+    pub architecture: &'static str,
+    /// The transform's dense layer (`cls.predictions.transform.dense`), hidden size to embedding size.
+    pub dense: &'static str,
+    /// The transform's LayerNorm.
+    pub norm: &'static str,
+    /// The decoder layer (`cls.predictions.decoder`); its weight is the word embeddings.
+    pub decoder: &'static str,
+    /// The output bias (`cls.predictions.bias`; older checkpoints may name it `DECODER.bias`).
+    pub bias: &'static str,
+    /// The transform's activation; `None`: the config's `hidden_act` (RoBERTa's head is always GELU).
+    pub activation: Option<Activation>,
+}
+
+const BERT_MLM: MlmHead = MlmHead {
+    architecture: "BertForMaskedLM",
+    dense: "cls.predictions.transform.dense",
+    norm: "cls.predictions.transform.LayerNorm",
+    decoder: "cls.predictions.decoder",
+    bias: "cls.predictions.bias",
+    activation: None,
+};
+
+const ROBERTA_MLM: MlmHead = MlmHead {
+    architecture: "RobertaForMaskedLM",
+    dense: "lm_head.dense",
+    norm: "lm_head.layer_norm",
+    decoder: "lm_head.decoder",
+    bias: "lm_head.bias",
+    activation: Some(Activation::GeluErf),
+};
+
 /// One encoder family.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Family {
@@ -81,6 +117,8 @@ pub struct Family {
     /// Whether the engine (`crate::engine`) computes this family (each family enters it with its
     /// engine-vs-graph test; the others train on the candle graph).
     pub engine: bool,
+    /// The masked-LM head `bertfit pretrain` trains, where the family has one on the BERT layout.
+    pub mlm: Option<MlmHead>,
 }
 
 const BERT_HEAD: FamilyHead = FamilyHead { pooler: true, dense: None, out: "classifier", input_dropout: true };
@@ -102,6 +140,7 @@ const BERT: Family = Family {
     outside_encoder: HEAD_NAMES,
     head: BERT_HEAD,
     engine: true,
+    mlm: Some(BERT_MLM),
 };
 
 /// BERT with RoBERTa's positions and head.
@@ -111,6 +150,7 @@ const ROBERTA: Family = Family {
     architecture: "RobertaForSequenceClassification",
     positions: Positions::PadOffset,
     head: ROBERTA_HEAD,
+    mlm: Some(ROBERTA_MLM),
     ..BERT
 };
 
@@ -118,8 +158,18 @@ const ROBERTA: Family = Family {
 pub const FAMILIES: &[Family] = &[
     BERT,
     ROBERTA,
-    Family { model_types: &["xlm-roberta"], architecture: "XLMRobertaForSequenceClassification", ..ROBERTA },
-    Family { model_types: &["camembert"], architecture: "CamembertForSequenceClassification", ..ROBERTA },
+    Family {
+        model_types: &["xlm-roberta"],
+        architecture: "XLMRobertaForSequenceClassification",
+        mlm: Some(MlmHead { architecture: "XLMRobertaForMaskedLM", ..ROBERTA_MLM }),
+        ..ROBERTA
+    },
+    Family {
+        model_types: &["camembert"],
+        architecture: "CamembertForSequenceClassification",
+        mlm: Some(MlmHead { architecture: "CamembertForMaskedLM", ..ROBERTA_MLM }),
+        ..ROBERTA
+    },
     Family {
         model_types: &["distilbert"],
         prefix: "distilbert",
@@ -149,6 +199,14 @@ pub const FAMILIES: &[Family] = &[
             ("seq_classif_dropout", "classifier_dropout"),
         ],
         head: FamilyHead { pooler: false, dense: Some(("pre_classifier", Activation::Relu)), out: "classifier", input_dropout: false },
+        mlm: Some(MlmHead {
+            architecture: "DistilBertForMaskedLM",
+            dense: "vocab_transform",
+            norm: "vocab_layer_norm",
+            decoder: "vocab_projector",
+            bias: "vocab_projector.bias",
+            activation: None,
+        }),
         ..BERT
     },
     Family {
@@ -157,6 +215,15 @@ pub const FAMILIES: &[Family] = &[
         architecture: "ElectraForSequenceClassification",
         projected_embeddings: true,
         head: FamilyHead { dense: Some(("classifier.dense", Activation::GeluErf)), ..ROBERTA_HEAD },
+        // ElectraForMaskedLM (the generator's layout): its transform maps the hidden size to the embedding size
+        mlm: Some(MlmHead {
+            architecture: "ElectraForMaskedLM",
+            dense: "generator_predictions.dense",
+            norm: "generator_predictions.LayerNorm",
+            decoder: "generator_lm_head",
+            bias: "generator_lm_head.bias",
+            activation: Some(Activation::GeluErf),
+        }),
         ..BERT
     },
     Family {
@@ -181,6 +248,7 @@ pub const FAMILIES: &[Family] = &[
         outside_encoder: &["classifier.", "head."],
         head: BERT_HEAD,
         engine: false,
+        mlm: None,
     },
     Family {
         model_types: &["deberta-v2"],
@@ -199,6 +267,7 @@ pub const FAMILIES: &[Family] = &[
         outside_encoder: &["classifier.", "pooler."],
         head: BERT_HEAD,
         engine: false,
+        mlm: None,
     },
 ];
 

@@ -10,6 +10,7 @@ pub mod encoder;
 pub mod family;
 pub mod head;
 pub mod kernels;
+pub mod masked_lm;
 pub mod modernbert;
 pub mod ops;
 pub mod params;
@@ -20,6 +21,7 @@ pub(crate) use bert::site;
 pub use classifier::{Classifier, LoadOptions, SavedMeta};
 pub use config::{Activation, BertConfig, HeadConfig, Pooling};
 pub use family::Family;
+pub use masked_lm::MaskedLm;
 pub use ops::Mode;
 // model files are found by `crate::source`; re-exported here for existing callers
 pub use crate::source::{hub, ModelFolder};

@@ -153,6 +153,16 @@ impl ParamStore {
         Ok(var)
     }
 
+    /// Gives the loaded weight `from` the name `to` (a checkpoint's older name of a weight).
+    pub fn rename(&mut self, from: &str, to: &str) {
+        if let Some(v) = self.vars.remove(from) {
+            self.vars.insert(to.to_string(), v);
+        }
+        if let Some(own) = self.checkpoint_names.remove(from) {
+            self.checkpoint_names.insert(to.to_string(), own);
+        }
+    }
+
     /// True when the checkpoint had `name`.
     pub fn contains(&self, name: &str) -> bool {
         self.vars.contains_key(name)

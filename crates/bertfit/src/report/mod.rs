@@ -20,6 +20,7 @@ mod eval;
 mod font;
 mod html;
 mod multi;
+mod pretrain;
 mod problems;
 mod run;
 mod sections;
@@ -56,8 +57,15 @@ fn png_dir_for(path: &Path) -> PathBuf {
 /// cross-validation or seeds directory it writes each member run's report too and a summary of them.
 /// Returns the page's path.
 pub fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf> {
-    let run = RunDir::read(run_dir)?;
     let path = run_dir.join(crate::rundir::REPORT);
+    if pretrain::is_pretrain_run(run_dir) {
+        let mut figs = Figures::new(opts.png.then(|| png_dir_for(&path)).as_deref())?;
+        let sections = pretrain::sections(run_dir, &mut figs)?;
+        let title = format!("Pretraining report: {}", run_name(run_dir));
+        write_atomic(&path, &page(&title, "masked-language-model pretraining · written by bertfit", &sections))?;
+        return Ok(path);
+    }
+    let run = RunDir::read(run_dir)?;
     let mut figs = Figures::new(opts.png.then(|| png_dir_for(&path)).as_deref())?;
     let sections = match &run.multi {
         Some(m) => {
@@ -70,11 +78,7 @@ pub fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf>
         }
         None => run::sections(&run, &mut figs)?,
     };
-    let name = run_dir
-        .canonicalize()
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| run_dir.display().to_string());
+    let name = run_name(run_dir);
     let model = run.config_str(&["model"]).unwrap_or_else(|| "unknown model".into());
     let kind = match run.multi.as_ref().map(|m| m.kind.as_str()) {
         Some("seeds") => "repeated runs",
@@ -84,6 +88,15 @@ pub fn write_run_report(run_dir: &Path, opts: &ReportOptions) -> Result<PathBuf>
     let title = format!("Training report: {name}");
     write_atomic(&path, &page(&title, &format!("{kind} of {model} · written by bertfit"), &sections))?;
     Ok(path)
+}
+
+/// The run directory's folder name, for titles.
+fn run_name(run_dir: &Path) -> String {
+    run_dir
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| run_dir.display().to_string())
 }
 
 /// Writes an evaluation report to `path` (and with `png` its charts beside it, in a folder named

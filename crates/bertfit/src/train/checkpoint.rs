@@ -10,6 +10,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -143,6 +144,12 @@ pub fn write_model(model: &Classifier, tokenizer: &TextTokenizer, dir: &Path) ->
 pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer: &[(String, Vec<f32>)], state: &TrainerState, dir: &Path) -> Result<()> {
     model.save_checkpoint(dir, tokenizer.max_len())?;
     tokenizer.save(&dir.join("tokenizer.json"))?;
+    write_loop_state(optimizer, state, dir)
+}
+
+/// Writes the optimizer vectors (`optimizer.safetensors`) and a loop's state (`trainer_state.json`)
+/// into a checkpoint folder whose model files the caller writes: shared by fine-tuning and pretraining.
+pub fn write_loop_state<S: Serialize>(optimizer: &[(String, Vec<f32>)], state: &S, dir: &Path) -> Result<()> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (name, data) in optimizer {
         tensors.insert(name.clone(), Tensor::from_slice(data, data.len(), &Device::Cpu)?);
@@ -157,23 +164,24 @@ pub fn write_checkpoint(model: &Classifier, tokenizer: &TextTokenizer, optimizer
     std::fs::write(&path, json).map_err(|e| Error::io("cannot write", &path, e))
 }
 
-/// A verified checkpoint read back from disk.
+/// A verified checkpoint read back from disk, with the state of the loop that wrote it (fine-tuning's
+/// [`TrainerState`] unless said otherwise).
 #[derive(Debug)]
-pub struct Loaded {
+pub struct Loaded<S = TrainerState> {
     /// Its folder (also a model folder).
     pub dir: PathBuf,
     /// Trainer state.
-    pub state: TrainerState,
+    pub state: S,
     /// Optimizer vectors by name.
     pub optimizer: HashMap<String, Vec<f32>>,
 }
 
 /// Reads and verifies one checkpoint folder.
-pub fn load(dir: &Path) -> Result<Loaded> {
+pub fn load<S: DeserializeOwned>(dir: &Path) -> Result<Loaded<S>> {
     verify(dir)?;
     let path = dir.join(STATE);
     let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
-    let state: TrainerState = serde_json::from_str(&text).map_err(|e| Error::parse(Location::file(&path), "corrupt trainer state", e))?;
+    let state: S = serde_json::from_str(&text).map_err(|e| Error::parse(Location::file(&path), "corrupt trainer state", e))?;
     let opt_path = dir.join(OPTIMIZER);
     let tensors = candle_core::safetensors::load(&opt_path, &Device::Cpu)
         .map_err(|e| Error::parse(Location::file(&opt_path), "unreadable optimizer state", Box::new(e) as Box<dyn std::error::Error + Send + Sync>))?;
@@ -208,7 +216,7 @@ pub fn list(run_dir: &Path) -> Vec<PathBuf> {
 }
 
 /// The newest checkpoint that verifies, with the reasons the newer ones were refused.
-pub fn newest_valid(run_dir: &Path) -> (Option<Loaded>, Vec<(PathBuf, Error)>) {
+pub fn newest_valid<S: DeserializeOwned>(run_dir: &Path) -> (Option<Loaded<S>>, Vec<(PathBuf, Error)>) {
     let mut refused = Vec::new();
     for dir in list(run_dir) {
         match load(&dir) {

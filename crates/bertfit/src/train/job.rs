@@ -98,7 +98,7 @@ fn class_weights(cw: &ClassWeights, labels: &LabelMap, train: &Targets) -> Resul
 }
 
 /// Refuses an output directory that holds a run, unless overwriting (read-only: nothing is removed yet).
-fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
+pub(crate) fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
     let taken = RUN_FILES.iter().any(|f| dir.join(f).exists());
     if taken && !overwrite {
         return Err(Error::config(
@@ -114,7 +114,7 @@ fn check_output(dir: &Path, overwrite: bool) -> Result<()> {
 }
 
 /// Clears a previous run's files (after `--overwrite`) and creates the directory.
-fn claim_output(dir: &Path) -> Result<()> {
+pub(crate) fn claim_output(dir: &Path) -> Result<()> {
     for f in RUN_FILES.iter().filter(|f| dir.join(f).exists()) {
         let p = dir.join(f);
         let removed = if p.is_dir() { std::fs::remove_dir_all(&p) } else { std::fs::remove_file(&p) };
@@ -304,7 +304,7 @@ pub fn run_prepared(cfg: &RunConfig, prepared: Prepared, opts: RunOptions<'_>, o
 
     let resume_from = if opts.resume {
         check_fingerprint(cfg)?;
-        let (newest, refused) = checkpoint::newest_valid(&cfg.output);
+        let (newest, refused): (Option<checkpoint::Loaded>, _) = checkpoint::newest_valid(&cfg.output);
         for (dir, err) in &refused {
             obs.on_event(&Event::Warning(format!("refusing checkpoint {}: {err}; falling back to an older one", dir.display())));
         }

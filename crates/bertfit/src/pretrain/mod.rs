@@ -1,0 +1,12 @@
+//! Domain-adaptive pretraining: masked-language modelling on the user's unlabeled text (corpus reading
+//! and packing, dynamic masking, the training run), and fill-mask predictions to check the result.
+
+pub mod config;
+pub mod corpus;
+pub mod fill_mask;
+pub mod masking;
+pub mod run;
+
+pub use config::PretrainConfig;
+pub use corpus::{DocumentSeparator, Packing};
+pub use run::{run, MlmRecord, PretrainOptions, PretrainSummary};
