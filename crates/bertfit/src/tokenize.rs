@@ -100,7 +100,7 @@ impl TextTokenizer {
         // as transformers' BertTokenizer: the special tokens in a text are never split (`[MASK]` stays one token)
         let specials: Vec<AddedToken> =
             ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"].iter().filter(|t| inner.token_to_id(t).is_some()).map(|t| AddedToken::from(*t, true)).collect();
-        inner.add_special_tokens(specials);
+        inner.add_special_tokens(specials).map_err(tok_err(path, "cannot register the special tokens"))?;
         Self::configure(inner, path, max_len)
     }
 
