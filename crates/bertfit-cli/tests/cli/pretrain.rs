@@ -59,6 +59,16 @@ fn pretraining_lowers_the_masked_lm_loss_and_best_fine_tunes() {
     let report = std::fs::read_to_string(out.join("report.html")).expect("report");
     assert!(report.contains("Masked-token accuracy") && report.contains("perplexity"), "report sections");
 
+    // `bertfit report` rewrites a pretraining run's page
+    std::fs::remove_file(out.join("report.html")).expect("rm report");
+    let o = run(&["report", p(&out)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(out.join("report.html")).expect("report").contains("Pretraining report"));
+
+    // bf16 matmuls run the same loop
+    let o = bin().args(pretrain_args(&f, &data, &f.root.join("bf16"), &["--max-steps", "2", "--precision", "bf16"])).output().expect("run");
+    assert!(o.status.success(), "{}", stderr(&o));
+
     // fill-mask on the pretrained model: the corpus's only verb is the top candidate
     let o = run(&["fill-mask", "--model", p(&out.join("best")), "--text", "the movie [MASK] good .", "--json", "--top-k", "3"]);
     assert!(o.status.success(), "{}", stderr(&o));
