@@ -64,6 +64,10 @@ pub struct PretrainArgs {
     /// Peak learning rate [default: 5e-5].
     #[arg(long, allow_negative_numbers = true, value_parser = positive_number())]
     pub lr: Option<f64>,
+    /// Train only the masked-LM head for the first N optimizer steps, the encoder frozen: for checkpoints
+    /// without a head (sentence encoders), so a random head does not pull the encoder around [default: 0].
+    #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
+    pub head_warmup_steps: Option<usize>,
     /// Share of steps spent on linear warmup [default: 0.06].
     #[arg(long, allow_negative_numbers = true, value_parser = fraction())]
     pub warmup_ratio: Option<f64>,
@@ -154,6 +158,7 @@ fn resolve(a: &PretrainArgs) -> Result<PretrainConfig> {
             ("--valid-fraction", a.valid_fraction.is_some()),
             ("--batch-size", a.batch_size.is_some()),
             ("--lr", a.lr.is_some()),
+            ("--head-warmup-steps", a.head_warmup_steps.is_some()),
             ("--warmup-ratio", a.warmup_ratio.is_some()),
             ("--weight-decay", a.weight_decay.is_some()),
             ("--grad-accum", a.grad_accum.is_some()),
@@ -210,6 +215,7 @@ fn resolve(a: &PretrainArgs) -> Result<PretrainConfig> {
     cfg.batch_size = a.batch_size.unwrap_or(cfg.batch_size);
     cfg.eval_batch_size = a.eval_batch_size.unwrap_or(cfg.eval_batch_size);
     cfg.lr = a.lr.unwrap_or(cfg.lr);
+    cfg.head_warmup_steps = a.head_warmup_steps.unwrap_or(cfg.head_warmup_steps);
     cfg.warmup_ratio = a.warmup_ratio.unwrap_or(cfg.warmup_ratio);
     cfg.weight_decay = a.weight_decay.unwrap_or(cfg.weight_decay);
     cfg.grad_accum = a.grad_accum.unwrap_or(cfg.grad_accum);

@@ -159,3 +159,27 @@ fn an_encoder_without_an_mlm_head_gets_one_and_keeps_its_pooler() {
         .to_string();
     assert!(err.contains("model_type") && err.contains("modernbert") && err.contains("bert, roberta"), "{err}");
 }
+
+#[test]
+fn head_warmup_steps_train_the_head_alone() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let corpus = tmp.path().join("corpus.txt");
+    let lines = ["The film was NOT good: its plot dragged.", "Hello, world! This is a tiny corpus for tiny tokenizers.", "Is this review positive? Nobody knows."];
+    std::fs::write(&corpus, lines.iter().cycle().take(24).map(|l| format!("{l}\n")).collect::<String>()).expect("corpus");
+    let start = fixture("bert");
+    let mut cfg = bertfit::pretrain::PretrainConfig::new(vec![corpus], start.to_string_lossy().into_owned(), tmp.path().join("run"));
+    (cfg.max_steps, cfg.head_warmup_steps, cfg.batch_size, cfg.max_len, cfg.valid_fraction, cfg.lr) = (Some(2), 2, 4, 32, 0.0, 1e-2);
+    let opts = bertfit::pretrain::PretrainOptions { overwrite: false, resume: false, cancel: None, runtime: Runtime::cpu() };
+    bertfit::pretrain::run(&cfg, opts, &mut bertfit::train::Silent).expect("pretrain");
+    let (before, after) = (load(&start), load(&tmp.path().join("run/best")));
+    let bits = |m: &MaskedLm, n: &str| -> Vec<f32> { m.params().vars()[n].as_tensor().flatten_all().expect("flat").to_vec1().expect("vec") };
+    let mut head_moved = 0;
+    for name in before.params().vars().keys() {
+        if before.is_head(name) {
+            head_moved += usize::from(bits(&before, name) != bits(&after, name));
+        } else {
+            assert_eq!(bits(&before, name), bits(&after, name), "{name} changed during the head warm-up");
+        }
+    }
+    assert!(head_moved >= 3, "the head trained: {head_moved} tensors moved");
+}

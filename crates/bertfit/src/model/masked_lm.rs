@@ -153,6 +153,12 @@ impl MaskedLm {
         &self.runtime
     }
 
+    /// Whether the canonical weight `name` belongs to the masked-LM head proper (its transform and output
+    /// bias; the decoder weight is the word embeddings, part of the encoder).
+    pub fn is_head(&self, name: &str) -> bool {
+        name.starts_with(&format!("{}.", self.names.dense)) || name.starts_with(&format!("{}.", self.names.norm)) || name == self.names.bias
+    }
+
     /// The head's Hugging Face names.
     pub fn head_names(&self) -> &MlmHead {
         &self.names

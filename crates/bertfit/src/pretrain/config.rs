@@ -45,6 +45,10 @@ pub struct PretrainConfig {
     pub eval_batch_size: usize,
     /// Peak learning rate.
     pub lr: f64,
+    /// The first N optimizer updates train the masked-LM head only (the encoder and the word embeddings
+    /// stay as loaded): for checkpoints without a head, so a random head does not train the encoder.
+    #[serde(default)]
+    pub head_warmup_steps: usize,
     /// Share of updates spent on linear warmup.
     pub warmup_ratio: f64,
     /// AdamW decoupled weight decay.
@@ -91,6 +95,7 @@ impl PretrainConfig {
             batch_size: 32,
             eval_batch_size: 64,
             lr: 5e-5,
+            head_warmup_steps: 0,
             warmup_ratio: 0.06,
             weight_decay: 0.01,
             grad_accum: 1,

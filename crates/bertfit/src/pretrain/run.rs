@@ -375,7 +375,12 @@ impl Session<'_> {
             })?;
             let micro_count = self.opt.accumulated;
             if update {
-                self.model.runtime().install(|| self.opt.apply(lr, clip))?;
+                let (model, opt) = (&self.model, &mut self.opt);
+                if self.st.step < cfg.head_warmup_steps {
+                    model.runtime().install(|| opt.apply_to(lr, clip, |n| model.is_head(n)))?;
+                } else {
+                    model.runtime().install(|| opt.apply(lr, clip))?;
+                }
             }
             self.st.running_loss += loss * mb.positions.len() as f64;
             self.st.running_masked += mb.positions.len();

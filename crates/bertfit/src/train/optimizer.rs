@@ -111,17 +111,26 @@ impl AdamW {
     /// Clips the accumulated gradients to `max_norm` (global L2 norm), applies one update at `lr`, and
     /// zeroes the accumulators. Returns the gradient norm before clipping.
     pub fn apply(&mut self, lr: f64, max_norm: Option<f64>) -> Result<f64> {
-        let norm = self.grad_norm();
+        self.apply_to(lr, max_norm, |_| true)
+    }
+
+    /// [`AdamW::apply`] to the parameters whose name `train` accepts: the others keep their weights and
+    /// moments (no decay either), their accumulated gradients are dropped, and the norm that clipping
+    /// uses is over the updated parameters only.
+    pub fn apply_to(&mut self, lr: f64, max_norm: Option<f64>, train: impl Fn(&str) -> bool) -> Result<f64> {
+        let norm = self.slots.iter().filter(|s| train(&s.name)).map(|s| sum_sq(&s.grad)).sum::<f64>().sqrt();
         self.step += 1;
         let step = AdamStep::new(&self.cfg, self.step, lr, norm, max_norm);
         for slot in &mut self.slots {
-            let update = Update {
-                grad: &slot.grad,
-                m: RefCell::new(slot.m.as_mut_slice()),
-                v: RefCell::new(slot.v.as_mut_slice()),
-                step: AdamStep { decay: if slot.decay { step.decay } else { 0.0 }, ..step },
-            };
-            slot.var.as_tensor().inplace_op1(&update)?;
+            if train(&slot.name) {
+                let update = Update {
+                    grad: &slot.grad,
+                    m: RefCell::new(slot.m.as_mut_slice()),
+                    v: RefCell::new(slot.v.as_mut_slice()),
+                    step: AdamStep { decay: if slot.decay { step.decay } else { 0.0 }, ..step },
+                };
+                slot.var.as_tensor().inplace_op1(&update)?;
+            }
             slot.grad.fill(0.0);
         }
         self.accumulated = 0;
