@@ -355,7 +355,7 @@ pub struct EvalArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
-    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    #[arg(long, value_name = "f32|bf16", value_parser = crate::ranges::precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
     /// Inference path: auto (the engine where it covers the model), graph (candle over our fused ops) or
     /// fused (the engine, on packed tokens).
@@ -383,7 +383,7 @@ pub struct PredictArgs {
     pub data: Option<PathBuf>,
     /// Format of --data when its extension does not tell (standard input): csv, tsv or jsonl
     /// [default: --format's, else jsonl].
-    #[arg(long, value_name = "csv|tsv|jsonl", value_parser = parse_data_format)]
+    #[arg(long, value_name = "csv|tsv|jsonl", value_parser = crate::ranges::data_format)]
     pub data_format: Option<bertfit::data::Format>,
     /// A text to classify (repeatable); results go to standard output.
     #[arg(long, conflicts_with = "data")]
@@ -421,7 +421,7 @@ pub struct PredictArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
     /// Matmul precision of the dense layers: f32 or bf16 [default: f32].
-    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    #[arg(long, value_name = "f32|bf16", value_parser = crate::ranges::precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
     /// Inference path: auto (the engine where it covers the model), graph (candle over our fused ops) or
     /// fused (the engine, on packed tokens).
@@ -488,7 +488,7 @@ pub struct ServeArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
     pub threads: Option<usize>,
     /// Matmul precision of the dense layers: f32 or bf16 [default: the model's].
-    #[arg(long, value_name = "f32|bf16", value_parser = parse_precision)]
+    #[arg(long, value_name = "f32|bf16", value_parser = crate::ranges::precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
     /// Inference path: auto (the engine where it covers the model), graph or fused.
     #[arg(long, value_name = "auto|graph|fused", default_value = "auto", value_parser = bertfit::runtime::EnginePath::parse)]
@@ -498,14 +498,6 @@ pub struct ServeArgs {
     pub device: bertfit::runtime::Accelerator,
 }
 
-fn parse_data_format(s: &str) -> Result<bertfit::data::Format, String> {
-    match s {
-        "csv" => Ok(bertfit::data::Format::Csv),
-        "tsv" => Ok(bertfit::data::Format::Tsv),
-        "jsonl" | "ndjson" => Ok(bertfit::data::Format::JsonLines),
-        other => Err(format!("`{other}`: expected csv, tsv or jsonl")),
-    }
-}
 
 /// `bertfit bench-step SIZE MODE`.
 #[derive(Debug, Args)]
@@ -521,7 +513,7 @@ pub struct BenchArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1), default_value_t = 2)]
     pub threads: usize,
     /// Matmul precision: f32 or bf16.
-    #[arg(long, default_value = "f32", value_parser = parse_precision)]
+    #[arg(long, default_value = "f32", value_parser = crate::ranges::precision)]
     pub precision: bertfit::model::kernels::Precision,
     /// auto (the engine), graph (candle autograd over our fused ops) or fused (the engine: explicit
     /// backward, packed tokens).
@@ -598,8 +590,4 @@ pub struct ReportArgs {
     /// Also export each chart as PNG into RUN_DIR/report/.
     #[arg(long)]
     pub png: bool,
-}
-
-pub(crate) fn parse_precision(s: &str) -> Result<bertfit::model::kernels::Precision, String> {
-    bertfit::model::kernels::Precision::parse(s)
 }

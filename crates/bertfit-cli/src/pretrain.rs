@@ -102,7 +102,7 @@ pub struct PretrainArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(1))]
     pub keep_checkpoints: Option<usize>,
     /// Matmul precision: f32, or bf16 (bf16 operands, f32 accumulation and master weights) [default: f32].
-    #[arg(long, value_name = "f32|bf16", value_parser = crate::args::parse_precision)]
+    #[arg(long, value_name = "f32|bf16", value_parser = crate::ranges::precision)]
     pub precision: Option<bertfit::model::kernels::Precision>,
     /// Compute threads [default: all cores].
     #[arg(long, allow_negative_numbers = true, value_parser = integer_at_least::<usize>(0))]
@@ -284,7 +284,7 @@ pub fn fill_mask(a: &FillMaskArgs) -> Result<()> {
         )
         .into());
     }
-    let tokenizer = bertfit::tokenize::TextTokenizer::for_folder(&folder, bertfit::infer::DEFAULT_MAX_LEN.max(512).min(model.config.max_position_embeddings))?;
+    let tokenizer = bertfit::tokenize::TextTokenizer::for_folder(&folder, 512.min(model.config.max_position_embeddings))?;
     let filled = pretrain::fill_mask::fill_mask(&model, &tokenizer, &a.text, a.top_k)?;
     let mut out = std::io::stdout().lock();
     use std::io::Write;

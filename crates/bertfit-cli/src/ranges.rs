@@ -1,7 +1,7 @@
-//! Range-checked value parsers for numeric flags, so that clap answers an out-of-range value (`-3`,
+//! Value parsers for flags: range-checked numbers, so that clap answers an out-of-range value (`-3`,
 //! `0`, `1.5`) with a usage error naming the flag and the allowed range (exit code 2). The ranges
 //! mirror the library's `validate()` checks, which stay as the second line of defence for values that
-//! come from a `--config` file.
+//! come from a `--config` file. The names of `--precision` and `--data-format` are parsed here too.
 
 use std::fmt::Display;
 
@@ -41,6 +41,21 @@ pub fn non_negative_number() -> impl Fn(&str) -> Result<f64, String> + Clone + S
 /// Numbers in [0, 1) (data shares, warmup ratio, a dropout probability).
 pub fn fraction() -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
     number("a number in [0, 1)", |x| (0.0..1.0).contains(&x))
+}
+
+/// `--precision`: f32 or bf16.
+pub fn precision(s: &str) -> Result<bertfit::model::kernels::Precision, String> {
+    bertfit::model::kernels::Precision::parse(s)
+}
+
+/// `--data-format`: csv, tsv or jsonl (ndjson).
+pub fn data_format(s: &str) -> Result<bertfit::data::Format, String> {
+    match s {
+        "csv" => Ok(bertfit::data::Format::Csv),
+        "tsv" => Ok(bertfit::data::Format::Tsv),
+        "jsonl" | "ndjson" => Ok(bertfit::data::Format::JsonLines),
+        other => Err(format!("`{other}`: expected csv, tsv or jsonl")),
+    }
 }
 
 #[cfg(test)]

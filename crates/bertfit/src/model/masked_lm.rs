@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 use super::bert::{Builder, Freeze, Inputs};
 use super::config::{Activation, BertConfig};
@@ -50,7 +50,7 @@ fn carried(name: &str) -> bool {
 }
 
 /// The masked-LM head names of `config`'s family, or an error naming the families that have one.
-pub fn mlm_head_of(config: &BertConfig, path: &Path) -> Result<MlmHead> {
+fn mlm_head_of(config: &BertConfig, path: &Path) -> Result<MlmHead> {
     config.family().mlm.ok_or_else(|| {
         let with: Vec<&str> = super::family::FAMILIES.iter().filter(|f| f.mlm.is_some()).flat_map(|f| f.model_types.iter().copied()).collect();
         Error::input(
@@ -103,12 +103,12 @@ impl MaskedLm {
     }
 
     /// The encoder's last hidden state, (batch, seq, hidden).
-    pub fn hidden(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
+    fn hidden(&self, inputs: &Inputs, mode: Mode) -> Result<Tensor> {
         self.encoder.forward(inputs, mode)
     }
 
     /// Vocabulary logits of the rows of `hidden` (rows, hidden): the head's transform and the decoder.
-    pub fn head_logits(&self, rows: &Tensor) -> Result<Tensor> {
+    fn head_logits(&self, rows: &Tensor) -> Result<Tensor> {
         let x = self.head.dense.forward_act(rows, self.head.act)?;
         let x = self.head.norm.forward(&x)?;
         self.head.decoder.forward(&x)
@@ -207,31 +207,4 @@ impl MaskedLm {
         };
         self.store.save_with(&dir.join("model.safetensors"), rename, &HashMap::new())
     }
-
-    /// Sum of the masked tokens' negative log-likelihoods and the number of them predicted right, for
-    /// `logits` (rows, vocab) against `targets` (one per row): evaluation's counts.
-    pub fn score(logits: &Tensor, targets: &[u32]) -> Result<(f64, usize)> {
-        let logp = super::ops::log_softmax_last(&logits.to_dtype(DType::F32)?)?;
-        let rows: Vec<Vec<f32>> = logp.to_vec2()?;
-        let mut nll = 0.0;
-        let mut correct = 0;
-        for (row, &t) in rows.iter().zip(targets) {
-            nll -= row.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY) as f64;
-            if argmax(row) == t as usize {
-                correct += 1;
-            }
-        }
-        Ok((nll, correct))
-    }
-}
-
-/// Index of the largest value (the first on ties).
-fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = i;
-        }
-    }
-    best
 }

@@ -6,7 +6,9 @@ pub mod corpus;
 pub mod fill_mask;
 pub mod masking;
 pub mod run;
+pub mod state;
 
 pub use config::PretrainConfig;
 pub use corpus::{DocumentSeparator, Packing};
-pub use run::{run, MlmRecord, PretrainOptions, PretrainSummary};
+pub use run::{run, PretrainOptions, PretrainSummary};
+pub use state::{MlmRecord, PretrainState};

@@ -7,12 +7,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
 use sha2::Digest;
 
 use super::config::PretrainConfig;
 use super::corpus::{self, Sequence};
 use super::masking::{self, Masked, Masking};
+pub use super::state::{MlmRecord, PretrainState};
 use crate::batch;
 use crate::error::{Error, Location, Result};
 use crate::faults;
@@ -24,74 +24,11 @@ use crate::source::ModelFolder;
 use crate::tokenize::{Encoded, TextTokenizer};
 use crate::train::checkpoint::{self, Loaded};
 use crate::train::early_stopping::{Decision, EarlyStopping};
+use crate::train::plan::Plan;
 use crate::train::optimizer::{AdamW, AdamWConfig};
 use crate::train::schedule::Schedule;
 use crate::train::state::StepRecord;
 use crate::train::{Event, Observer};
-
-/// One evaluation: a line of `RUN_DIR/metrics.jsonl`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MlmRecord {
-    /// `train` (the epoch's training batches, dropout on) or `valid`.
-    pub split: String,
-    /// Epoch position (1.0 = end of the first epoch).
-    pub epoch: f64,
-    /// Optimizer updates done.
-    pub step: usize,
-    /// Mean cross-entropy over the masked tokens.
-    pub loss: f64,
-    /// `exp(loss)`.
-    pub perplexity: f64,
-    /// Share of masked tokens predicted exactly (validation only).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub accuracy: Option<f64>,
-    /// Masked tokens scored.
-    pub masked_tokens: usize,
-    /// Learning rate at this point.
-    pub learning_rate: f64,
-    /// Seconds of training so far.
-    pub elapsed_s: f64,
-}
-
-/// Everything the loop reads between steps besides weights and optimizer moments; saved in every
-/// checkpoint.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PretrainState {
-    /// Current epoch (0-based).
-    pub epoch: usize,
-    /// Micro-batches done in the current epoch.
-    pub batches_done: usize,
-    /// Optimizer updates done.
-    pub step: usize,
-    /// Micro-batches done since the start (keys dropout).
-    pub micro_step: u64,
-    /// Micro-batches whose gradients sit in the optimizer's accumulators.
-    pub accumulated: usize,
-    /// Learning-rate schedule and its state.
-    pub schedule: Schedule,
-    /// Early stopping on the validation loss.
-    pub early_stopping: EarlyStopping,
-    /// Every evaluation so far.
-    pub history: Vec<MlmRecord>,
-    /// The best validation evaluation so far.
-    pub best: Option<MlmRecord>,
-    /// Every optimizer update so far.
-    pub steps: Vec<StepRecord>,
-    /// Loss sum of the micro-batches since the last update.
-    pub pending_loss: f64,
-    /// This epoch's summed masked-token loss (each batch's mean times its masked tokens).
-    pub running_loss: f64,
-    /// This epoch's masked tokens.
-    pub running_masked: usize,
-    /// Real tokens trained on.
-    pub tokens: usize,
-    /// Seconds of training so far (summed over sessions).
-    pub elapsed_s: f64,
-    /// Why training ended, once it has.
-    pub finished: Option<String>,
-    /// sha256 of the training and validation sequences: a resumed run must see the same data.
-    pub data_digest: String,
-}
 
 /// How a run is started.
 pub struct PretrainOptions<'a> {
@@ -198,20 +135,33 @@ struct MaskedBatch {
 }
 
 fn masked_batch(seqs: &[Sequence], indices: &[usize], masking: &Masking, key: impl Fn(usize) -> u64, pad: u32) -> MaskedBatch {
-    let masked: Vec<Masked> = indices.iter().map(|&i| masking.apply(&seqs[i], key(i))).collect();
-    let encoded: Vec<Encoded> =
-        masked.iter().map(|m| Encoded { ids: m.ids.clone(), type_ids: vec![0; m.ids.len()], truncated: false }).collect();
+    let seq_len = indices.iter().map(|&i| seqs[i].ids.len()).max().unwrap_or(0);
+    let mut encoded = Vec::with_capacity(indices.len());
+    let (mut positions, mut targets) = (Vec::new(), Vec::new());
+    for (row, &i) in indices.iter().enumerate() {
+        let Masked { ids, positions: at, targets: want } = masking.apply(&seqs[i], key(i));
+        positions.extend(at.iter().map(|&p| (row * seq_len) as u32 + p));
+        targets.extend(want);
+        encoded.push(Encoded { type_ids: vec![0; ids.len()], ids, truncated: false });
+    }
     let local: Vec<usize> = (0..encoded.len()).collect();
     let batch = batch::collate(&encoded, &local, None, pad);
-    let mut positions = Vec::new();
-    let mut targets = Vec::new();
-    for (row, m) in masked.iter().enumerate() {
-        for (&p, &t) in m.positions.iter().zip(&m.targets) {
-            positions.push((row * batch.seq_len) as u32 + p);
-            targets.push(t);
-        }
-    }
+    debug_assert_eq!(batch.seq_len, seq_len);
     MaskedBatch { batch, positions, targets }
+}
+
+/// The summed negative log-likelihood of `targets` (one per row of `logits`, (rows, vocab)) and how many
+/// of them are the row's most likely token: evaluation's counts.
+pub fn masked_token_scores(logits: &candle_core::Tensor, targets: &[u32]) -> Result<(f64, usize)> {
+    let logp = crate::model::ops::log_softmax_last(&logits.to_dtype(candle_core::DType::F32)?)?;
+    let rows: Vec<Vec<f32>> = logp.to_vec2()?;
+    let mut nll = 0.0;
+    let mut correct = 0;
+    for (row, &t) in rows.iter().zip(targets) {
+        nll -= row.get(t as usize).copied().unwrap_or(f32::NEG_INFINITY) as f64;
+        correct += usize::from(crate::infer::argmax(row) == t as usize);
+    }
+    Ok((nll, correct))
 }
 
 /// Mean loss, accuracy and masked-token count of `seqs` under fixed masks (the same every evaluation).
@@ -228,7 +178,7 @@ fn evaluate(model: &MaskedLm, seqs: &[Sequence], masking: &Masking, cfg: &Pretra
             let (n, c) = model.runtime().install(|| -> Result<(f64, usize)> {
                 let inputs = Inputs::from_batch(&mb.batch, view.device())?;
                 let logits = view.logits_at(&inputs, &mb.positions, Mode::EVAL)?;
-                MaskedLm::score(&logits, &mb.targets)
+                masked_token_scores(&logits, &mb.targets)
             })?;
             nll += n;
             correct += c;
@@ -240,23 +190,6 @@ fn evaluate(model: &MaskedLm, seqs: &[Sequence], masking: &Masking, cfg: &Pretra
     let loss = if count == 0 { f64::NAN } else { nll / count as f64 };
     let accuracy = if count == 0 { f64::NAN } else { correct as f64 / count as f64 };
     Ok((loss, accuracy, count))
-}
-
-/// The run's shape.
-struct Plan {
-    epochs: usize,
-    total_steps: usize,
-    batches_per_epoch: usize,
-}
-
-impl Plan {
-    fn new(cfg: &PretrainConfig, sequences: usize) -> Plan {
-        let batches_per_epoch = sequences.div_ceil(cfg.batch_size);
-        let updates_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
-        let total_steps = cfg.max_steps.unwrap_or(updates_per_epoch * cfg.epochs);
-        let epochs = cfg.max_steps.map_or(cfg.epochs, |m| m.div_ceil(updates_per_epoch.max(1)));
-        Plan { epochs, total_steps, batches_per_epoch }
-    }
 }
 
 /// The loop's parts.
@@ -484,7 +417,7 @@ pub fn run(cfg: &PretrainConfig, opts: PretrainOptions<'_>, obs: &mut dyn Observ
         if model.head_initialised {
             notes.push(format!("{} has no masked-LM head: `{}` is initialised (seed {})", cfg.model, model.head_names().dense, cfg.seed));
         }
-        let missing: Vec<&String> = model.load_report.missing.iter().filter(|n| !n.starts_with(model.head_names().dense) && !n.starts_with(model.head_names().norm) && n.as_str() != model.head_names().bias).collect();
+        let missing: Vec<&String> = model.load_report.missing.iter().filter(|n| !model.is_head(n)).collect();
         if !missing.is_empty() {
             notes.push(format!("initialised (not in the checkpoint): {}", missing.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")));
         }
@@ -499,7 +432,7 @@ pub fn run(cfg: &PretrainConfig, opts: PretrainOptions<'_>, obs: &mut dyn Observ
     let masking = masking(cfg, &tokenizer, &model)?;
     let corpus = read_corpus(cfg, &tokenizer)?;
     let data_digest = digest(&corpus);
-    let plan = Plan::new(cfg, corpus.train.len());
+    let plan = Plan::new(corpus.train.len(), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps);
     let adam = AdamWConfig { weight_decay: cfg.weight_decay, ..Default::default() };
     let mut opt = AdamW::new(model.trainable(), adam);
     let st = match resume_from {
@@ -550,12 +483,10 @@ pub fn run(cfg: &PretrainConfig, opts: PretrainOptions<'_>, obs: &mut dyn Observ
     let offset_s = st.elapsed_s;
     let mut s = Session { cfg, model, tokenizer, opt, masking, st, log, step_log, clock: Instant::now(), offset_s, cancel: opts.cancel };
     // the starting point, measured once: what pretraining has to improve on
-    let mut initial = None;
     if s.st.history.is_empty() && !corpus.valid.is_empty() {
         let (loss, accuracy, masked) = evaluate(&s.model, &corpus.valid, &s.masking, cfg, obs)?;
         let rec = MlmRecord { split: "valid".into(), epoch: 0.0, step: 0, loss, perplexity: loss.exp(), accuracy: Some(accuracy), masked_tokens: masked, learning_rate: 0.0, elapsed_s: 0.0 };
-        s.record(rec.clone(), obs)?;
-        initial = Some(rec);
+        s.record(rec, obs)?;
     }
     while s.st.finished.is_none() && s.st.epoch < plan.epochs {
         s.run_epoch(&corpus, obs)?;
@@ -568,7 +499,7 @@ pub fn run(cfg: &PretrainConfig, opts: PretrainOptions<'_>, obs: &mut dyn Observ
         s.save_best(obs)?;
         s.st.best = s.st.history.iter().rev().find(|r| r.split == "train").cloned();
     }
-    let initial = initial.or_else(|| s.st.history.iter().find(|r| r.split == "valid" && r.step == 0).cloned());
+    let initial = s.st.history.iter().find(|r| r.split == "valid" && r.step == 0).cloned();
     let summary = PretrainSummary {
         epochs: s.st.epoch,
         steps: s.st.step,

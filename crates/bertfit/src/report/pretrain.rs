@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::chart::{Chart, Line, Plot, GREY, PALETTE};
 use super::html::{grid, key_values, note, Cell, Figures, Section};
+use super::rundir;
 use super::series::{ema, smoothing_for, Points};
 use crate::error::Result;
 use crate::pretrain::MlmRecord;
@@ -12,15 +13,7 @@ use crate::train::state::StepRecord;
 
 /// Whether `run_dir` holds a pretraining run (its configuration has pretraining's keys).
 pub fn is_pretrain_run(run_dir: &Path) -> bool {
-    std::fs::read_to_string(run_dir.join(crate::rundir::RUN_CONFIG))
-        .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .is_some_and(|v| v.get("mlm_probability").is_some())
-}
-
-/// JSON lines of `path` that parse as `T` (a torn last line of a running or killed run is skipped).
-fn lines<T: serde::de::DeserializeOwned>(path: &Path) -> Vec<T> {
-    std::fs::read_to_string(path).map(|t| t.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()).unwrap_or_default()
+    rundir::read_json::<serde_json::Value>(&run_dir.join(crate::rundir::RUN_CONFIG)).ok().flatten().is_some_and(|v| v.get("mlm_probability").is_some())
 }
 
 fn series(records: &[MlmRecord], split: &str, value: impl Fn(&MlmRecord) -> Option<f64>) -> Points {
@@ -29,16 +22,11 @@ fn series(records: &[MlmRecord], split: &str, value: impl Fn(&MlmRecord) -> Opti
 
 /// The page's sections.
 pub(super) fn sections(run_dir: &Path, figs: &mut Figures) -> Result<Vec<Section>> {
-    let records: Vec<MlmRecord> = lines(&run_dir.join(crate::rundir::METRICS));
-    let steps: Vec<StepRecord> = lines(&run_dir.join(crate::rundir::STEPS));
-    let config: serde_json::Value = std::fs::read_to_string(run_dir.join(crate::rundir::RUN_CONFIG))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
-    let summary: serde_json::Value = std::fs::read_to_string(run_dir.join(crate::rundir::SUMMARY))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let mut notes = Vec::new();
+    let records: Vec<MlmRecord> = rundir::read_jsonl(&run_dir.join(crate::rundir::METRICS), &mut notes)?;
+    let steps: Vec<StepRecord> = rundir::read_jsonl(&run_dir.join(crate::rundir::STEPS), &mut notes)?;
+    let config: serde_json::Value = rundir::read_json(&run_dir.join(crate::rundir::RUN_CONFIG))?.unwrap_or_default();
+    let summary: serde_json::Value = rundir::read_json(&run_dir.join(crate::rundir::SUMMARY))?.unwrap_or_default();
     let text = |v: &serde_json::Value| match v {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Null => "–".into(),
@@ -68,6 +56,9 @@ pub(super) fn sections(run_dir: &Path, figs: &mut Figures) -> Result<Vec<Section
     let mut body = key_values(&kv);
     if summary.is_null() {
         body.push_str(&note("The run has not finished (or was interrupted): this shows what it has written so far."));
+    }
+    for n in &notes {
+        body.push_str(&note(n));
     }
     out.push(Section::new("summary", "Pretraining", body));
 

@@ -305,7 +305,7 @@ fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
+pub(crate) fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     let Some(text) = read_optional(path)? else { return Ok(None) };
     serde_json::from_str(&text).map(Some).map_err(|e| Error::parse(Location::file(path), "malformed JSON", e))
 }

@@ -9,6 +9,7 @@ pub mod events;
 pub mod job;
 pub mod loss;
 pub mod optimizer;
+pub(crate) mod plan;
 pub mod runner;
 pub mod schedule;
 pub mod state;

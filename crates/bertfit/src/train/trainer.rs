@@ -18,6 +18,7 @@ use super::optimizer::AdamW;
 use super::runner::Runner;
 use crate::engine::device::DynBackend;
 use crate::engine::Engine;
+use super::plan::Plan;
 use super::schedule::Schedule;
 use super::state::{Running, StepRecord, TrainerState};
 use crate::batch::{self, Batch};
@@ -176,23 +177,6 @@ pub fn step(
     })
 }
 
-/// The run's shape, derived from config and data size.
-struct Plan {
-    epochs: usize,
-    total_steps: usize,
-    batches_per_epoch: usize,
-}
-
-impl Plan {
-    fn new(cfg: &TrainConfig, examples: usize) -> Self {
-        let batches_per_epoch = examples.div_ceil(cfg.batch_size);
-        let updates_per_epoch = batches_per_epoch.div_ceil(cfg.grad_accum);
-        let total_steps = cfg.max_steps.unwrap_or(updates_per_epoch * cfg.epochs);
-        let epochs = cfg.max_steps.map_or(cfg.epochs, |m| m.div_ceil(updates_per_epoch));
-        Plan { epochs, total_steps, batches_per_epoch }
-    }
-}
-
 /// Mutable parts of a session.
 struct Session<'s> {
     st: TrainerState,
@@ -223,7 +207,7 @@ impl Trainer<'_> {
         if lengths.is_empty() {
             return Err(Error::config("train", "no training examples"));
         }
-        let plan = Plan::new(cfg, lengths.len());
+        let plan = Plan::new(lengths.len(), cfg.batch_size, cfg.grad_accum, cfg.epochs, cfg.max_steps);
         let mut runner = Runner::new(self.model, cfg, cfg.engine)?;
         let st = match resume {
             Some(loaded) => {
